@@ -1,0 +1,686 @@
+//! The PCS record (PROTOCOL.md section 1) and its strict JSON parser.
+//!
+//! Parsing is hand-driven through serde's map visitor rather than `#[derive(Deserialize)]` so
+//! that every duplicate key (known or unknown, at any level) is refused and every error names
+//! the field path it concerns.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The only schema name accepted.
+pub const SCHEMA: &str = "fractal-lba-kakeya";
+/// The only protocol version accepted today.
+pub const VERSION: &str = "0.1";
+/// Largest accepted `epoch` (2^53 - 1).
+pub const MAX_EPOCH: u64 = (1 << 53) - 1;
+/// Largest accepted scale (2^20).
+pub const MAX_SCALE: u64 = 1 << 20;
+/// Byte bounds of `shard_id`.
+pub const SHARD_ID_MAX_BYTES: usize = 256;
+
+/// The agent's regime claim, and the server's classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Regime {
+    Sticky,
+    Mixed,
+    NonSticky,
+}
+
+impl Regime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Regime::Sticky => "sticky",
+            Regime::Mixed => "mixed",
+            Regime::NonSticky => "non_sticky",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Regime> {
+        match s {
+            "sticky" => Some(Regime::Sticky),
+            "mixed" => Some(Regime::Mixed),
+            "non_sticky" => Some(Regime::NonSticky),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Regime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Fault-tolerance metadata an agent may attach (informational, unsigned).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultTolerance {
+    pub outbox_seq: Option<i64>,
+    pub degraded: Option<bool>,
+    pub fallbacks: Option<Vec<String>>,
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// A structurally valid Proof-of-Computation Summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pcs {
+    pub pcs_id: String,
+    pub schema: String,
+    pub version: String,
+    pub shard_id: String,
+    pub epoch: u64,
+    pub attempt: u64,
+    /// The agent's `sent_at`, kept verbatim (it is informational).
+    pub sent_at: String,
+    pub sent_at_parsed: OffsetDateTime,
+    /// Any 64-bit signed or unsigned value.
+    pub seed: i128,
+    pub scales: Vec<u64>,
+    /// `N_j` entries in document order; keys are kept as strings (non-scale keys are ignored).
+    pub n_j: Vec<(String, i64)>,
+    pub coh_star: f64,
+    pub v_star: [f64; 3],
+    pub d_hat: f64,
+    pub r: f64,
+    pub regime: Regime,
+    pub budget: f64,
+    pub merkle_root: String,
+    /// `None` when absent; present but empty or undecodable is a signature failure later.
+    pub sig: Option<String>,
+    pub ft: Option<FaultTolerance>,
+}
+
+impl Pcs {
+    /// `N_j[str(scale)]`, if present.
+    pub fn n_for_scale(&self, scale: u64) -> Option<i64> {
+        // Scales are few (<= 64): a linear scan beats building a map per request.
+        let mut key = Vec::with_capacity(8);
+        crate::canon::write_int(&mut key, i128::from(scale));
+        self.n_j
+            .iter()
+            .find(|(k, _)| k.as_bytes() == key.as_slice())
+            .map(|(_, v)| *v)
+    }
+
+    /// Whether the agent marked itself degraded.
+    pub fn degraded(&self) -> bool {
+        self.ft.as_ref().and_then(|f| f.degraded).unwrap_or(false)
+    }
+}
+
+/// What kind of malformed input this was (a closed set, safe as a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParseErrorKind {
+    /// Not JSON at all (syntax, truncated, trailing data, NaN/Infinity literals).
+    MalformedJson,
+    /// JSON, but not a valid PCS (missing/duplicate key, wrong type, out of range).
+    InvalidPcs,
+}
+
+impl ParseErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ParseErrorKind::MalformedJson => "malformed_json",
+            ParseErrorKind::InvalidPcs => "invalid_pcs",
+        }
+    }
+}
+
+/// A PCS that could not be parsed: answered with HTTP 400 / gRPC `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub kind: ParseErrorKind,
+    pub message: String,
+}
+
+impl ParseError {
+    fn invalid(message: impl Into<String>) -> Self {
+        ParseError { kind: ParseErrorKind::InvalidPcs, message: message.into() }
+    }
+}
+
+/// Parses and structurally validates one PCS from JSON bytes.
+pub fn parse_pcs(body: &[u8]) -> Result<Pcs, ParseError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = match RawPcs::deserialize_from(&mut de) {
+        Ok(raw) => raw,
+        Err(e) => return Err(from_json_error(&e)),
+    };
+    if let Err(e) = de.end() {
+        return Err(from_json_error(&e));
+    }
+    raw.validate()
+}
+
+fn from_json_error(e: &serde_json::Error) -> ParseError {
+    use serde_json::error::Category;
+    let kind = match e.classify() {
+        Category::Data => ParseErrorKind::InvalidPcs,
+        Category::Io | Category::Syntax | Category::Eof => ParseErrorKind::MalformedJson,
+    };
+    let text = e.to_string();
+    // serde_json appends " at line L column C"; keep one position, in parentheses.
+    let message = match text.rfind(" at line ") {
+        Some(i) if e.line() > 0 => {
+            format!("{} (line {}, column {})", &text[..i], e.line(), e.column())
+        }
+        _ => text,
+    };
+    let message = match kind {
+        ParseErrorKind::MalformedJson => format!("malformed json: {message}"),
+        ParseErrorKind::InvalidPcs => message,
+    };
+    ParseError { kind, message }
+}
+
+/// Top-level keys the parser knows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    PcsId,
+    Schema,
+    Version,
+    ShardId,
+    Epoch,
+    Attempt,
+    SentAt,
+    Seed,
+    Scales,
+    NJ,
+    CohStar,
+    VStar,
+    DHat,
+    R,
+    Regime,
+    Budget,
+    MerkleRoot,
+    Sig,
+    Ft,
+}
+
+const FIELDS: [(&str, Field); 19] = [
+    ("pcs_id", Field::PcsId),
+    ("schema", Field::Schema),
+    ("version", Field::Version),
+    ("shard_id", Field::ShardId),
+    ("epoch", Field::Epoch),
+    ("attempt", Field::Attempt),
+    ("sent_at", Field::SentAt),
+    ("seed", Field::Seed),
+    ("scales", Field::Scales),
+    ("N_j", Field::NJ),
+    ("coh_star", Field::CohStar),
+    ("v_star", Field::VStar),
+    ("D_hat", Field::DHat),
+    ("r", Field::R),
+    ("regime", Field::Regime),
+    ("budget", Field::Budget),
+    ("merkle_root", Field::MerkleRoot),
+    ("sig", Field::Sig),
+    ("ft", Field::Ft),
+];
+
+/// The document as read, before range checks.
+#[derive(Default)]
+struct RawPcs {
+    pcs_id: Option<String>,
+    schema: Option<String>,
+    version: Option<String>,
+    shard_id: Option<String>,
+    epoch: Option<u64>,
+    attempt: Option<i64>,
+    sent_at: Option<String>,
+    seed: Option<i128>,
+    scales: Option<Vec<u64>>,
+    n_j: Option<Vec<(String, i64)>>,
+    coh_star: Option<f64>,
+    v_star: Option<[f64; 3]>,
+    d_hat: Option<f64>,
+    r: Option<f64>,
+    regime: Option<String>,
+    budget: Option<f64>,
+    merkle_root: Option<String>,
+    sig: Option<String>,
+    ft: Option<FaultTolerance>,
+}
+
+/// A map key read as a string slice when it can be borrowed, owned otherwise.
+struct Key(String);
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(v.to_owned()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn field_err<E: de::Error>(path: &str, e: impl fmt::Display) -> E {
+    E::custom(format_args!("field `{path}`: {}", strip_position(&e.to_string())))
+}
+
+fn strip_position(s: &str) -> &str {
+    match s.rfind(" at line ") {
+        Some(i) => &s[..i],
+        None => s,
+    }
+}
+
+/// Reads one value of type `T` for `path`, prefixing any error with the path.
+fn value<'de, A: MapAccess<'de>, T: de::Deserialize<'de>>(
+    map: &mut A,
+    path: &str,
+) -> Result<T, A::Error> {
+    map.next_value::<T>().map_err(|e| field_err(path, e))
+}
+
+fn set_once<T, E: de::Error>(slot: &mut Option<T>, v: T, path: &str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::custom(format_args!("duplicate key `{path}`")));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+/// A JSON float that must be finite (serde_json already refuses NaN/Infinity literals and
+/// out-of-range numbers; this also refuses non-numbers with a clear message).
+struct Finite(f64);
+
+impl<'de> de::Deserialize<'de> for Finite {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v.is_finite() {
+            Ok(Finite(v))
+        } else {
+            Err(de::Error::custom("number is not finite"))
+        }
+    }
+}
+
+impl RawPcs {
+    fn deserialize_from<'de, D: Deserializer<'de>>(d: D) -> Result<RawPcs, D::Error> {
+        d.deserialize_map(PcsVisitor)
+    }
+
+    fn validate(self) -> Result<Pcs, ParseError> {
+        fn need<T>(v: Option<T>, name: &str) -> Result<T, ParseError> {
+            v.ok_or_else(|| ParseError::invalid(format!("missing field `{name}`")))
+        }
+        let pcs_id = need(self.pcs_id, "pcs_id")?;
+        let schema = need(self.schema, "schema")?;
+        let version = need(self.version, "version")?;
+        let shard_id = need(self.shard_id, "shard_id")?;
+        let epoch = need(self.epoch, "epoch")?;
+        let attempt = need(self.attempt, "attempt")?;
+        let sent_at = need(self.sent_at, "sent_at")?;
+        let seed = need(self.seed, "seed")?;
+        let scales = need(self.scales, "scales")?;
+        let n_j = need(self.n_j, "N_j")?;
+        let coh_star = need(self.coh_star, "coh_star")?;
+        let v_star = need(self.v_star, "v_star")?;
+        let d_hat = need(self.d_hat, "D_hat")?;
+        let r = need(self.r, "r")?;
+        let regime = need(self.regime, "regime")?;
+        let budget = need(self.budget, "budget")?;
+        let merkle_root = need(self.merkle_root, "merkle_root")?;
+
+        if !is_lower_hex64(&pcs_id) {
+            return Err(ParseError::invalid("field `pcs_id`: must be 64 lowercase hex characters"));
+        }
+        if schema != SCHEMA {
+            return Err(ParseError::invalid(format!(
+                "field `schema`: unsupported schema, expected \"{SCHEMA}\""
+            )));
+        }
+        if version != VERSION {
+            return Err(ParseError::invalid(format!(
+                "field `version`: unsupported version, expected \"{VERSION}\""
+            )));
+        }
+        if shard_id.is_empty() || shard_id.len() > SHARD_ID_MAX_BYTES {
+            return Err(ParseError::invalid(format!(
+                "field `shard_id`: must be 1 to {SHARD_ID_MAX_BYTES} bytes of utf-8, got {}",
+                shard_id.len()
+            )));
+        }
+        if epoch > MAX_EPOCH {
+            return Err(ParseError::invalid(format!(
+                "field `epoch`: must be at most 2^53-1, got {epoch}"
+            )));
+        }
+        if attempt < 1 {
+            return Err(ParseError::invalid(format!(
+                "field `attempt`: must be at least 1, got {attempt}"
+            )));
+        }
+        let sent_at_parsed = OffsetDateTime::parse(&sent_at, &Rfc3339).map_err(|_| {
+            ParseError::invalid("field `sent_at`: must be an rfc 3339 timestamp")
+        })?;
+        if !(-(1i128 << 63)..=i128::from(u64::MAX)).contains(&seed) {
+            return Err(ParseError::invalid("field `seed`: must fit in 64 bits"));
+        }
+        if !(2..=64).contains(&scales.len()) {
+            return Err(ParseError::invalid(format!(
+                "field `scales`: must have 2 to 64 entries, got {}",
+                scales.len()
+            )));
+        }
+        for (i, &s) in scales.iter().enumerate() {
+            if !(1..=MAX_SCALE).contains(&s) {
+                return Err(ParseError::invalid(format!(
+                    "field `scales[{i}]`: must be between 1 and 2^20, got {s}"
+                )));
+            }
+            if i > 0 && s <= scales[i - 1] {
+                return Err(ParseError::invalid(format!(
+                    "field `scales[{i}]`: scales must be strictly increasing"
+                )));
+            }
+        }
+        let regime = Regime::parse(&regime).ok_or_else(|| {
+            ParseError::invalid("field `regime`: must be one of sticky, mixed, non_sticky")
+        })?;
+        if !is_lower_hex64(&merkle_root) {
+            return Err(ParseError::invalid(
+                "field `merkle_root`: must be 64 lowercase hex characters",
+            ));
+        }
+        Ok(Pcs {
+            pcs_id,
+            schema,
+            version,
+            shard_id,
+            epoch,
+            attempt: attempt as u64,
+            sent_at,
+            sent_at_parsed,
+            seed,
+            scales,
+            n_j,
+            coh_star,
+            v_star,
+            d_hat,
+            r,
+            regime,
+            budget,
+            merkle_root,
+            sig: self.sig,
+            ft: self.ft,
+        })
+    }
+}
+
+/// Whether `s` is exactly 64 lowercase hex characters.
+pub fn is_lower_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+struct PcsVisitor;
+
+impl<'de> Visitor<'de> for PcsVisitor {
+    type Value = RawPcs;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a pcs json object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPcs, A::Error> {
+        let mut raw = RawPcs::default();
+        let mut unknown: Vec<String> = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            let Some(&(name, field)) = FIELDS.iter().find(|(n, _)| *n == key) else {
+                if unknown.contains(&key) {
+                    return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                }
+                map.next_value::<IgnoredAny>()?;
+                unknown.push(key);
+                continue;
+            };
+            match field {
+                Field::PcsId => set_once(&mut raw.pcs_id, value(&mut map, name)?, name)?,
+                Field::Schema => set_once(&mut raw.schema, value(&mut map, name)?, name)?,
+                Field::Version => set_once(&mut raw.version, value(&mut map, name)?, name)?,
+                Field::ShardId => set_once(&mut raw.shard_id, value(&mut map, name)?, name)?,
+                Field::Epoch => set_once(&mut raw.epoch, value(&mut map, name)?, name)?,
+                Field::Attempt => set_once(&mut raw.attempt, value(&mut map, name)?, name)?,
+                Field::SentAt => set_once(&mut raw.sent_at, value(&mut map, name)?, name)?,
+                Field::Seed => set_once(&mut raw.seed, value(&mut map, name)?, name)?,
+                Field::Scales => set_once(&mut raw.scales, value(&mut map, name)?, name)?,
+                Field::NJ => {
+                    let NjMap(v) = value(&mut map, name)?;
+                    set_once(&mut raw.n_j, v, name)?
+                }
+                Field::CohStar => {
+                    let Finite(v) = value(&mut map, name)?;
+                    set_once(&mut raw.coh_star, v, name)?
+                }
+                Field::VStar => {
+                    let [Finite(a), Finite(b), Finite(c)]: [Finite; 3] = value(&mut map, name)?;
+                    set_once(&mut raw.v_star, [a, b, c], name)?
+                }
+                Field::DHat => {
+                    let Finite(v) = value(&mut map, name)?;
+                    set_once(&mut raw.d_hat, v, name)?
+                }
+                Field::R => {
+                    let Finite(v) = value(&mut map, name)?;
+                    set_once(&mut raw.r, v, name)?
+                }
+                Field::Regime => set_once(&mut raw.regime, value(&mut map, name)?, name)?,
+                Field::Budget => {
+                    let Finite(v) = value(&mut map, name)?;
+                    set_once(&mut raw.budget, v, name)?
+                }
+                Field::MerkleRoot => {
+                    set_once(&mut raw.merkle_root, value(&mut map, name)?, name)?
+                }
+                Field::Sig => set_once(&mut raw.sig, value(&mut map, name)?, name)?,
+                Field::Ft => {
+                    let FtSeed(v) = value(&mut map, name)?;
+                    set_once(&mut raw.ft, v, name)?
+                }
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// `N_j`: an object of integers whose keys must not repeat.
+struct NjMap(Vec<(String, i64)>);
+
+impl<'de> de::Deserialize<'de> for NjMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NjMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of integers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NjMap, A::Error> {
+                let mut out: Vec<(String, i64)> = Vec::new();
+                while let Some(Key(k)) = map.next_key::<Key>()? {
+                    if out.iter().any(|(seen, _)| *seen == k) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+                    }
+                    let v: i64 = map
+                        .next_value()
+                        .map_err(|e| de::Error::custom(format_args!("[\"{k}\"]: {e}")))?;
+                    out.push((k, v));
+                }
+                Ok(NjMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `ft`: every member optional, duplicates refused, unknown members ignored.
+struct FtSeed(FaultTolerance);
+
+impl<'de> de::Deserialize<'de> for FtSeed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FtSeed;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FtSeed, A::Error> {
+                let mut ft = FaultTolerance::default();
+                let mut unknown: Vec<String> = Vec::new();
+                while let Some(Key(k)) = map.next_key::<Key>()? {
+                    match k.as_str() {
+                        "outbox_seq" => {
+                            let v = map.next_value().map_err(|e| sub_err("outbox_seq", e))?;
+                            set_once(&mut ft.outbox_seq, v, "ft.outbox_seq")?
+                        }
+                        "degraded" => {
+                            let v = map.next_value().map_err(|e| sub_err("degraded", e))?;
+                            set_once(&mut ft.degraded, v, "ft.degraded")?
+                        }
+                        "fallbacks" => {
+                            let v = map.next_value().map_err(|e| sub_err("fallbacks", e))?;
+                            set_once(&mut ft.fallbacks, v, "ft.fallbacks")?
+                        }
+                        "clock_skew_ms" => {
+                            let v = map.next_value().map_err(|e| sub_err("clock_skew_ms", e))?;
+                            set_once(&mut ft.clock_skew_ms, v, "ft.clock_skew_ms")?
+                        }
+                        _ => {
+                            if unknown.contains(&k) {
+                                return Err(de::Error::custom(format_args!(
+                                    "duplicate key `ft.{k}`"
+                                )));
+                            }
+                            map.next_value::<IgnoredAny>()?;
+                            unknown.push(k);
+                        }
+                    }
+                }
+                Ok(FtSeed(ft))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn sub_err<E: de::Error>(member: &str, e: E) -> E {
+    // The outer `field `ft`` prefix is added by the caller.
+    E::custom(format_args!(".{member}: {}", strip_position(&e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "pcs_id": "092f52664e089ca48a36d3c5d21a0ec4e426741deae7b8288d44406119aef123",
+            "schema": "fractal-lba-kakeya", "version": "0.1", "shard_id": "shard-691",
+            "epoch": 0, "attempt": 1, "sent_at": "2025-01-01T00:00:00Z", "seed": 434,
+            "scales": [2, 4, 8, 16, 32],
+            "N_j": {"2": 4, "4": 16, "8": 32, "16": 32, "32": 128},
+            "coh_star": 0.24, "v_star": [0.12, 0.98, -0.05], "D_hat": 0.56, "r": 0.78,
+            "regime": "mixed", "budget": 0.29,
+            "merkle_root": "f5f5990c5e4a2d115b32940daf4de6d315bdb46a8a2fdcde7d127b183cec2359",
+            "sig": "abc=",
+            "ft": {"outbox_seq": 0, "degraded": false, "fallbacks": [], "clock_skew_ms": 0}
+        })
+    }
+
+    fn with(key: &str, v: serde_json::Value) -> Vec<u8> {
+        let mut doc = base();
+        doc[key] = v;
+        serde_json::to_vec(&doc).unwrap()
+    }
+
+    fn err(body: &[u8]) -> ParseError {
+        parse_pcs(body).expect_err("should fail")
+    }
+
+    #[test]
+    fn parses_a_valid_document() {
+        let p = parse_pcs(&serde_json::to_vec(&base()).unwrap()).unwrap();
+        assert_eq!(p.scales, vec![2, 4, 8, 16, 32]);
+        assert_eq!(p.n_for_scale(16), Some(32));
+        assert_eq!(p.regime, Regime::Mixed);
+        assert_eq!(p.sig.as_deref(), Some("abc="));
+        assert!(!p.degraded());
+    }
+
+    #[test]
+    fn refuses_wrong_types_with_the_field_name() {
+        let e = err(&with("epoch", serde_json::json!(1.5)));
+        assert_eq!(e.kind, ParseErrorKind::InvalidPcs);
+        assert!(e.message.starts_with("field `epoch`"), "{}", e.message);
+        assert!(err(&with("epoch", serde_json::json!(1e3))).message.contains("epoch"));
+        assert!(err(&with("D_hat", serde_json::json!("1"))).message.contains("`D_hat`"));
+        assert!(err(&with("scales", serde_json::json!([2, 2.5]))).message.contains("scales"));
+        assert!(err(&with("v_star", serde_json::json!([1, 2]))).message.contains("v_star"));
+        assert!(err(&with("sig", serde_json::json!(5))).message.contains("sig"));
+        let e = err(&with("N_j", serde_json::json!({"2": 1.5})));
+        assert!(e.message.contains("N_j"), "{}", e.message);
+        let e = err(&with("ft", serde_json::json!({"degraded": 1})));
+        assert!(e.message.contains("`ft`") && e.message.contains("degraded"), "{}", e.message);
+    }
+
+    #[test]
+    fn refuses_duplicates_everywhere() {
+        let good = String::from_utf8(serde_json::to_vec(&base()).unwrap()).unwrap();
+        let dup_known = good.replacen("\"epoch\":0", "\"epoch\":0,\"epoch\":1", 1);
+        assert!(err(dup_known.as_bytes()).message.contains("duplicate key `epoch`"));
+        let dup_unknown = good.replacen("{", "{\"x\":1,\"x\":2,", 1);
+        assert!(err(dup_unknown.as_bytes()).message.contains("duplicate key `x`"));
+        let dup_nj = good.replacen("\"2\":4", "\"2\":4,\"2\":5", 1);
+        assert!(err(dup_nj.as_bytes()).message.contains("duplicate key `2`"));
+    }
+
+    #[test]
+    fn refuses_non_finite_and_non_json() {
+        let good = String::from_utf8(serde_json::to_vec(&base()).unwrap()).unwrap();
+        for bad in ["NaN", "Infinity", "-Infinity", "1e999"] {
+            let body = good.replacen("\"r\":0.78", &format!("\"r\":{bad}"), 1);
+            assert!(parse_pcs(body.as_bytes()).is_err(), "{bad}");
+        }
+        assert_eq!(err(b"{").kind, ParseErrorKind::MalformedJson);
+        assert_eq!(err(b"[]").kind, ParseErrorKind::InvalidPcs);
+        assert_eq!(err(format!("{good} x").as_bytes()).kind, ParseErrorKind::MalformedJson);
+    }
+
+    #[test]
+    fn checks_ranges() {
+        assert!(err(&with("pcs_id", serde_json::json!("ABC"))).message.contains("pcs_id"));
+        assert!(err(&with("merkle_root", serde_json::json!("0".repeat(63)))).message.contains("merkle_root"));
+        assert!(err(&with("schema", serde_json::json!("x"))).message.contains("schema"));
+        assert!(err(&with("version", serde_json::json!("0.2"))).message.contains("version"));
+        assert!(err(&with("shard_id", serde_json::json!(""))).message.contains("shard_id"));
+        assert!(err(&with("shard_id", serde_json::json!("x".repeat(257)))).message.contains("shard_id"));
+        assert!(err(&with("epoch", serde_json::json!(1u64 << 53))).message.contains("epoch"));
+        assert!(err(&with("attempt", serde_json::json!(0))).message.contains("attempt"));
+        assert!(err(&with("sent_at", serde_json::json!("yesterday"))).message.contains("sent_at"));
+        assert!(err(&with("scales", serde_json::json!([2]))).message.contains("scales"));
+        assert!(err(&with("scales", serde_json::json!([4, 2]))).message.contains("increasing"));
+        assert!(err(&with("scales", serde_json::json!([0, 2]))).message.contains("scales[0]"));
+        assert!(err(&with("regime", serde_json::json!("odd"))).message.contains("regime"));
+        // Seeds: any 64-bit signed or unsigned value.
+        assert!(parse_pcs(&with("seed", serde_json::json!(u64::MAX))).is_ok());
+        assert!(parse_pcs(&with("seed", serde_json::json!(i64::MIN))).is_ok());
+        let mut doc = base();
+        doc.as_object_mut().unwrap().remove("budget");
+        assert!(err(&serde_json::to_vec(&doc).unwrap()).message.contains("missing field `budget`"));
+        let mut doc = base();
+        doc.as_object_mut().unwrap().remove("sig");
+        doc.as_object_mut().unwrap().remove("ft");
+        assert!(parse_pcs(&serde_json::to_vec(&doc).unwrap()).is_ok());
+    }
+}
