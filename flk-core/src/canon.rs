@@ -58,7 +58,12 @@ impl Decimal {
         }
         if len == 0 {
             digits[0] = b'0';
-            return Decimal { negative, digits, len: 1, exp10: 1 };
+            return Decimal {
+                negative,
+                digits,
+                len: 1,
+                exp10: 1,
+            };
         }
         let int_digits = point.unwrap_or(len as i32 + skipped_leading);
         // The value is 0.<skipped zeros><digits> x 10^int_digits; drop the zeros into the exponent.
@@ -66,7 +71,12 @@ impl Decimal {
         while len > 1 && digits[len - 1] == b'0' {
             len -= 1;
         }
-        Decimal { negative, digits, len, exp10 }
+        Decimal {
+            negative,
+            digits,
+            len,
+            exp10,
+        }
     }
 }
 
@@ -107,48 +117,23 @@ pub fn round9(x: f64) -> f64 {
     }
     let keep = keep as usize;
     let round_up = digits[keep] >= b'5';
-    // Integer mantissa of the kept digits, scaled by 1e-9: value = m / 1e9 (sign apart).
-    // The kept digits are at most 17 + 9 digits long only for huge numbers, which returned above.
-    let mut text = [0u8; 40];
-    let mut n = 0usize;
-    if d.negative {
-        text[n] = b'-';
-        n += 1;
-    }
-    let mut mantissa: Vec<u8> = Vec::with_capacity(keep + 1);
-    mantissa.extend_from_slice(&digits[..keep]);
-    if mantissa.is_empty() {
-        mantissa.push(b'0');
+    // value = M / 1e9 where M is the kept digits as an integer (plus one when rounding up).
+    // Kept digits number at most 17 + 1 here (large values returned above), so M fits in u64.
+    let mut m: u64 = 0;
+    for &b in &digits[..keep] {
+        m = m * 10 + u64::from(b - b'0');
     }
     if round_up {
-        let mut i = mantissa.len();
-        loop {
-            if i == 0 {
-                mantissa.insert(0, b'1');
-                break;
-            }
-            i -= 1;
-            if mantissa[i] == b'9' {
-                mantissa[i] = b'0';
-            } else {
-                mantissa[i] += 1;
-                break;
-            }
-        }
+        m += 1;
     }
-    for &b in &mantissa {
-        if n < text.len() - 4 {
-            text[n] = b;
-            n += 1;
-        }
-    }
-    text[n..n + 4].copy_from_slice(b"e-09");
-    n += 4;
-    // The text is ASCII digits, sign and exponent: always valid UTF-8 and a valid float.
-    std::str::from_utf8(&text[..n])
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(x)
+    let magnitude = if m <= (1u64 << 53) {
+        // Both operands are exact doubles, and IEEE division is correctly rounded, so this is
+        // exactly the double nearest to the decimal M x 10^-9: what parsing it would give.
+        m as f64 / 1e9
+    } else {
+        format!("{m}e-9").parse::<f64>().unwrap_or(x.abs())
+    };
+    if d.negative { -magnitude } else { magnitude }
 }
 
 /// Appends `x` formatted like Python's `repr(float)` (PROTOCOL.md section 2, step 3).
@@ -161,7 +146,11 @@ pub fn write_py_float(out: &mut Vec<u8>, x: f64) {
         out.extend_from_slice(if x > 0.0 { b"inf" } else { b"-inf" });
         return;
     }
-    let d = Decimal::of(x);
+    write_decimal(out, &Decimal::of(x));
+}
+
+/// Writes a decomposed decimal in Python `repr` layout.
+fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
     let digits = d.digits();
     if d.negative {
         out.push(b'-');
@@ -197,6 +186,86 @@ pub fn write_py_float(out: &mut Vec<u8>, x: f64) {
         }
         let mut ibuf = itoa_buf(u64::from(e));
         out.extend_from_slice(ibuf.as_bytes_mut());
+    }
+}
+
+/// Appends `round9(x)` formatted like Python's `repr`, decomposing `x` only once.
+///
+/// When rounding is needed and the rounded decimal has at most 15 significant digits, that
+/// decimal is already the shortest round-trip form of `round9(x)` (every decimal of <= 15
+/// significant digits survives a round trip through f64), so it is written directly.
+pub fn write_py_float_round9(out: &mut Vec<u8>, x: f64) {
+    if !x.is_finite() {
+        write_py_float(out, x);
+        return;
+    }
+    // Fast path: in [1e-4, 1e16) ryu writes fixed notation identical to Python's `repr`
+    // ("0.5", "1.0", "1000000000000000.0"); when it has at most 9 decimals, round9 is a no-op.
+    let abs = x.abs();
+    if (1e-4..1e16).contains(&abs) {
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(x).as_bytes();
+        if let Some(dot) = text.iter().position(|&b| b == b'.')
+            && !text.contains(&b'e')
+            && text.len() - dot - 1 <= 9
+        {
+            out.extend_from_slice(text);
+            return;
+        }
+    }
+    let d = Decimal::of(x);
+    let frac_digits = d.len as i32 - d.exp10;
+    if frac_digits <= 9 {
+        write_decimal(out, &d);
+        return;
+    }
+    let keep = d.exp10 + 9;
+    if keep < 0 || d.exp10 > 6 {
+        // Tiny values round to (signed) zero; large ones take the general path.
+        write_py_float(out, round9(x));
+        return;
+    }
+    let keep = keep as usize;
+    let round_up = d.digits[keep] >= b'5';
+    let mut r = Decimal {
+        negative: d.negative,
+        digits: [0u8; 24],
+        len: 0,
+        exp10: d.exp10,
+    };
+    // One extra leading slot absorbs a carry out of the first digit (0.9999999996 -> 1.0).
+    r.digits[1..=keep].copy_from_slice(&d.digits[..keep]);
+    r.digits[0] = b'0';
+    let mut len = keep + 1;
+    if round_up {
+        let mut i = len;
+        while i > 0 {
+            i -= 1;
+            if r.digits[i] == b'9' {
+                r.digits[i] = b'0';
+            } else {
+                r.digits[i] += 1;
+                break;
+            }
+        }
+    }
+    // Normalize: drop the leading zero slot(s) and trailing zeros.
+    let lead = r.digits[..len].iter().take_while(|&&b| b == b'0').count();
+    if lead == len {
+        out.extend_from_slice(if d.negative { b"-0.0" } else { b"0.0" });
+        return;
+    }
+    r.digits.copy_within(lead..len, 0);
+    len -= lead;
+    r.exp10 = d.exp10 + 1 - lead as i32;
+    while len > 1 && r.digits[len - 1] == b'0' {
+        len -= 1;
+    }
+    r.len = len;
+    if len > 15 {
+        write_py_float(out, round9(x));
+    } else {
+        write_decimal(out, &r);
     }
 }
 
@@ -262,6 +331,13 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for ch in s.chars() {
         match ch {
             '"' => out.extend_from_slice(b"\\\""),
@@ -315,11 +391,11 @@ impl<'a> From<&'a Pcs> for SignedFields<'a> {
 pub fn canonical_payload_into(f: &SignedFields<'_>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(b"{\"D_hat\":");
-    write_py_float(out, round9(f.d_hat));
+    write_py_float_round9(out, f.d_hat);
     out.extend_from_slice(b",\"budget\":");
-    write_py_float(out, round9(f.budget));
+    write_py_float_round9(out, f.budget);
     out.extend_from_slice(b",\"coh_star\":");
-    write_py_float(out, round9(f.coh_star));
+    write_py_float_round9(out, f.coh_star);
     out.extend_from_slice(b",\"epoch\":");
     write_int(out, i128::from(f.epoch));
     out.extend_from_slice(b",\"merkle_root\":");
@@ -327,7 +403,7 @@ pub fn canonical_payload_into(f: &SignedFields<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"pcs_id\":");
     write_json_string(out, f.pcs_id);
     out.extend_from_slice(b",\"r\":");
-    write_py_float(out, round9(f.r));
+    write_py_float_round9(out, f.r);
     out.extend_from_slice(b",\"shard_id\":");
     write_json_string(out, f.shard_id);
     out.push(b'}');
@@ -362,6 +438,11 @@ impl Canonical {
 
 /// `pcs_id` as PROTOCOL.md section 1 defines it: hex SHA-256 of `merkle_root|epoch|shard_id`.
 pub fn compute_pcs_id(merkle_root: &str, epoch: u64, shard_id: &str) -> String {
+    hex::encode(pcs_id_digest(merkle_root, epoch, shard_id))
+}
+
+/// The 32 bytes behind [`compute_pcs_id`].
+pub fn pcs_id_digest(merkle_root: &str, epoch: u64, shard_id: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(merkle_root.as_bytes());
     h.update(b"|");
@@ -370,7 +451,7 @@ pub fn compute_pcs_id(merkle_root: &str, epoch: u64, shard_id: &str) -> String {
     h.update(&num);
     h.update(b"|");
     h.update(shard_id.as_bytes());
-    hex::encode(h.finalize())
+    h.finalize().into()
 }
 
 #[cfg(test)]
@@ -397,6 +478,8 @@ mod tests {
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (12345678.12345679, "12345678.12345679"),
             (0.1, "0.1"),
+            // An exact tie between two shortest candidates: Python picks the even digit.
+            (f64::from_bits(0x430f_29a3_1351_dbca), "1096438082321273.2"),
             (100.0, "100.0"),
         ];
         for (x, want) in cases {

@@ -93,7 +93,9 @@ impl KeyMaterial {
 
     /// An Ed25519 verifying key from standard base64.
     pub fn ed25519_b64(public_b64: &str) -> Result<KeyMaterial, KeyError> {
-        let raw = B64.decode(public_b64.trim()).map_err(|_| KeyError::BadPublicKey)?;
+        let raw = B64
+            .decode(public_b64.trim())
+            .map_err(|_| KeyError::BadPublicKey)?;
         KeyMaterial::ed25519(&raw)
     }
 
@@ -140,7 +142,12 @@ pub struct TenantKey {
 
 impl TenantKey {
     pub fn new(id: impl Into<String>, material: KeyMaterial) -> TenantKey {
-        TenantKey { id: id.into(), material, not_before: None, not_after: None }
+        TenantKey {
+            id: id.into(),
+            material,
+            not_before: None,
+            not_after: None,
+        }
     }
 
     pub fn with_window(
@@ -199,12 +206,18 @@ pub struct KeySet {
 
 impl KeySet {
     pub fn new(keys: Vec<TenantKey>) -> KeySet {
-        KeySet { keys, signing_required: true }
+        KeySet {
+            keys,
+            signing_required: true,
+        }
     }
 
     /// A tenant with signing disabled: every submission passes the signature step.
     pub fn disabled() -> KeySet {
-        KeySet { keys: Vec::new(), signing_required: false }
+        KeySet {
+            keys: Vec::new(),
+            signing_required: false,
+        }
     }
 
     pub fn keys(&self) -> &[TenantKey] {
@@ -245,7 +258,11 @@ impl KeySet {
                 return Ok(Some(&key.id));
             }
         }
-        Err(if any_active { SignatureError::Invalid } else { SignatureError::NoActiveKey })
+        Err(if any_active {
+            SignatureError::Invalid
+        } else {
+            SignatureError::NoActiveKey
+        })
     }
 }
 
@@ -254,6 +271,15 @@ impl KeySet {
 pub enum SigningMaterial {
     Hmac { mode: HmacMode, mac: HmacSha256 },
     Ed25519(Box<SigningKey>),
+}
+
+impl std::fmt::Debug for SigningMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SigningMaterial::Hmac { mode, .. } => write!(f, "Hmac({}, <redacted>)", mode.as_str()),
+            SigningMaterial::Ed25519(_) => f.write_str("Ed25519(<redacted>)"),
+        }
+    }
 }
 
 impl SigningMaterial {
@@ -267,7 +293,9 @@ impl SigningMaterial {
 
     pub fn ed25519_seed(seed: &[u8]) -> Result<SigningMaterial, KeyError> {
         let seed: [u8; 32] = seed.try_into().map_err(|_| KeyError::BadSeed)?;
-        Ok(SigningMaterial::Ed25519(Box::new(SigningKey::from_bytes(&seed))))
+        Ok(SigningMaterial::Ed25519(Box::new(SigningKey::from_bytes(
+            &seed,
+        ))))
     }
 
     /// The raw signature bytes for a canonical payload.
@@ -293,7 +321,10 @@ impl SigningMaterial {
     /// The matching verification material.
     pub fn verifying(&self) -> KeyMaterial {
         match self {
-            SigningMaterial::Hmac { mode, mac } => KeyMaterial::Hmac { mode: *mode, mac: mac.clone() },
+            SigningMaterial::Hmac { mode, mac } => KeyMaterial::Hmac {
+                mode: *mode,
+                mac: mac.clone(),
+            },
             SigningMaterial::Ed25519(sk) => KeyMaterial::Ed25519(sk.verifying_key()),
         }
     }
@@ -330,10 +361,19 @@ mod tests {
                 .unwrap(),
             TenantKey::new("new", new.verifying()),
         ]);
-        assert_eq!(set.verify(&c, Some(&old.sign_b64(&c)), now), Ok(Some("old")));
-        assert_eq!(set.verify(&c, Some(&new.sign_b64(&c)), now), Ok(Some("new")));
+        assert_eq!(
+            set.verify(&c, Some(&old.sign_b64(&c)), now),
+            Ok(Some("old"))
+        );
+        assert_eq!(
+            set.verify(&c, Some(&new.sign_b64(&c)), now),
+            Ok(Some("new"))
+        );
         let later = datetime!(2026-08-01 0:00 UTC);
-        assert_eq!(set.verify(&c, Some(&old.sign_b64(&c)), later), Err(SignatureError::Invalid));
+        assert_eq!(
+            set.verify(&c, Some(&old.sign_b64(&c)), later),
+            Err(SignatureError::Invalid)
+        );
     }
 
     #[test]
@@ -344,7 +384,10 @@ mod tests {
         let set = KeySet::new(vec![TenantKey::new("k", k.verifying())]);
         assert_eq!(set.verify(&c, None, now), Err(SignatureError::Missing));
         assert_eq!(set.verify(&c, Some(""), now), Err(SignatureError::Missing));
-        assert_eq!(set.verify(&c, Some("!!!"), now), Err(SignatureError::Undecodable));
+        assert_eq!(
+            set.verify(&c, Some("!!!"), now),
+            Err(SignatureError::Undecodable)
+        );
         // Missing padding is not standard base64 with padding.
         let sig = k.sign_b64(&c);
         assert_eq!(
@@ -356,7 +399,10 @@ mod tests {
                 .with_window(Some(datetime!(2027-01-01 0:00 UTC)), None)
                 .unwrap(),
         ]);
-        assert_eq!(expired.verify(&c, Some(&sig), now), Err(SignatureError::NoActiveKey));
+        assert_eq!(
+            expired.verify(&c, Some(&sig), now),
+            Err(SignatureError::NoActiveKey)
+        );
         assert_eq!(KeySet::disabled().verify(&c, None, now), Ok(None));
     }
 
@@ -365,7 +411,10 @@ mod tests {
         // The identity point (small order) must be refused as a key.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert_eq!(KeyMaterial::ed25519(&identity).unwrap_err(), KeyError::WeakPublicKey);
+        assert_eq!(
+            KeyMaterial::ed25519(&identity).unwrap_err(),
+            KeyError::WeakPublicKey
+        );
         let c = canonical();
         let sk = SigningMaterial::ed25519_seed(&[7u8; 32]).unwrap();
         let vk = sk.verifying();

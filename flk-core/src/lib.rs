@@ -12,7 +12,9 @@ pub mod policy;
 pub mod verify;
 
 pub use canon::{Canonical, SignedFields, compute_pcs_id, round9};
-pub use keys::{HmacMode, KeyError, KeyMaterial, KeySet, SignatureError, SigningMaterial, TenantKey};
+pub use keys::{
+    HmacMode, KeyError, KeyMaterial, KeySet, SignatureError, SigningMaterial, TenantKey,
+};
 pub use pcs::{ParseError, ParseErrorKind, Pcs, Regime, parse_pcs};
 pub use policy::{Policy, PolicyError};
 pub use verify::{Outcome, ReasonCode, Verdict, verify};

@@ -78,8 +78,9 @@ pub struct Pcs {
     /// Any 64-bit signed or unsigned value.
     pub seed: i128,
     pub scales: Vec<u64>,
-    /// `N_j` entries in document order; keys are kept as strings (non-scale keys are ignored).
-    pub n_j: Vec<(String, i64)>,
+    /// `N_j` entries whose key is a canonical decimal (`str(scale)`), in document order;
+    /// other keys cannot name a scale and are dropped after validation.
+    pub n_j: Vec<(u64, i64)>,
     pub coh_star: f64,
     pub v_star: [f64; 3],
     pub d_hat: f64,
@@ -96,12 +97,7 @@ impl Pcs {
     /// `N_j[str(scale)]`, if present.
     pub fn n_for_scale(&self, scale: u64) -> Option<i64> {
         // Scales are few (<= 64): a linear scan beats building a map per request.
-        let mut key = Vec::with_capacity(8);
-        crate::canon::write_int(&mut key, i128::from(scale));
-        self.n_j
-            .iter()
-            .find(|(k, _)| k.as_bytes() == key.as_slice())
-            .map(|(_, v)| *v)
+        self.n_j.iter().find(|(k, _)| *k == scale).map(|(_, v)| *v)
     }
 
     /// Whether the agent marked itself degraded.
@@ -138,7 +134,10 @@ pub struct ParseError {
 
 impl ParseError {
     fn invalid(message: impl Into<String>) -> Self {
-        ParseError { kind: ParseErrorKind::InvalidPcs, message: message.into() }
+        ParseError {
+            kind: ParseErrorKind::InvalidPcs,
+            message: message.into(),
+        }
     }
 }
 
@@ -234,7 +233,7 @@ struct RawPcs {
     sent_at: Option<String>,
     seed: Option<i128>,
     scales: Option<Vec<u64>>,
-    n_j: Option<Vec<(String, i64)>>,
+    n_j: Option<Vec<(u64, i64)>>,
     coh_star: Option<f64>,
     v_star: Option<[f64; 3]>,
     d_hat: Option<f64>,
@@ -246,27 +245,75 @@ struct RawPcs {
     ft: Option<FaultTolerance>,
 }
 
-/// A map key read as a string slice when it can be borrowed, owned otherwise.
-struct Key(String);
+/// A top-level key: one of [`FIELDS`] (matched without allocating), or an unknown key kept
+/// for duplicate detection.
+enum TopKey {
+    Known(&'static str, Field),
+    Unknown(String),
+}
 
-impl<'de> de::Deserialize<'de> for Key {
+impl<'de> de::Deserialize<'de> for TopKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl Visitor<'_> for V {
-            type Value = Key;
+            type Value = TopKey;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string key")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(Key(v.to_owned()))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TopKey, E> {
+                Ok(match FIELDS.iter().find(|(n, _)| *n == v) {
+                    Some(&(name, field)) => TopKey::Known(name, field),
+                    None => TopKey::Unknown(v.to_owned()),
+                })
             }
         }
         d.deserialize_str(V)
     }
 }
 
+/// An `N_j` key: a scale in canonical decimal (`str(scale)`), or any other string.
+enum NjKey {
+    Scale(u64),
+    Other(String),
+}
+
+impl<'de> de::Deserialize<'de> for NjKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NjKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NjKey, E> {
+                let canonical = !v.is_empty()
+                    && v.len() <= 19
+                    && v.bytes().all(|b| b.is_ascii_digit())
+                    && (v == "0" || !v.starts_with('0'));
+                Ok(match v.parse::<u64>() {
+                    Ok(n) if canonical => NjKey::Scale(n),
+                    _ => NjKey::Other(v.to_owned()),
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A key of a small object (`ft`), owned.
+struct Key(String);
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Key)
+    }
+}
+
 fn field_err<E: de::Error>(path: &str, e: impl fmt::Display) -> E {
-    E::custom(format_args!("field `{path}`: {}", strip_position(&e.to_string())))
+    E::custom(format_args!(
+        "field `{path}`: {}",
+        strip_position(&e.to_string())
+    ))
 }
 
 fn strip_position(s: &str) -> &str {
@@ -335,7 +382,9 @@ impl RawPcs {
         let merkle_root = need(self.merkle_root, "merkle_root")?;
 
         if !is_lower_hex64(&pcs_id) {
-            return Err(ParseError::invalid("field `pcs_id`: must be 64 lowercase hex characters"));
+            return Err(ParseError::invalid(
+                "field `pcs_id`: must be 64 lowercase hex characters",
+            ));
         }
         if schema != SCHEMA {
             return Err(ParseError::invalid(format!(
@@ -363,9 +412,8 @@ impl RawPcs {
                 "field `attempt`: must be at least 1, got {attempt}"
             )));
         }
-        let sent_at_parsed = OffsetDateTime::parse(&sent_at, &Rfc3339).map_err(|_| {
-            ParseError::invalid("field `sent_at`: must be an rfc 3339 timestamp")
-        })?;
+        let sent_at_parsed = OffsetDateTime::parse(&sent_at, &Rfc3339)
+            .map_err(|_| ParseError::invalid("field `sent_at`: must be an rfc 3339 timestamp"))?;
         if !(-(1i128 << 63)..=i128::from(u64::MAX)).contains(&seed) {
             return Err(ParseError::invalid("field `seed`: must fit in 64 bits"));
         }
@@ -437,14 +485,17 @@ impl<'de> Visitor<'de> for PcsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPcs, A::Error> {
         let mut raw = RawPcs::default();
         let mut unknown: Vec<String> = Vec::new();
-        while let Some(Key(key)) = map.next_key::<Key>()? {
-            let Some(&(name, field)) = FIELDS.iter().find(|(n, _)| *n == key) else {
-                if unknown.contains(&key) {
-                    return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+        while let Some(key) = map.next_key::<TopKey>()? {
+            let (name, field) = match key {
+                TopKey::Known(name, field) => (name, field),
+                TopKey::Unknown(key) => {
+                    if unknown.contains(&key) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                    unknown.push(key);
+                    continue;
                 }
-                map.next_value::<IgnoredAny>()?;
-                unknown.push(key);
-                continue;
             };
             match field {
                 Field::PcsId => set_once(&mut raw.pcs_id, value(&mut map, name)?, name)?,
@@ -481,9 +532,7 @@ impl<'de> Visitor<'de> for PcsVisitor {
                     let Finite(v) = value(&mut map, name)?;
                     set_once(&mut raw.budget, v, name)?
                 }
-                Field::MerkleRoot => {
-                    set_once(&mut raw.merkle_root, value(&mut map, name)?, name)?
-                }
+                Field::MerkleRoot => set_once(&mut raw.merkle_root, value(&mut map, name)?, name)?,
                 Field::Sig => set_once(&mut raw.sig, value(&mut map, name)?, name)?,
                 Field::Ft => {
                     let FtSeed(v) = value(&mut map, name)?;
@@ -495,8 +544,9 @@ impl<'de> Visitor<'de> for PcsVisitor {
     }
 }
 
-/// `N_j`: an object of integers whose keys must not repeat.
-struct NjMap(Vec<(String, i64)>);
+/// `N_j`: an object of integers whose keys must not repeat. Only canonical decimal keys can
+/// name a scale; the others are checked for duplicates and type, then ignored.
+struct NjMap(Vec<(u64, i64)>);
 
 impl<'de> de::Deserialize<'de> for NjMap {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -507,15 +557,30 @@ impl<'de> de::Deserialize<'de> for NjMap {
                 f.write_str("an object of integers")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NjMap, A::Error> {
-                let mut out: Vec<(String, i64)> = Vec::new();
-                while let Some(Key(k)) = map.next_key::<Key>()? {
-                    if out.iter().any(|(seen, _)| *seen == k) {
-                        return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+                let mut out: Vec<(u64, i64)> = Vec::with_capacity(8);
+                let mut others: Vec<String> = Vec::new();
+                while let Some(key) = map.next_key::<NjKey>()? {
+                    let dup = match &key {
+                        NjKey::Scale(s) => out.iter().any(|(seen, _)| seen == s),
+                        NjKey::Other(k) => others.contains(k),
+                    };
+                    let name = match &key {
+                        NjKey::Scale(s) => s.to_string(),
+                        NjKey::Other(k) => k.clone(),
+                    };
+                    if dup {
+                        return Err(de::Error::custom(format_args!("duplicate key `{name}`")));
                     }
-                    let v: i64 = map
-                        .next_value()
-                        .map_err(|e| de::Error::custom(format_args!("[\"{k}\"]: {e}")))?;
-                    out.push((k, v));
+                    let v: i64 = map.next_value().map_err(|e| {
+                        de::Error::custom(format_args!(
+                            "[\"{name}\"]: {}",
+                            strip_position(&e.to_string())
+                        ))
+                    })?;
+                    match key {
+                        NjKey::Scale(s) => out.push((s, v)),
+                        NjKey::Other(k) => others.push(k),
+                    }
                 }
                 Ok(NjMap(out))
             }
@@ -576,7 +641,10 @@ impl<'de> de::Deserialize<'de> for FtSeed {
 
 fn sub_err<E: de::Error>(member: &str, e: E) -> E {
     // The outer `field `ft`` prefix is added by the caller.
-    E::custom(format_args!(".{member}: {}", strip_position(&e.to_string())))
+    E::custom(format_args!(
+        ".{member}: {}",
+        strip_position(&e.to_string())
+    ))
 }
 
 #[cfg(test)]
@@ -623,24 +691,56 @@ mod tests {
         let e = err(&with("epoch", serde_json::json!(1.5)));
         assert_eq!(e.kind, ParseErrorKind::InvalidPcs);
         assert!(e.message.starts_with("field `epoch`"), "{}", e.message);
-        assert!(err(&with("epoch", serde_json::json!(1e3))).message.contains("epoch"));
-        assert!(err(&with("D_hat", serde_json::json!("1"))).message.contains("`D_hat`"));
-        assert!(err(&with("scales", serde_json::json!([2, 2.5]))).message.contains("scales"));
-        assert!(err(&with("v_star", serde_json::json!([1, 2]))).message.contains("v_star"));
-        assert!(err(&with("sig", serde_json::json!(5))).message.contains("sig"));
+        assert!(
+            err(&with("epoch", serde_json::json!(1e3)))
+                .message
+                .contains("epoch")
+        );
+        assert!(
+            err(&with("D_hat", serde_json::json!("1")))
+                .message
+                .contains("`D_hat`")
+        );
+        assert!(
+            err(&with("scales", serde_json::json!([2, 2.5])))
+                .message
+                .contains("scales")
+        );
+        assert!(
+            err(&with("v_star", serde_json::json!([1, 2])))
+                .message
+                .contains("v_star")
+        );
+        assert!(
+            err(&with("sig", serde_json::json!(5)))
+                .message
+                .contains("sig")
+        );
         let e = err(&with("N_j", serde_json::json!({"2": 1.5})));
         assert!(e.message.contains("N_j"), "{}", e.message);
         let e = err(&with("ft", serde_json::json!({"degraded": 1})));
-        assert!(e.message.contains("`ft`") && e.message.contains("degraded"), "{}", e.message);
+        assert!(
+            e.message.contains("`ft`") && e.message.contains("degraded"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn refuses_duplicates_everywhere() {
         let good = String::from_utf8(serde_json::to_vec(&base()).unwrap()).unwrap();
         let dup_known = good.replacen("\"epoch\":0", "\"epoch\":0,\"epoch\":1", 1);
-        assert!(err(dup_known.as_bytes()).message.contains("duplicate key `epoch`"));
+        assert!(
+            err(dup_known.as_bytes())
+                .message
+                .contains("duplicate key `epoch`")
+        );
         let dup_unknown = good.replacen("{", "{\"x\":1,\"x\":2,", 1);
-        assert!(err(dup_unknown.as_bytes()).message.contains("duplicate key `x`"));
+        assert!(
+            err(dup_unknown.as_bytes())
+                .message
+                .contains("duplicate key `x`")
+        );
         let dup_nj = good.replacen("\"2\":4", "\"2\":4,\"2\":5", 1);
         assert!(err(dup_nj.as_bytes()).message.contains("duplicate key `2`"));
     }
@@ -654,30 +754,89 @@ mod tests {
         }
         assert_eq!(err(b"{").kind, ParseErrorKind::MalformedJson);
         assert_eq!(err(b"[]").kind, ParseErrorKind::InvalidPcs);
-        assert_eq!(err(format!("{good} x").as_bytes()).kind, ParseErrorKind::MalformedJson);
+        assert_eq!(
+            err(format!("{good} x").as_bytes()).kind,
+            ParseErrorKind::MalformedJson
+        );
     }
 
     #[test]
     fn checks_ranges() {
-        assert!(err(&with("pcs_id", serde_json::json!("ABC"))).message.contains("pcs_id"));
-        assert!(err(&with("merkle_root", serde_json::json!("0".repeat(63)))).message.contains("merkle_root"));
-        assert!(err(&with("schema", serde_json::json!("x"))).message.contains("schema"));
-        assert!(err(&with("version", serde_json::json!("0.2"))).message.contains("version"));
-        assert!(err(&with("shard_id", serde_json::json!(""))).message.contains("shard_id"));
-        assert!(err(&with("shard_id", serde_json::json!("x".repeat(257)))).message.contains("shard_id"));
-        assert!(err(&with("epoch", serde_json::json!(1u64 << 53))).message.contains("epoch"));
-        assert!(err(&with("attempt", serde_json::json!(0))).message.contains("attempt"));
-        assert!(err(&with("sent_at", serde_json::json!("yesterday"))).message.contains("sent_at"));
-        assert!(err(&with("scales", serde_json::json!([2]))).message.contains("scales"));
-        assert!(err(&with("scales", serde_json::json!([4, 2]))).message.contains("increasing"));
-        assert!(err(&with("scales", serde_json::json!([0, 2]))).message.contains("scales[0]"));
-        assert!(err(&with("regime", serde_json::json!("odd"))).message.contains("regime"));
+        assert!(
+            err(&with("pcs_id", serde_json::json!("ABC")))
+                .message
+                .contains("pcs_id")
+        );
+        assert!(
+            err(&with("merkle_root", serde_json::json!("0".repeat(63))))
+                .message
+                .contains("merkle_root")
+        );
+        assert!(
+            err(&with("schema", serde_json::json!("x")))
+                .message
+                .contains("schema")
+        );
+        assert!(
+            err(&with("version", serde_json::json!("0.2")))
+                .message
+                .contains("version")
+        );
+        assert!(
+            err(&with("shard_id", serde_json::json!("")))
+                .message
+                .contains("shard_id")
+        );
+        assert!(
+            err(&with("shard_id", serde_json::json!("x".repeat(257))))
+                .message
+                .contains("shard_id")
+        );
+        assert!(
+            err(&with("epoch", serde_json::json!(1u64 << 53)))
+                .message
+                .contains("epoch")
+        );
+        assert!(
+            err(&with("attempt", serde_json::json!(0)))
+                .message
+                .contains("attempt")
+        );
+        assert!(
+            err(&with("sent_at", serde_json::json!("yesterday")))
+                .message
+                .contains("sent_at")
+        );
+        assert!(
+            err(&with("scales", serde_json::json!([2])))
+                .message
+                .contains("scales")
+        );
+        assert!(
+            err(&with("scales", serde_json::json!([4, 2])))
+                .message
+                .contains("increasing")
+        );
+        assert!(
+            err(&with("scales", serde_json::json!([0, 2])))
+                .message
+                .contains("scales[0]")
+        );
+        assert!(
+            err(&with("regime", serde_json::json!("odd")))
+                .message
+                .contains("regime")
+        );
         // Seeds: any 64-bit signed or unsigned value.
         assert!(parse_pcs(&with("seed", serde_json::json!(u64::MAX))).is_ok());
         assert!(parse_pcs(&with("seed", serde_json::json!(i64::MIN))).is_ok());
         let mut doc = base();
         doc.as_object_mut().unwrap().remove("budget");
-        assert!(err(&serde_json::to_vec(&doc).unwrap()).message.contains("missing field `budget`"));
+        assert!(
+            err(&serde_json::to_vec(&doc).unwrap())
+                .message
+                .contains("missing field `budget`")
+        );
         let mut doc = base();
         doc.as_object_mut().unwrap().remove("sig");
         doc.as_object_mut().unwrap().remove("ft");

@@ -77,7 +77,9 @@ impl Policy {
         ];
         for (name, v) in fields {
             if !v.is_finite() || v < 0.0 {
-                return Err(PolicyError(format!("`{name}` must be a finite number >= 0")));
+                return Err(PolicyError(format!(
+                    "`{name}` must be a finite number >= 0"
+                )));
             }
         }
         if self.version.is_empty() || self.version.len() > 64 {
@@ -88,9 +90,12 @@ impl Policy {
                 return Err(PolicyError(format!("`{name}` must be at most 1")));
             }
         }
-        for (name, v) in
-            [("alpha", self.alpha), ("beta", self.beta), ("gamma", self.gamma), ("base", self.base)]
-        {
+        for (name, v) in [
+            ("alpha", self.alpha),
+            ("beta", self.beta),
+            ("gamma", self.gamma),
+            ("base", self.base),
+        ] {
             if v > 1.0 {
                 return Err(PolicyError(format!("`{name}` must be at most 1")));
             }
@@ -168,7 +173,10 @@ mod tests {
         let p = Policy::default();
         p.validate().unwrap();
         let json = String::from_utf8(p.canonical_json()).unwrap();
-        assert!(json.starts_with(r#"{"D0":2.2,"alpha":0.3,"base":0.1,"beta":0.5,"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"D0":2.2,"alpha":0.3,"base":0.1,"beta":0.5,"#),
+            "{json}"
+        );
         // Keys in code-point order, parseable JSON carrying every field.
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
@@ -187,12 +195,30 @@ mod tests {
     #[test]
     fn validation_refuses_bad_values() {
         let bad = [
-            Policy { tol_d: f64::NAN, ..Policy::default() },
-            Policy { alpha: -0.1, ..Policy::default() },
-            Policy { beta: 1.5, ..Policy::default() },
-            Policy { sticky_d_max: 3.0, ..Policy::default() },
-            Policy { dedup_ttl_secs: 0, ..Policy::default() },
-            Policy { version: String::new(), ..Policy::default() },
+            Policy {
+                tol_d: f64::NAN,
+                ..Policy::default()
+            },
+            Policy {
+                alpha: -0.1,
+                ..Policy::default()
+            },
+            Policy {
+                beta: 1.5,
+                ..Policy::default()
+            },
+            Policy {
+                sticky_d_max: 3.0,
+                ..Policy::default()
+            },
+            Policy {
+                dedup_ttl_secs: 0,
+                ..Policy::default()
+            },
+            Policy {
+                version: String::new(),
+                ..Policy::default()
+            },
         ];
         for p in bad {
             assert!(p.validate().is_err(), "{p:?}");

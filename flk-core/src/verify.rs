@@ -1,7 +1,7 @@
 //! The verification rules (PROTOCOL.md section 3): D_hat recomputation by Theil-Sen, the
 //! budget formula, regime classification and the ordered checks that decide an outcome.
 
-use crate::canon::{compute_pcs_id, round9};
+use crate::canon::{compute_pcs_id, pcs_id_digest, round9};
 use crate::pcs::{Pcs, Regime};
 use crate::policy::Policy;
 
@@ -103,9 +103,9 @@ impl ReasonCode {
             | ReasonCode::DHatOutOfTolerance
             | ReasonCode::CohStarOutOfBounds
             | ReasonCode::ROutOfBounds => Outcome::Rejected,
-            ReasonCode::RegimeMismatch | ReasonCode::BudgetDeviation | ReasonCode::DegradedAgent => {
-                Outcome::Escalated
-            }
+            ReasonCode::RegimeMismatch
+            | ReasonCode::BudgetDeviation
+            | ReasonCode::DegradedAgent => Outcome::Escalated,
             ReasonCode::Ok => Outcome::Accepted,
         }
     }
@@ -154,7 +154,9 @@ pub fn recompute_d_hat(pcs: &Pcs) -> Result<f64, RecomputeError> {
     let mut ys = [0f64; 64];
     let n = pcs.scales.len().min(64);
     for (i, &scale) in pcs.scales.iter().take(n).enumerate() {
-        let count = pcs.n_for_scale(scale).ok_or(RecomputeError::MissingScale(scale))?;
+        let count = pcs
+            .n_for_scale(scale)
+            .ok_or(RecomputeError::MissingScale(scale))?;
         if count <= 0 {
             return Err(RecomputeError::NonPositive { scale, n: count });
         }
@@ -211,8 +213,10 @@ pub fn verify(pcs: &Pcs, policy: &Policy) -> Verdict {
         regime,
     };
 
-    let expected_id = compute_pcs_id(&pcs.merkle_root, pcs.epoch, &pcs.shard_id);
-    if expected_id != pcs.pcs_id {
+    let expected = pcs_id_digest(&pcs.merkle_root, pcs.epoch, &pcs.shard_id);
+    let mut claimed = [0u8; 32];
+    if hex::decode_to_slice(&pcs.pcs_id, &mut claimed).is_err() || claimed != expected {
+        let expected_id = compute_pcs_id(&pcs.merkle_root, pcs.epoch, &pcs.shard_id);
         return decide(
             ReasonCode::PcsIdMismatch,
             format!("`pcs_id` does not match sha256(merkle_root|epoch|shard_id) = {expected_id}"),
@@ -243,7 +247,11 @@ pub fn verify(pcs: &Pcs, policy: &Policy) -> Verdict {
     if !(0.0..=1.0 + policy.tol_coh).contains(&pcs.coh_star) {
         return decide(
             ReasonCode::CohStarOutOfBounds,
-            format!("`coh_star` {} is outside [0, {}]", pcs.coh_star, 1.0 + policy.tol_coh),
+            format!(
+                "`coh_star` {} is outside [0, {}]",
+                pcs.coh_star,
+                1.0 + policy.tol_coh
+            ),
             some_d,
         );
     }
@@ -257,7 +265,10 @@ pub fn verify(pcs: &Pcs, policy: &Policy) -> Verdict {
     if pcs.regime != regime {
         return decide(
             ReasonCode::RegimeMismatch,
-            format!("claimed regime {} but `D_hat` and `coh_star` classify as {regime}", pcs.regime),
+            format!(
+                "claimed regime {} but `D_hat` and `coh_star` classify as {regime}",
+                pcs.regime
+            ),
             some_d,
         );
     }

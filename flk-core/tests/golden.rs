@@ -41,19 +41,34 @@ fn signing_vectors_reproduce_payload_digest_and_signatures() {
             v["canonical_payload"].as_str().unwrap(),
             "vector {i}: payload"
         );
-        assert_eq!(hex::encode(c.digest), v["digest_sha256_hex"].as_str().unwrap(), "vector {i}");
+        assert_eq!(
+            hex::encode(c.digest),
+            v["digest_sha256_hex"].as_str().unwrap(),
+            "vector {i}"
+        );
         let want_hmac = v["sig_hmac_sha256_b64"].as_str().unwrap();
         let want_ed = v["sig_ed25519_b64"].as_str().unwrap();
         assert_eq!(hmac.sign_b64(&c), want_hmac, "vector {i}: hmac");
         assert_eq!(ed.sign_b64(&c), want_ed, "vector {i}: ed25519");
-        assert_eq!(keys.verify(&c, Some(want_hmac), now), Ok(Some("hmac")), "vector {i}");
-        assert_eq!(keys.verify(&c, Some(want_ed), now), Ok(Some("ed")), "vector {i}");
+        assert_eq!(
+            keys.verify(&c, Some(want_hmac), now),
+            Ok(Some("hmac")),
+            "vector {i}"
+        );
+        assert_eq!(
+            keys.verify(&c, Some(want_ed), now),
+            Ok(Some("ed")),
+            "vector {i}"
+        );
         // Payload mode signs the payload bytes themselves.
         let payload_mode = SigningMaterial::hmac(key.as_bytes(), HmacMode::Payload).unwrap();
         let sig = payload_mode.sign_raw(&c);
-        let mut expect = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key.as_bytes())
-            .unwrap();
-        hmac::Mac::update(&mut expect, v["canonical_payload"].as_str().unwrap().as_bytes());
+        let mut expect =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key.as_bytes()).unwrap();
+        hmac::Mac::update(
+            &mut expect,
+            v["canonical_payload"].as_str().unwrap().as_bytes(),
+        );
         assert_eq!(sig, hmac::Mac::finalize(expect).into_bytes().to_vec());
         assert!(!public.verify(&c, &B64.decode(want_hmac).unwrap()));
     }
@@ -82,12 +97,35 @@ fn verify_vectors_reproduce_outcomes() {
             .unwrap_or_else(|err| panic!("vector {i}: signature: {err}"));
         let verdict = verify(&pcs, &policy);
         let ctx = format!("vector {i} ({})", e["reason_code"]);
-        assert_eq!(verdict.outcome.as_str(), e["outcome"].as_str().unwrap(), "{ctx}");
-        assert_eq!(verdict.reason_code.as_str(), e["reason_code"].as_str().unwrap(), "{ctx}");
-        assert_eq!(verdict.outcome.accepted(), e["accepted"].as_bool().unwrap(), "{ctx}");
-        assert_eq!(verdict.outcome.escalated(), e["escalated"].as_bool().unwrap(), "{ctx}");
-        assert_eq!(u64::from(verdict.outcome.http_status()), e["http_status"].as_u64().unwrap());
-        assert_eq!(verdict.recomputed_d_hat, e["recomputed_D_hat"].as_f64(), "{ctx}: D_hat");
+        assert_eq!(
+            verdict.outcome.as_str(),
+            e["outcome"].as_str().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            verdict.reason_code.as_str(),
+            e["reason_code"].as_str().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            verdict.outcome.accepted(),
+            e["accepted"].as_bool().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            verdict.outcome.escalated(),
+            e["escalated"].as_bool().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            u64::from(verdict.outcome.http_status()),
+            e["http_status"].as_u64().unwrap()
+        );
+        assert_eq!(
+            verdict.recomputed_d_hat,
+            e["recomputed_D_hat"].as_f64(),
+            "{ctx}: D_hat"
+        );
         assert_eq!(
             verdict.recomputed_budget,
             e["recomputed_budget"].as_f64().unwrap(),
