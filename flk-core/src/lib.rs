@@ -7,6 +7,7 @@
 
 pub mod canon;
 pub mod keys;
+pub mod outcome;
 pub mod pcs;
 pub mod policy;
 pub mod verify;
@@ -15,7 +16,8 @@ pub use canon::{Canonical, SignedFields, compute_pcs_id, round9};
 pub use keys::{
     HmacMode, KeyError, KeyMaterial, KeySet, SignatureError, SigningMaterial, TenantKey,
 };
-pub use pcs::{ParseError, ParseErrorKind, Pcs, Regime, parse_pcs};
+pub use outcome::OutcomeRecord;
+pub use pcs::{FaultTolerance, ParseError, ParseErrorKind, Pcs, PcsFields, Regime, parse_pcs};
 pub use policy::{Policy, PolicyError};
 pub use verify::{Outcome, ReasonCode, Verdict, verify};
 

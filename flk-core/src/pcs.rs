@@ -133,7 +133,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn invalid(message: impl Into<String>) -> Self {
+    pub fn invalid(message: impl Into<String>) -> Self {
         ParseError {
             kind: ParseErrorKind::InvalidPcs,
             message: message.into(),
@@ -144,7 +144,7 @@ impl ParseError {
 /// Parses and structurally validates one PCS from JSON bytes.
 pub fn parse_pcs(body: &[u8]) -> Result<Pcs, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let raw = match RawPcs::deserialize_from(&mut de) {
+    let raw = match PcsFields::deserialize_from(&mut de) {
         Ok(raw) => raw,
         Err(e) => return Err(from_json_error(&e)),
     };
@@ -221,28 +221,31 @@ const FIELDS: [(&str, Field); 19] = [
     ("ft", Field::Ft),
 ];
 
-/// The document as read, before range checks.
-#[derive(Default)]
-struct RawPcs {
-    pcs_id: Option<String>,
-    schema: Option<String>,
-    version: Option<String>,
-    shard_id: Option<String>,
-    epoch: Option<u64>,
-    attempt: Option<i64>,
-    sent_at: Option<String>,
-    seed: Option<i128>,
-    scales: Option<Vec<u64>>,
-    n_j: Option<Vec<(u64, i64)>>,
-    coh_star: Option<f64>,
-    v_star: Option<[f64; 3]>,
-    d_hat: Option<f64>,
-    r: Option<f64>,
-    regime: Option<String>,
-    budget: Option<f64>,
-    merkle_root: Option<String>,
-    sig: Option<String>,
-    ft: Option<FaultTolerance>,
+/// A PCS as read from any wire format, before the checks of PROTOCOL.md section 1.
+///
+/// The JSON parser fills it, and so does the gRPC conversion in `flk-proto`, so both formats
+/// pass through one [`PcsFields::validate`].
+#[derive(Debug, Default, Clone)]
+pub struct PcsFields {
+    pub pcs_id: Option<String>,
+    pub schema: Option<String>,
+    pub version: Option<String>,
+    pub shard_id: Option<String>,
+    pub epoch: Option<u64>,
+    pub attempt: Option<i64>,
+    pub sent_at: Option<String>,
+    pub seed: Option<i128>,
+    pub scales: Option<Vec<u64>>,
+    pub n_j: Option<Vec<(u64, i64)>>,
+    pub coh_star: Option<f64>,
+    pub v_star: Option<[f64; 3]>,
+    pub d_hat: Option<f64>,
+    pub r: Option<f64>,
+    pub regime: Option<String>,
+    pub budget: Option<f64>,
+    pub merkle_root: Option<String>,
+    pub sig: Option<String>,
+    pub ft: Option<FaultTolerance>,
 }
 
 /// A top-level key: one of [`FIELDS`] (matched without allocating), or an unknown key kept
@@ -354,12 +357,13 @@ impl<'de> de::Deserialize<'de> for Finite {
     }
 }
 
-impl RawPcs {
-    fn deserialize_from<'de, D: Deserializer<'de>>(d: D) -> Result<RawPcs, D::Error> {
+impl PcsFields {
+    fn deserialize_from<'de, D: Deserializer<'de>>(d: D) -> Result<PcsFields, D::Error> {
         d.deserialize_map(PcsVisitor)
     }
 
-    fn validate(self) -> Result<Pcs, ParseError> {
+    /// Checks presence, ranges and formats; the result is a structurally valid PCS.
+    pub fn validate(self) -> Result<Pcs, ParseError> {
         fn need<T>(v: Option<T>, name: &str) -> Result<T, ParseError> {
             v.ok_or_else(|| ParseError::invalid(format!("missing field `{name}`")))
         }
@@ -380,6 +384,21 @@ impl RawPcs {
         let regime = need(self.regime, "regime")?;
         let budget = need(self.budget, "budget")?;
         let merkle_root = need(self.merkle_root, "merkle_root")?;
+        for (name, v) in [
+            ("coh_star", coh_star),
+            ("D_hat", d_hat),
+            ("r", r),
+            ("budget", budget),
+        ] {
+            if !v.is_finite() {
+                return Err(ParseError::invalid(format!(
+                    "field `{name}`: number is not finite"
+                )));
+            }
+        }
+        if v_star.iter().any(|v| !v.is_finite()) {
+            return Err(ParseError::invalid("field `v_star`: number is not finite"));
+        }
 
         if !is_lower_hex64(&pcs_id) {
             return Err(ParseError::invalid(
@@ -476,14 +495,14 @@ pub fn is_lower_hex64(s: &str) -> bool {
 struct PcsVisitor;
 
 impl<'de> Visitor<'de> for PcsVisitor {
-    type Value = RawPcs;
+    type Value = PcsFields;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a pcs json object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPcs, A::Error> {
-        let mut raw = RawPcs::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PcsFields, A::Error> {
+        let mut raw = PcsFields::default();
         let mut unknown: Vec<String> = Vec::new();
         while let Some(key) = map.next_key::<TopKey>()? {
             let (name, field) = match key {

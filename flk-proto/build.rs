@@ -1,0 +1,13 @@
+//! Compiles `proto/` with protox (pure Rust: no system `protoc` needed) and generates the
+//! prost messages and tonic client/server code.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
+    let files = ["flk/v1/verify.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={root}/{f}");
+    }
+    let fds = protox::compile(files, [root])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

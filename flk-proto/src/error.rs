@@ -1,0 +1,197 @@
+//! The one error mapping: a small closed set of kinds, each with its gRPC code and HTTP
+//! status, carried across gRPC in the status metadata so the gateway answers REST clients
+//! with exactly the code and message the service chose.
+
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+/// Metadata key for the snake_case error code.
+pub const ERROR_CODE_METADATA: &str = "x-flk-error-code";
+/// Metadata key for the retry hint in seconds.
+pub const RETRY_AFTER_METADATA: &str = "retry-after";
+
+/// What went wrong, in terms a client can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Malformed JSON or PCS structure: 400 / INVALID_ARGUMENT.
+    InvalidArgument,
+    /// Signature missing or invalid, unknown tenant: 401 / UNAUTHENTICATED.
+    Unauthenticated,
+    /// Unknown record: 404 / NOT_FOUND.
+    NotFound,
+    /// Body over the limit: 413 / OUT_OF_RANGE.
+    PayloadTooLarge,
+    /// Rate limit or quota: 429 / RESOURCE_EXHAUSTED.
+    RateLimited,
+    /// A required store is unavailable: 503 / UNAVAILABLE.
+    Unavailable,
+    /// A bug or an unexpected state: 500 / INTERNAL.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn grpc_code(self) -> Code {
+        match self {
+            ErrorKind::InvalidArgument => Code::InvalidArgument,
+            ErrorKind::Unauthenticated => Code::Unauthenticated,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::PayloadTooLarge => Code::OutOfRange,
+            ErrorKind::RateLimited => Code::ResourceExhausted,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Internal => Code::Internal,
+        }
+    }
+
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidArgument => 400,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::NotFound => 404,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::RateLimited => 429,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    fn from_grpc(code: Code) -> ErrorKind {
+        match code {
+            Code::InvalidArgument => ErrorKind::InvalidArgument,
+            Code::Unauthenticated | Code::PermissionDenied => ErrorKind::Unauthenticated,
+            Code::NotFound => ErrorKind::NotFound,
+            Code::OutOfRange => ErrorKind::PayloadTooLarge,
+            Code::ResourceExhausted => ErrorKind::RateLimited,
+            Code::Unavailable | Code::DeadlineExceeded => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+/// An error answered to a client: kind, snake_case code, lowercase message, retry hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, d: Duration) -> ApiError {
+        self.retry_after = Some(d);
+        self
+    }
+
+    /// `Retry-After` in whole seconds, at least 1 when a hint is set.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// The REST error body `{"error": {"code", "message"}}`, as JSON text.
+    pub fn json_body(&self) -> String {
+        let mut out = String::with_capacity(64 + self.message.len());
+        out.push_str("{\"error\":{\"code\":");
+        push_json_str(&mut out, &self.code);
+        out.push_str(",\"message\":");
+        push_json_str(&mut out, &self.message);
+        out.push_str("}}");
+        out
+    }
+
+    /// Recovers the error a service sent (or a transport failure) from a gRPC status.
+    pub fn from_status(status: &Status) -> ApiError {
+        let kind = ErrorKind::from_grpc(status.code());
+        let code = status
+            .metadata()
+            .get(ERROR_CODE_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| match kind {
+                ErrorKind::Unavailable => "unavailable".to_owned(),
+                _ => format!("{:?}", status.code()).to_lowercase(),
+            });
+        let retry_after = status
+            .metadata()
+            .get(RETRY_AFTER_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        ApiError {
+            kind,
+            code,
+            message: status.message().to_owned(),
+            retry_after,
+        }
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    let mut buf = Vec::with_capacity(s.len() + 2);
+    flk_core::canon::write_json_string(&mut buf, s);
+    // write_json_string emits ASCII only.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or("\"\""));
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let mut status = Status::new(e.kind.grpc_code(), e.message.clone());
+        if let Ok(v) = MetadataValue::try_from(e.code.as_str()) {
+            status.metadata_mut().insert(ERROR_CODE_METADATA, v);
+        }
+        if let Some(secs) = e.retry_after_secs()
+            && let Ok(v) = MetadataValue::try_from(secs.to_string())
+        {
+            status.metadata_mut().insert(RETRY_AFTER_METADATA, v);
+        }
+        status
+    }
+}
+
+impl From<flk_core::ParseError> for ApiError {
+    fn from(e: flk_core::ParseError) -> ApiError {
+        ApiError::new(ErrorKind::InvalidArgument, e.kind.code(), e.message)
+    }
+}
+
+impl From<flk_core::SignatureError> for ApiError {
+    fn from(e: flk_core::SignatureError) -> ApiError {
+        ApiError::new(ErrorKind::Unauthenticated, e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_a_status() {
+        let e = ApiError::new(
+            ErrorKind::Unavailable,
+            "store_unavailable",
+            "dedup store is down",
+        )
+        .with_retry_after(Duration::from_millis(1500));
+        let status = Status::from(e.clone());
+        assert_eq!(status.code(), Code::Unavailable);
+        let back = ApiError::from_status(&status);
+        assert_eq!(back.code, "store_unavailable");
+        assert_eq!(back.message, "dedup store is down");
+        assert_eq!(back.retry_after_secs(), Some(2));
+        assert_eq!(back.kind.http_status(), 503);
+        let body: serde_json::Value = serde_json::from_str(&e.json_body()).unwrap();
+        assert_eq!(body["error"]["code"], "store_unavailable");
+    }
+}
