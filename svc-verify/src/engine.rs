@@ -1,0 +1,553 @@
+//! The submit pipeline of PROTOCOL.md section 4: admission, parse, signature, dedup lookup,
+//! verification, durable record (outcome log, then dedup set-if-absent), answer.
+//!
+//! Invariants:
+//! - `AckedIsLogged`: nothing is answered 200/202 as a fresh decision before its record is
+//!   fsync'd in the outcome log.
+//! - `DecidedOnce`: per `(tenant_id, pcs_id)` at most one decision record is appended by this
+//!   process: submissions of one key serialize on a lock stripe and re-check the index (and
+//!   the repair queue) under it before appending.
+//! - `IndexCoversLog`: every decision in the log below the persisted watermark is in the dedup
+//!   index. A decision whose index write failed waits in the repair queue (and keeps the
+//!   watermark below it) until the store is back; on start, the log above the watermark is
+//!   replayed into the index.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flk_core::{OutcomeRecord, Pcs, canonicalize, parse_pcs, verify};
+use flk_dedup::{DedupEntry, DedupError, DedupKey, DedupStore, PutOutcome};
+use flk_outcome_log::{LogError, OutcomeLog};
+use flk_proto::v1;
+use flk_proto::{ApiError, ErrorKind};
+use prost::Message;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex as AsyncMutex, RwLock};
+
+use crate::metrics::VerifyMetrics;
+use crate::tenants::{Tenant, TenantRegistry};
+
+/// How long clients are told to wait when a store is down.
+pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(1);
+const STRIPES: usize = 1024;
+const WATERMARK_FILE: &str = "dedup.watermark";
+
+/// A submission body as it arrived.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Json(Bytes),
+    Structured(Box<v1::Pcs>),
+}
+
+/// The engine shared by the gRPC handlers.
+pub struct Engine {
+    tenants: Arc<TenantRegistry>,
+    log: OutcomeLog,
+    dedup: Arc<dyn DedupStore>,
+    metrics: VerifyMetrics,
+    stripes: Vec<AsyncMutex<()>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Held shared from before a log append until the index write is done; the watermark
+    /// checkpoint takes it exclusively to see a quiescent point.
+    barrier: RwLock<()>,
+    /// Decisions in the log whose index write failed, by key (`IndexCoversLog`).
+    repairs: Mutex<HashMap<DedupKey, (DedupEntry, Duration)>>,
+    region: String,
+    max_body_bytes: usize,
+    watermark_path: PathBuf,
+}
+
+impl Engine {
+    /// Builds the engine and replays the log above the watermark into the dedup index.
+    pub async fn start(
+        tenants: Arc<TenantRegistry>,
+        log: OutcomeLog,
+        dedup: Arc<dyn DedupStore>,
+        metrics: VerifyMetrics,
+        region: String,
+        max_body_bytes: usize,
+        data_dir: &Path,
+    ) -> Result<Arc<Engine>, anyhow::Error> {
+        let engine = Arc::new(Engine {
+            tenants,
+            log,
+            dedup,
+            metrics,
+            stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
+            hasher: Default::default(),
+            barrier: RwLock::new(()),
+            repairs: Mutex::new(HashMap::new()),
+            region,
+            max_body_bytes,
+            watermark_path: data_dir.join(WATERMARK_FILE),
+        });
+        engine.replay_into_index().await?;
+        Ok(engine)
+    }
+
+    pub fn log(&self) -> &OutcomeLog {
+        &self.log
+    }
+
+    pub fn dedup(&self) -> &Arc<dyn DedupStore> {
+        &self.dedup
+    }
+
+    pub fn tenants(&self) -> &TenantRegistry {
+        &self.tenants
+    }
+
+    fn tenant(&self, tenant_id: &str) -> Result<&Tenant, ApiError> {
+        self.tenants.get(tenant_id).ok_or_else(|| {
+            self.metrics
+                .refused
+                .with_label_values(&["unknown_tenant"])
+                .inc();
+            ApiError::new(
+                ErrorKind::Unauthenticated,
+                "unknown_tenant",
+                format!("unknown tenant {tenant_id:?}"),
+            )
+        })
+    }
+
+    fn refuse(&self, e: ApiError) -> ApiError {
+        self.metrics
+            .refused
+            .with_label_values(&[refusal_label(&e)])
+            .inc();
+        e
+    }
+
+    /// Runs one submission through the whole pipeline.
+    pub async fn submit(&self, tenant_id: &str, body: Body) -> Result<OutcomeRecord, ApiError> {
+        let started = Instant::now();
+        let now = OffsetDateTime::now_utc();
+        let tenant = self.tenant(tenant_id)?;
+        if let Body::Json(b) = &body
+            && b.len() > self.max_body_bytes
+        {
+            return Err(self.refuse(ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                "payload_too_large",
+                format!(
+                    "body is {} bytes, the limit is {}",
+                    b.len(),
+                    self.max_body_bytes
+                ),
+            )));
+        }
+        tenant.admit(now).map_err(|e| self.refuse(e))?;
+        self.metrics.ingest.inc();
+
+        let (pcs, request) = match body {
+            Body::Json(b) => match parse_pcs(&b) {
+                Ok(p) => (p, Request::Json(b)),
+                Err(e) => return Err(self.refuse(e.into())),
+            },
+            Body::Structured(p) => {
+                let wire = (*p).clone();
+                match Pcs::try_from(*p) {
+                    Ok(pcs) => (pcs, Request::Structured(Box::new(wire))),
+                    Err(e) => return Err(self.refuse(e.into())),
+                }
+            }
+        };
+        let canon = canonicalize(&pcs);
+        let key_id = match tenant.keys.verify(&canon, pcs.sig.as_deref(), now) {
+            Ok(k) => k.unwrap_or_default().to_owned(),
+            Err(e) => {
+                self.metrics
+                    .signature_failures
+                    .with_label_values(&[&tenant.id, e.code()])
+                    .inc();
+                return Err(e.into());
+            }
+        };
+        let key = DedupKey {
+            tenant_id: tenant.id.clone(),
+            pcs_id: pcs.pcs_id.clone(),
+        };
+        if let Some(entry) = self.lookup(&key).await? {
+            return self
+                .answer_stored(tenant, &key, entry, &canon.digest, &request, now)
+                .await;
+        }
+
+        let verdict = verify(&pcs, &tenant.policy);
+        let mut record = OutcomeRecord::new(
+            &tenant.id,
+            &pcs.pcs_id,
+            verdict,
+            &tenant.policy.version,
+            &tenant.policy_hash,
+            now,
+        );
+
+        let _stripe = self.stripes[self.stripe(&key)].lock().await;
+        // A concurrent first submission of the same key may have decided while we verified.
+        if let Some(entry) = self.lookup(&key).await? {
+            return self
+                .answer_stored(tenant, &key, entry, &canon.digest, &request, now)
+                .await;
+        }
+        let _barrier = self.barrier.read().await;
+        let feed = feed_record(
+            &record,
+            &canon.digest,
+            &request,
+            &self.region,
+            &key_id,
+            v1::RecordKind::Decision,
+        );
+        let seq = self
+            .log
+            .append(Bytes::from(feed.encode_to_vec()))
+            .await
+            .map_err(log_error)?;
+        record.seq = seq;
+        let entry = DedupEntry {
+            seq,
+            digest: canon.digest,
+            outcome: Bytes::from(v1::Outcome::from(&record).encode_to_vec()),
+        };
+        let ttl = Duration::from_secs(tenant.policy.dedup_ttl_secs);
+        match self.dedup.put_if_absent(&key, &entry, ttl).await {
+            Ok(PutOutcome::Inserted) => {}
+            Ok(PutOutcome::Existing(winner)) => {
+                // Another process decided the key first (first write wins).
+                return decode_stored(&winner);
+            }
+            Err(e) => {
+                // The decision is durable in the log; the index catches up from the repair
+                // queue as soon as the store is back. Until then this key answers from the
+                // queue, so it is never decided twice.
+                tracing::warn!(error = %e, "dedup write failed after log append; queued for repair");
+                self.repairs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), (entry, ttl));
+            }
+        }
+        self.metrics
+            .outcomes
+            .with_label_values(&[
+                &tenant.id,
+                record.outcome.as_str(),
+                record.reason_code.as_str(),
+            ])
+            .inc();
+        self.metrics
+            .verify_latency
+            .with_label_values(&[&tenant.id])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(record)
+    }
+
+    /// The stored outcome of `(tenant_id, pcs_id)`, if any.
+    pub async fn get_outcome(
+        &self,
+        tenant_id: &str,
+        pcs_id: &str,
+    ) -> Result<OutcomeRecord, ApiError> {
+        let tenant = self.tenant(tenant_id)?;
+        if !flk_core::pcs::is_lower_hex64(pcs_id) {
+            return Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                "invalid_pcs_id",
+                "`pcs_id` must be 64 lowercase hex characters",
+            ));
+        }
+        let key = DedupKey {
+            tenant_id: tenant.id.clone(),
+            pcs_id: pcs_id.to_owned(),
+        };
+        match self.lookup(&key).await? {
+            Some(entry) => decode_stored(&entry),
+            None => Err(ApiError::new(
+                ErrorKind::NotFound,
+                "not_found",
+                format!("no outcome for pcs_id {pcs_id} of tenant {:?}", tenant.id),
+            )),
+        }
+    }
+
+    /// Index lookup, with the repair queue in front of it.
+    async fn lookup(&self, key: &DedupKey) -> Result<Option<DedupEntry>, ApiError> {
+        if let Some((entry, _)) = self
+            .repairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return Ok(Some(entry.clone()));
+        }
+        self.dedup
+            .get(key)
+            .await
+            .map_err(|e| self.refuse(dedup_error(e)))
+    }
+
+    async fn answer_stored(
+        &self,
+        tenant: &Tenant,
+        key: &DedupKey,
+        entry: DedupEntry,
+        digest: &[u8; 32],
+        request: &Request,
+        now: OffsetDateTime,
+    ) -> Result<OutcomeRecord, ApiError> {
+        self.metrics
+            .dedup_hits
+            .with_label_values(&[&tenant.id])
+            .inc();
+        let stored = decode_stored(&entry)?;
+        if &entry.digest != digest {
+            // Conflicting duplicate: first write wins, but it is counted and recorded.
+            self.metrics
+                .conflicts
+                .with_label_values(&[&tenant.id])
+                .inc();
+            let mut event = stored.clone();
+            event.received_at = now;
+            let feed = feed_record(
+                &event,
+                digest,
+                request,
+                &self.region,
+                "",
+                v1::RecordKind::ConflictingDuplicate,
+            );
+            if let Err(e) = self.log.append(Bytes::from(feed.encode_to_vec())).await {
+                tracing::warn!(error = %e, pcs_id = %key.pcs_id, "could not record a conflicting duplicate");
+            }
+        }
+        Ok(stored)
+    }
+
+    fn stripe(&self, key: &DedupKey) -> usize {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        (h.finish() as usize) % STRIPES
+    }
+
+    /// Writes queued index entries; returns how many are still waiting.
+    pub async fn drain_repairs(&self) -> usize {
+        let pending: Vec<(DedupKey, DedupEntry, Duration)> = self
+            .repairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, (e, t))| (k.clone(), e.clone(), *t))
+            .collect();
+        for (key, entry, ttl) in pending {
+            match self.dedup.put_if_absent(&key, &entry, ttl).await {
+                Ok(_) => {
+                    self.metrics.dedup_repairs.inc();
+                    self.repairs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                }
+                Err(_) => break,
+            }
+        }
+        self.repairs.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Persists the watermark below which every logged decision is in the index.
+    pub async fn checkpoint_watermark(&self) -> std::io::Result<u64> {
+        let mark = {
+            let _quiet = self.barrier.write().await;
+            let last = self.log.last_seq();
+            let oldest_pending = self
+                .repairs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|(e, _)| e.seq)
+                .min();
+            match oldest_pending {
+                Some(s) => s.saturating_sub(1).min(last),
+                None => last,
+            }
+        };
+        if mark > read_watermark(&self.watermark_path)? {
+            write_watermark(&self.watermark_path, mark)?;
+        }
+        Ok(mark)
+    }
+
+    /// Replays decisions above the watermark into the index (idempotent).
+    async fn replay_into_index(&self) -> Result<(), anyhow::Error> {
+        let from = read_watermark(&self.watermark_path)? + 1;
+        let log = self.log.clone();
+        let records: Vec<(u64, Bytes)> = tokio::task::spawn_blocking(move || {
+            log.read_from(from).collect::<Result<Vec<_>, LogError>>()
+        })
+        .await??;
+        let now = OffsetDateTime::now_utc();
+        let mut replayed = 0usize;
+        for (seq, payload) in records {
+            let feed = v1::FeedRecord::decode(payload.as_ref())
+                .map_err(|e| anyhow::anyhow!("outcome log record {seq} does not decode: {e}"))?;
+            if feed.kind() != v1::RecordKind::Decision {
+                continue;
+            }
+            let Some(mut outcome) = feed.outcome else {
+                continue;
+            };
+            outcome.seq = seq;
+            let Some(tenant) = self.tenants.get(&feed.tenant_id) else {
+                continue;
+            };
+            let age = now
+                - time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(feed.decided_at_unix_ms) * 1_000_000,
+                )?;
+            let ttl = Duration::from_secs(tenant.policy.dedup_ttl_secs)
+                .saturating_sub(Duration::try_from(age).unwrap_or_default());
+            if ttl.is_zero() {
+                continue;
+            }
+            let Ok(digest) = <[u8; 32]>::try_from(feed.canonical_digest.as_slice()) else {
+                continue;
+            };
+            let key = DedupKey {
+                tenant_id: feed.tenant_id.clone(),
+                pcs_id: feed.pcs_id.clone(),
+            };
+            let entry = DedupEntry {
+                seq,
+                digest,
+                outcome: Bytes::from(outcome.encode_to_vec()),
+            };
+            match self.dedup.put_if_absent(&key, &entry, ttl).await {
+                Ok(_) => replayed += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dedup store unavailable during replay; queued");
+                    self.repairs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, (entry, ttl));
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(
+                from_seq = from,
+                replayed,
+                "replayed outcome log into the dedup index"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the client sent, kept in the feed for downstream re-verification.
+#[derive(Debug, Clone)]
+enum Request {
+    Json(Bytes),
+    Structured(Box<v1::Pcs>),
+}
+
+fn feed_record(
+    record: &OutcomeRecord,
+    digest: &[u8; 32],
+    request: &Request,
+    region: &str,
+    key_id: &str,
+    kind: v1::RecordKind,
+) -> v1::FeedRecord {
+    let (request_json, request_pcs) = match request {
+        Request::Json(b) => (b.to_vec(), None),
+        Request::Structured(p) => (Vec::new(), Some((**p).clone())),
+    };
+    v1::FeedRecord {
+        seq: 0,
+        tenant_id: record.tenant_id.clone(),
+        pcs_id: record.pcs_id.clone(),
+        outcome: Some(v1::Outcome::from(record)),
+        canonical_digest: digest.to_vec(),
+        request_json,
+        decided_at_unix_ms: (record.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
+        region: region.to_owned(),
+        key_id: key_id.to_owned(),
+        kind: kind as i32,
+        request_pcs,
+    }
+}
+
+fn decode_stored(entry: &DedupEntry) -> Result<OutcomeRecord, ApiError> {
+    let wire = v1::Outcome::decode(entry.outcome.as_ref()).map_err(|e| {
+        ApiError::new(
+            ErrorKind::Internal,
+            "corrupt_outcome",
+            format!("stored outcome does not decode: {e}"),
+        )
+    })?;
+    let mut rec = OutcomeRecord::try_from(&wire)
+        .map_err(|e| ApiError::new(ErrorKind::Internal, "corrupt_outcome", e.to_string()))?;
+    rec.duplicate = true;
+    rec.seq = entry.seq;
+    Ok(rec)
+}
+
+fn dedup_error(e: DedupError) -> ApiError {
+    ApiError::new(ErrorKind::Unavailable, "dedup_unavailable", e.to_string())
+        .with_retry_after(RETRY_AFTER_UNAVAILABLE)
+}
+
+fn log_error(e: LogError) -> ApiError {
+    tracing::error!(error = %e, "outcome log append failed");
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "log_unavailable",
+        format!("outcome log unavailable: {e}"),
+    )
+    .with_retry_after(RETRY_AFTER_UNAVAILABLE)
+}
+
+fn refusal_label(e: &ApiError) -> &'static str {
+    match e.code.as_str() {
+        "payload_too_large" => "payload_too_large",
+        "rate_limited" => "rate_limited",
+        "quota_exceeded" => "quota_exceeded",
+        "malformed_json" => "malformed_json",
+        "invalid_pcs" => "invalid_pcs",
+        "dedup_unavailable" => "dedup_unavailable",
+        "unknown_tenant" => "unknown_tenant",
+        _ => "other",
+    }
+}
+
+fn read_watermark(path: &Path) -> std::io::Result<u64> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => s.trim().parse::<u64>().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Atomic replace: write a temporary file, fsync it, rename, fsync the directory.
+fn write_watermark(path: &Path, mark: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{mark}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

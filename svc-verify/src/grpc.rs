@@ -1,0 +1,165 @@
+//! The `flk.v1.VerifyService` gRPC handlers: thin conversions around [`Engine`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use flk_proto::v1::verify_service_server::VerifyService;
+use flk_proto::v1::{self, submit_request, submit_stream_response};
+use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind, TENANT_METADATA};
+use futures::{Stream, StreamExt};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engine::{Body, Engine};
+
+/// How many submissions of one stream are in flight at once. Their log appends share fsyncs
+/// (group commit), which is what makes streaming fast; answers still come back in order.
+const STREAM_CONCURRENCY: usize = 512;
+
+pub struct VerifyGrpc {
+    engine: Arc<Engine>,
+}
+
+impl VerifyGrpc {
+    pub fn new(engine: Arc<Engine>) -> VerifyGrpc {
+        VerifyGrpc { engine }
+    }
+}
+
+/// Tenant from the request field, else the `x-tenant-id` metadata, else `default`.
+fn tenant_of(field: &str, metadata: &tonic::metadata::MetadataMap) -> String {
+    if !field.is_empty() {
+        return field.to_owned();
+    }
+    metadata
+        .get(TENANT_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_TENANT)
+        .to_owned()
+}
+
+fn body_of(req: v1::SubmitRequest) -> Result<Body, ApiError> {
+    match req.body {
+        Some(submit_request::Body::PcsJson(b)) => Ok(Body::Json(b.into())),
+        Some(submit_request::Body::Pcs(p)) => Ok(Body::Structured(Box::new(p))),
+        None => Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "invalid_pcs",
+            "request has no pcs (set `pcs_json` or `pcs`)",
+        )),
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl VerifyService for VerifyGrpc {
+    async fn submit(
+        &self,
+        request: Request<v1::SubmitRequest>,
+    ) -> Result<Response<v1::SubmitResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let tenant = tenant_of(&req.tenant_id, &metadata);
+        let body = body_of(req)?;
+        let record = self.engine.submit(&tenant, body).await?;
+        Ok(Response::new(v1::SubmitResponse {
+            outcome: Some(v1::Outcome::from(&record)),
+        }))
+    }
+
+    type SubmitStreamStream = BoxStream<v1::SubmitStreamResponse>;
+
+    async fn submit_stream(
+        &self,
+        request: Request<Streaming<v1::SubmitRequest>>,
+    ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        let (metadata, _, inbound) = request.into_parts();
+        let default_tenant = tenant_of("", &metadata);
+        let engine = self.engine.clone();
+        let out = inbound
+            .enumerate()
+            .map(move |(index, item)| {
+                let engine = engine.clone();
+                let default_tenant = default_tenant.clone();
+                async move {
+                    let req = match item {
+                        Ok(r) => r,
+                        // A broken inbound stream ends the call with its status.
+                        Err(status) => return Err(status),
+                    };
+                    let tenant = if req.tenant_id.is_empty() {
+                        default_tenant
+                    } else {
+                        req.tenant_id.clone()
+                    };
+                    let result = match body_of(req) {
+                        Ok(body) => engine.submit(&tenant, body).await,
+                        Err(e) => Err(e),
+                    };
+                    Ok(v1::SubmitStreamResponse {
+                        index: index as u64,
+                        result: Some(match result {
+                            Ok(rec) => {
+                                submit_stream_response::Result::Outcome(v1::Outcome::from(&rec))
+                            }
+                            Err(e) => submit_stream_response::Result::Error(item_error(&e)),
+                        }),
+                    })
+                }
+            })
+            .buffered(STREAM_CONCURRENCY);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn get_outcome(
+        &self,
+        request: Request<v1::GetOutcomeRequest>,
+    ) -> Result<Response<v1::Outcome>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let tenant = tenant_of(&req.tenant_id, &metadata);
+        let rec = self.engine.get_outcome(&tenant, &req.pcs_id).await?;
+        Ok(Response::new(v1::Outcome::from(&rec)))
+    }
+
+    type SubscribeStream = BoxStream<v1::FeedRecord>;
+
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let from = request.into_inner().from_seq.max(1);
+        let stream = self.engine.log().subscribe(from).map(|item| match item {
+            Ok((seq, payload)) => {
+                let mut rec = v1::FeedRecord::decode(payload.as_ref()).map_err(|e| {
+                    Status::from(ApiError::new(
+                        ErrorKind::Internal,
+                        "corrupt_record",
+                        format!("outcome log record {seq} does not decode: {e}"),
+                    ))
+                })?;
+                rec.seq = seq;
+                if let Some(o) = rec.outcome.as_mut() {
+                    o.seq = seq;
+                }
+                Ok(rec)
+            }
+            Err(e) => Err(Status::from(ApiError::new(
+                ErrorKind::Unavailable,
+                "log_unavailable",
+                format!("outcome log read failed: {e}"),
+            ))),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn item_error(e: &ApiError) -> v1::ItemError {
+    v1::ItemError {
+        grpc_code: e.kind.grpc_code() as i32,
+        http_status: u32::from(e.kind.http_status()),
+        code: e.code.clone(),
+        message: e.message.clone(),
+        retry_after_secs: e.retry_after_secs().unwrap_or(0) as u32,
+    }
+}

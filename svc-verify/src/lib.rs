@@ -1,0 +1,262 @@
+//! svc-verify: owner of every verification decision. Serves `flk.v1.VerifyService` over gRPC
+//! (plus `/health`, `/ready` and `/metrics` over HTTP/1.1 on the same port), records each
+//! decision durably in the outcome log before answering, and keeps the dedup index.
+//!
+//! `main.rs` only parses config and calls [`run`]; tests call [`Service::open`] and
+//! [`Service::serve`] with a listener bound to port 0.
+
+pub mod config;
+pub mod engine;
+pub mod grpc;
+pub mod metrics;
+pub mod tenants;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use flk_dedup::{DedupStore, EmbeddedStore, PgOptions, PgStore, RedisOptions, RedisStore};
+use flk_outcome_log::{LogConfig, OutcomeLog};
+use flk_proto::v1::verify_service_server::VerifyServiceServer;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+
+pub use config::{DedupBackend, VerifyConfig};
+pub use engine::{Body, Engine};
+use metrics::{LogMetrics, VerifyMetrics};
+use tenants::TenantRegistry;
+
+/// An opened svc-verify: stores recovered, engine ready, not yet serving.
+pub struct Service {
+    pub engine: Arc<Engine>,
+    pub registry: Registry,
+    /// Where the `default` tenant's generated secret was written, if one was generated.
+    pub generated_secret: Option<PathBuf>,
+}
+
+impl Service {
+    /// Opens the outcome log (recovering a torn tail), the dedup store, and the engine.
+    pub async fn open(cfg: &VerifyConfig) -> anyhow::Result<Service> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+        let (tenants, generated_secret) = load_tenants(cfg)?;
+        let registry = Registry::new();
+        let metrics = VerifyMetrics::register(&registry)?;
+
+        let mut log_cfg = LogConfig::new(cfg.data_dir.join("outcome-log"));
+        log_cfg.segment_max_bytes = cfg.log.segment_max_bytes;
+        log_cfg.fsync = cfg.log.fsync;
+        let observer = Arc::new(LogMetrics(metrics.clone()));
+        let (log, report) =
+            tokio::task::spawn_blocking(move || OutcomeLog::open_with_observer(log_cfg, observer))
+                .await??;
+        tracing::info!(?report, "outcome log opened");
+
+        let dedup = open_dedup(cfg).await?;
+        let engine = Engine::start(
+            Arc::new(tenants),
+            log,
+            dedup,
+            metrics,
+            cfg.region.clone(),
+            cfg.max_body_bytes,
+            &cfg.data_dir,
+        )
+        .await?;
+        Ok(Service {
+            engine,
+            registry,
+            generated_secret,
+        })
+    }
+
+    /// Serves gRPC and the HTTP endpoints on `listener` until `shutdown` resolves; runs the
+    /// background maintenance (repair queue, watermark, expiry purge) meanwhile.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let engine = self.engine.clone();
+        let maintenance = tokio::spawn(maintenance(engine.clone()));
+        let registry = self.registry.clone();
+        let ready_engine = engine.clone();
+        let http = axum::Router::new()
+            .route("/health", get(|| async { "OK" }))
+            .route(
+                "/metrics",
+                get(move || {
+                    let registry = registry.clone();
+                    async move {
+                        (
+                            [("content-type", "text/plain; version=0.0.4")],
+                            metrics::render(&registry),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/ready",
+                get(move || {
+                    let engine = ready_engine.clone();
+                    async move { readiness(&engine).await }
+                }),
+            );
+        let grpc = tonic::service::Routes::new(
+            VerifyServiceServer::new(grpc::VerifyGrpc::new(engine.clone()))
+                .max_decoding_message_size(4 * 1024 * 1024),
+        );
+        let router = grpc.into_axum_router().merge(http);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let result = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        maintenance.abort();
+        // Best effort: leave a fresh watermark so the next start replays little.
+        let _ = engine.drain_repairs().await;
+        let _ = engine.checkpoint_watermark().await;
+        result.context("grpc server failed")
+    }
+}
+
+/// Background upkeep: retry queued index writes, persist the watermark, purge expired
+/// entries. A periodic timer, not a synchronisation device.
+async fn maintenance(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        engine.drain_repairs().await;
+        if n % 5 == 0
+            && let Err(e) = engine.checkpoint_watermark().await
+        {
+            tracing::warn!(error = %e, "cannot persist the dedup watermark");
+        }
+        if n % 300 == 0
+            && let Err(e) = engine.dedup().purge_expired(10_000).await
+        {
+            tracing::warn!(error = %e, "dedup purge failed");
+        }
+    }
+}
+
+async fn readiness(engine: &Engine) -> axum::response::Response {
+    let dedup = engine.dedup().check_ready().await;
+    let log_ok = !engine.log().is_failed();
+    let ok = dedup.is_ok() && log_ok;
+    let body = serde_json::json!({
+        "ready": ok,
+        "dependencies": {
+            "outcome_log": if log_ok { "ok".to_owned() } else { "failed: reopen needed".to_owned() },
+            format!("dedup_{}", engine.dedup().backend()):
+                match &dedup { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
+        }
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn load_tenants(cfg: &VerifyConfig) -> anyhow::Result<(TenantRegistry, Option<PathBuf>)> {
+    if let Some(path) = &cfg.tenants_file {
+        return Ok((TenantRegistry::from_file(path)?, None));
+    }
+    if let Some(secret) = &cfg.hmac_key {
+        return Ok((TenantRegistry::single_hmac(secret)?, None));
+    }
+    let (secret, path) = default_secret(&cfg.data_dir)?;
+    Ok((TenantRegistry::single_hmac(&secret)?, Some(path)))
+}
+
+/// The `default` tenant's secret when nothing is configured: generated once, kept in the
+/// data directory so restarts keep accepting what agents signed.
+fn default_secret(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
+    use rand::RngCore;
+    let path = data_dir.join("default-hmac.key");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_owned();
+        if !s.is_empty() {
+            return Ok((s, path));
+        }
+    }
+    let mut raw = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let secret = hex::encode(raw);
+    std::fs::write(&path, format!("{secret}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((secret, path))
+}
+
+async fn open_dedup(cfg: &VerifyConfig) -> anyhow::Result<Arc<dyn DedupStore>> {
+    Ok(match cfg.dedup.backend {
+        DedupBackend::Embedded => {
+            let dir = cfg.data_dir.join("dedup");
+            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(dir)).await??;
+            Arc::new(store)
+        }
+        DedupBackend::Redis => {
+            let url = cfg.dedup.url.clone().unwrap_or_default();
+            Arc::new(RedisStore::new(&RedisOptions::new(url))?)
+        }
+        DedupBackend::Postgres => {
+            let url = cfg.dedup.url.clone().unwrap_or_default();
+            let pg: tokio_postgres::Config = url
+                .parse()
+                .context("dedup.url is not a postgres connection string")?;
+            Arc::new(PgStore::connect(&PgOptions::new(pg)).await?)
+        }
+    })
+}
+
+/// Opens and serves until Ctrl-C / SIGTERM (the binary's whole job).
+pub async fn run(cfg: VerifyConfig) -> anyhow::Result<()> {
+    let service = Service::open(&cfg).await?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    println!("svc-verify listening on http://{addr} (grpc; /health /ready /metrics)");
+    println!("data dir: {}", cfg.data_dir.display());
+    println!("dedup backend: {}", service.engine.dedup().backend());
+    for id in service.engine.tenants().ids() {
+        println!("tenant: {id}");
+    }
+    if let Some(path) = &service.generated_secret {
+        println!(
+            "default tenant hmac secret (digest mode): see {}",
+            path.display()
+        );
+    }
+    service.serve(listener, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

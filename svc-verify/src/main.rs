@@ -1,0 +1,35 @@
+//! svc-verify binary: parse config, start telemetry, serve.
+
+use clap::Parser;
+use svc_verify::config::{VerifyConfig, env};
+
+#[derive(Parser)]
+#[command(
+    name = "svc-verify",
+    about = "FLK svc-verify: durable, idempotent PCS verification over gRPC"
+)]
+struct Args {
+    /// Config file (TOML); every setting also has an FLK_* environment override.
+    #[arg(long, env = env::CONFIG)]
+    config: Option<std::path::PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let cfg = VerifyConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    if args.print_config {
+        print!("{}", cfg.redacted());
+        return Ok(());
+    }
+    svc_verify::run(cfg).await
+}

@@ -1,0 +1,419 @@
+//! Tenants from a TOML file: keys (algorithm, HMAC mode, validity window), rate limit,
+//! daily quota and policy override; and their admission control (token bucket + quota).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use flk_core::{HmacMode, KeyMaterial, KeySet, Policy, TenantKey};
+use flk_proto::{ApiError, ErrorKind};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The tenants file:
+///
+/// ```toml
+/// [[tenant]]
+/// id = "acme"
+/// rate_limit_per_sec = 500.0   # optional token bucket
+/// burst = 1000                 # optional, default = one second of rate
+/// daily_quota = 1000000        # optional, per UTC day
+/// signing = true               # false: signatures are not checked
+/// policy = { version = "acme-2", tol_D = 0.2 }   # optional partial override
+///
+/// [[tenant.keys]]
+/// id = "k-2026"
+/// algorithm = "hmac"           # or "ed25519"
+/// secret = "..."               # hmac: the secret (or secret_env = "VAR")
+/// mode = "digest"              # hmac: digest (default) | payload
+/// # public_key = "base64"      # ed25519: 32-byte public key
+/// not_before = "2026-01-01T00:00:00Z"
+/// not_after = "2027-01-01T00:00:00Z"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsFile {
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub id: String,
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<f64>,
+    #[serde(default)]
+    pub burst: Option<f64>,
+    #[serde(default)]
+    pub daily_quota: Option<u64>,
+    #[serde(default = "yes")]
+    pub signing: bool,
+    #[serde(default)]
+    pub policy: Option<Policy>,
+    #[serde(default)]
+    pub keys: Vec<KeySpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    pub id: String,
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub not_before: Option<String>,
+    #[serde(default)]
+    pub not_after: Option<String>,
+}
+
+/// A tenants file or spec that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("tenant config: {0}")]
+pub struct TenantConfigError(pub String);
+
+/// A tenant ready to serve.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub keys: KeySet,
+    pub policy: Policy,
+    pub policy_hash: String,
+    limiter: Option<Mutex<TokenBucket>>,
+    quota: Option<Mutex<DailyQuota>>,
+}
+
+impl Tenant {
+    /// Admission control: rate limit, then daily quota. On refusal, the error carries
+    /// `Retry-After`.
+    pub fn admit(&self, now: OffsetDateTime) -> Result<(), ApiError> {
+        if let Some(l) = &self.limiter {
+            let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(wait) = l.take(Instant::now()) {
+                return Err(ApiError::new(
+                    ErrorKind::RateLimited,
+                    "rate_limited",
+                    format!("tenant {:?} is over its rate limit", self.id),
+                )
+                .with_retry_after(wait));
+            }
+        }
+        if let Some(q) = &self.quota {
+            let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(wait) = q.take(now) {
+                return Err(ApiError::new(
+                    ErrorKind::RateLimited,
+                    "quota_exceeded",
+                    format!(
+                        "tenant {:?} has used its daily quota of {}",
+                        self.id, q.limit
+                    ),
+                )
+                .with_retry_after(wait));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Classic token bucket: `rate` tokens per second up to `burst`.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token, or says how long until one is available.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+/// Submissions admitted per UTC day.
+#[derive(Debug)]
+struct DailyQuota {
+    limit: u64,
+    day: i32,
+    used: u64,
+}
+
+impl DailyQuota {
+    fn take(&mut self, now: OffsetDateTime) -> Result<(), Duration> {
+        let now = now.to_offset(time::UtcOffset::UTC);
+        let day = now.date().to_julian_day();
+        if day != self.day {
+            self.day = day;
+            self.used = 0;
+        }
+        if self.used < self.limit {
+            self.used += 1;
+            return Ok(());
+        }
+        let next_midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
+        let wait = next_midnight
+            .map(|m| m - now)
+            .unwrap_or(time::Duration::HOUR);
+        Err(Duration::from_secs_f64(wait.as_seconds_f64().max(1.0)))
+    }
+}
+
+/// Every configured tenant, by id.
+#[derive(Debug, Default)]
+pub struct TenantRegistry {
+    tenants: HashMap<String, Tenant>,
+}
+
+impl TenantRegistry {
+    pub fn get(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.get(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// Reads and validates a tenants file.
+    pub fn from_file(path: &Path) -> Result<TenantRegistry, TenantConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TenantConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let file: TenantsFile = toml::from_str(&text)
+            .map_err(|e| TenantConfigError(format!("{}: {e}", path.display())))?;
+        TenantRegistry::from_specs(file.tenants, |name| std::env::var(name).ok())
+    }
+
+    /// Builds the registry from specs; `env` resolves `secret_env`.
+    pub fn from_specs(
+        specs: Vec<TenantSpec>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<TenantRegistry, TenantConfigError> {
+        let mut tenants = HashMap::new();
+        for spec in specs {
+            let id = spec.id.clone();
+            if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+                return Err(TenantConfigError(format!("invalid tenant id {id:?}")));
+            }
+            if tenants.contains_key(&id) {
+                return Err(TenantConfigError(format!("tenant {id:?} is defined twice")));
+            }
+            let tenant = build_tenant(spec, &env)
+                .map_err(|e| TenantConfigError(format!("tenant {id:?}: {e}")))?;
+            tenants.insert(id, tenant);
+        }
+        Ok(TenantRegistry { tenants })
+    }
+
+    /// A registry with only the `default` tenant and one HMAC key in digest mode.
+    pub fn single_hmac(secret: &str) -> Result<TenantRegistry, TenantConfigError> {
+        let spec = TenantSpec {
+            id: flk_proto::DEFAULT_TENANT.to_owned(),
+            rate_limit_per_sec: None,
+            burst: None,
+            daily_quota: None,
+            signing: true,
+            policy: None,
+            keys: vec![KeySpec {
+                id: "default-hmac".into(),
+                algorithm: "hmac".into(),
+                secret: Some(secret.to_owned()),
+                secret_env: None,
+                mode: Some("digest".into()),
+                public_key: None,
+                not_before: None,
+                not_after: None,
+            }],
+        };
+        TenantRegistry::from_specs(vec![spec], |_| None)
+    }
+}
+
+fn build_tenant(spec: TenantSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Tenant, String> {
+    let policy = spec.policy.unwrap_or_default();
+    policy.validate().map_err(|e| e.to_string())?;
+    let mut keys = Vec::with_capacity(spec.keys.len());
+    for k in &spec.keys {
+        keys.push(build_key(k, env).map_err(|e| format!("key {:?}: {e}", k.id))?);
+    }
+    let keys = if spec.signing {
+        if keys.is_empty() {
+            return Err("signing is enabled but no key is configured".into());
+        }
+        KeySet::new(keys)
+    } else {
+        KeySet::disabled()
+    };
+    let limiter = match spec.rate_limit_per_sec {
+        Some(rate) if rate.is_finite() && rate > 0.0 => {
+            let burst = spec.burst.unwrap_or(rate).max(1.0);
+            Some(Mutex::new(TokenBucket::new(rate, burst)))
+        }
+        Some(rate) => return Err(format!("rate_limit_per_sec must be positive, got {rate}")),
+        None => None,
+    };
+    let quota = spec.daily_quota.map(|limit| {
+        Mutex::new(DailyQuota {
+            limit,
+            day: 0,
+            used: 0,
+        })
+    });
+    Ok(Tenant {
+        id: spec.id,
+        keys,
+        policy_hash: policy.hash_hex(),
+        policy,
+        limiter,
+        quota,
+    })
+}
+
+fn build_key(k: &KeySpec, env: &impl Fn(&str) -> Option<String>) -> Result<TenantKey, String> {
+    let material = match k.algorithm.as_str() {
+        "hmac" => {
+            let secret = match (&k.secret, &k.secret_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => env(var).ok_or_else(|| format!("env var {var} is not set"))?,
+                _ => return Err("hmac keys need exactly one of `secret`, `secret_env`".into()),
+            };
+            let mode = match k.mode.as_deref() {
+                None => HmacMode::Digest,
+                Some(m) => HmacMode::parse(m)
+                    .ok_or_else(|| format!("unknown hmac mode {m:?} (digest, payload)"))?,
+            };
+            KeyMaterial::hmac(secret.as_bytes(), mode).map_err(|e| e.to_string())?
+        }
+        "ed25519" => {
+            let public = k
+                .public_key
+                .as_deref()
+                .ok_or("ed25519 keys need `public_key`")?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(public.trim())
+                .map_err(|_| "`public_key` is not standard base64".to_string())?;
+            KeyMaterial::ed25519(&raw).map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("unknown algorithm {other:?} (hmac, ed25519)")),
+    };
+    let instant = |s: &Option<String>, name: &str| -> Result<Option<OffsetDateTime>, String> {
+        s.as_deref()
+            .map(|v| {
+                OffsetDateTime::parse(v, &Rfc3339).map_err(|_| format!("`{name}` is not rfc 3339"))
+            })
+            .transpose()
+    };
+    TenantKey::new(k.id.clone(), material)
+        .with_window(
+            instant(&k.not_before, "not_before")?,
+            instant(&k.not_after, "not_after")?,
+        )
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TenantRegistry, TenantConfigError> {
+        let file: TenantsFile =
+            toml::from_str(text).map_err(|e| TenantConfigError(e.to_string()))?;
+        TenantRegistry::from_specs(file.tenants, |v| (v == "ACME_SECRET").then(|| "s3".into()))
+    }
+
+    #[test]
+    fn parses_keys_policies_and_limits() {
+        let reg = parse(
+            r#"
+            [[tenant]]
+            id = "acme"
+            rate_limit_per_sec = 1.0
+            burst = 2
+            policy = { version = "acme-1", tol_D = 0.2 }
+            [[tenant.keys]]
+            id = "a"
+            algorithm = "hmac"
+            secret_env = "ACME_SECRET"
+            mode = "payload"
+            [[tenant.keys]]
+            id = "b"
+            algorithm = "ed25519"
+            public_key = "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="
+            not_after = "2030-01-01T00:00:00Z"
+            [[tenant]]
+            id = "open"
+            signing = false
+            daily_quota = 1
+            "#,
+        )
+        .unwrap();
+        let acme = reg.get("acme").unwrap();
+        assert_eq!(acme.keys.keys().len(), 2);
+        assert_eq!(acme.policy.tol_d, 0.2);
+        assert_ne!(acme.policy_hash, Policy::default().hash_hex());
+        let now = OffsetDateTime::now_utc();
+        acme.admit(now).unwrap();
+        acme.admit(now).unwrap();
+        let err = acme.admit(now).unwrap_err();
+        assert_eq!(err.code, "rate_limited");
+        assert!(err.retry_after_secs().unwrap() >= 1);
+        let open = reg.get("open").unwrap();
+        assert!(!open.keys.signing_required);
+        open.admit(now).unwrap();
+        let err = open.admit(now).unwrap_err();
+        assert_eq!(err.code, "quota_exceeded");
+    }
+
+    #[test]
+    fn refuses_bad_specs() {
+        for bad in [
+            "[[tenant]]\nid = \"x\"\n",
+            "[[tenant]]\nid = \"x\"\nsigning = false\npolicy = { tol_D = -1.0 }\n",
+            "[[tenant]]\nid = \"x\"\n[[tenant.keys]]\nid = \"k\"\nalgorithm = \"rsa\"\n",
+            "[[tenant]]\nid = \"x\"\n[[tenant.keys]]\nid = \"k\"\nalgorithm = \"hmac\"\n",
+            "[[tenant]]\nid = \"x\"\nsigning = false\n[[tenant]]\nid = \"x\"\nsigning = false\n",
+            "[[tenant]]\nid = \"x\"\nsigning = false\nrate = 3\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
