@@ -144,14 +144,20 @@ impl ParseError {
 /// Parses and structurally validates one PCS from JSON bytes.
 pub fn parse_pcs(body: &[u8]) -> Result<Pcs, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let raw = match PcsFields::deserialize_from(&mut de) {
-        Ok(raw) => raw,
-        Err(e) => return Err(from_json_error(&e)),
-    };
-    if let Err(e) = de.end() {
-        return Err(from_json_error(&e));
+    let raw = PcsFields::deserialize_from(&mut de).and_then(|raw| de.end().map(|()| raw));
+    match raw {
+        Ok(raw) => raw.validate(),
+        Err(e) => {
+            // Field errors are wrapped with their path, which hides a syntax error's category;
+            // on this (cold) path a plain syntax pass tells malformed JSON from a bad PCS.
+            match serde_json::from_slice::<IgnoredAny>(body) {
+                Err(syntax) if syntax.classify() != serde_json::error::Category::Data => {
+                    Err(from_json_error(&syntax))
+                }
+                _ => Err(from_json_error(&e)),
+            }
+        }
     }
-    raw.validate()
 }
 
 fn from_json_error(e: &serde_json::Error) -> ParseError {
@@ -772,6 +778,9 @@ mod tests {
             assert!(parse_pcs(body.as_bytes()).is_err(), "{bad}");
         }
         assert_eq!(err(b"{").kind, ParseErrorKind::MalformedJson);
+        assert_eq!(err(b"{\"pcs_id\":").kind, ParseErrorKind::MalformedJson);
+        let nan = good.replacen("\"r\":0.78", "\"r\":NaN", 1);
+        assert_eq!(err(nan.as_bytes()).kind, ParseErrorKind::MalformedJson);
         assert_eq!(err(b"[]").kind, ParseErrorKind::InvalidPcs);
         assert_eq!(
             err(format!("{good} x").as_bytes()).kind,

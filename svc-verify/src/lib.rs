@@ -120,6 +120,9 @@ impl Service {
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         maintenance.abort();
+        // Wait until the task is really gone: it holds the engine (and so the stores), and a
+        // checkpoint it was running must not race the final one below.
+        let _ = maintenance.await;
         // Best effort: leave a fresh watermark so the next start replays little.
         let _ = engine.drain_repairs().await;
         let _ = engine.checkpoint_watermark().await;
@@ -136,12 +139,12 @@ async fn maintenance(engine: Arc<Engine>) {
         tick.tick().await;
         n += 1;
         engine.drain_repairs().await;
-        if n % 5 == 0
+        if n.is_multiple_of(5)
             && let Err(e) = engine.checkpoint_watermark().await
         {
             tracing::warn!(error = %e, "cannot persist the dedup watermark");
         }
-        if n % 300 == 0
+        if n.is_multiple_of(300)
             && let Err(e) = engine.dedup().purge_expired(10_000).await
         {
             tracing::warn!(error = %e, "dedup purge failed");
@@ -203,6 +206,18 @@ async fn open_dedup(cfg: &VerifyConfig) -> anyhow::Result<Arc<dyn DedupStore>> {
     Ok(match cfg.dedup.backend {
         DedupBackend::Embedded => {
             let dir = cfg.data_dir.join("dedup");
+            // A new (or deleted) index holds nothing: the old index's watermark must not limit
+            // the startup replay, or every decision below it would be decided again.
+            if !dir.join(flk_dedup::embedded::FILE_NAME).exists() {
+                let mark = cfg.data_dir.join(engine::WATERMARK_FILE);
+                match std::fs::remove_file(&mark) {
+                    Ok(()) => tracing::warn!("new dedup index: replaying the whole outcome log"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot remove {}", mark.display()));
+                    }
+                }
+            }
             let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(dir)).await??;
             Arc::new(store)
         }

@@ -1,0 +1,408 @@
+//! End-to-end REST tests: the gateway on port 0 in front of real svc-verify replicas (also on
+//! port 0), exercising the statuses of PROTOCOL.md section 5 with the golden vectors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::Value;
+use svc_verify::{Service, VerifyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+const TENANTS: &str = r#"
+[[tenant]]
+id = "default"
+[[tenant.keys]]
+id = "k1"
+algorithm = "hmac"
+secret = "testsecret"
+
+[[tenant]]
+id = "slow"
+rate_limit_per_sec = 0.5
+burst = 1
+[[tenant.keys]]
+id = "k1"
+algorithm = "hmac"
+secret = "testsecret"
+"#;
+
+struct Replica {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    async fn start() -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = dir.path().join("tenants.toml");
+        std::fs::write(&tenants, TENANTS).unwrap();
+        let mut cfg = VerifyConfig {
+            data_dir: dir.path().join("data"),
+            ..Default::default()
+        };
+        cfg.tenants_file = Some(tenants);
+        cfg.log.fsync = false;
+        let service = Service::open(&cfg).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(service.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Replica {
+            addr,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+async fn gateway(upstreams: Vec<String>, auth: Option<(String, String)>) -> SocketAddr {
+    let gw = gateway::Gateway::new(gateway::GatewayConfig {
+        upstreams,
+        metrics_auth: auth,
+        ..Default::default()
+    })
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(gateway::serve(
+        listener,
+        Arc::clone(&gw),
+        std::future::pending(),
+    ));
+    addr
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not json ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection) so the test sees raw statuses.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+}
+
+fn vectors() -> Vec<Value> {
+    let text = include_str!("../../flk-core/tests/data/verify_vectors.json");
+    let doc: Value = serde_json::from_str(text).unwrap();
+    doc["vectors"].as_array().unwrap().clone()
+}
+
+fn first_with(reason: &str) -> Value {
+    vectors()
+        .into_iter()
+        .find(|v| v["expect"]["reason_code"] == reason)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_rest_status_of_the_contract() {
+    let replica = Replica::start().await;
+    let gw = gateway(
+        vec![format!("http://{}", replica.addr)],
+        Some(("prom".into(), "s3cret".into())),
+    )
+    .await;
+
+    // 200 accepted and 202 escalated/rejected, bodies as the vectors say.
+    for reason in [
+        "ok",
+        "budget_deviation",
+        "regime_mismatch",
+        "pcs_id_mismatch",
+        "d_hat_recompute_failed",
+    ] {
+        let v = first_with(reason);
+        let body = serde_json::to_vec(&v["pcs"]).unwrap();
+        let r = http(gw, "POST", "/v1/pcs/submit", &[], &body).await;
+        assert_eq!(
+            u64::from(r.status),
+            v["expect"]["http_status"].as_u64().unwrap(),
+            "{reason}"
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let j = r.json();
+        assert_eq!(j["reason_code"], reason);
+        assert_eq!(j["outcome"], v["expect"]["outcome"]);
+        assert_eq!(j["recomputed_D_hat"], v["expect"]["recomputed_D_hat"]);
+        assert_eq!(j["D_hat"], v["expect"]["recomputed_D_hat"]);
+        assert_eq!(j["recomputed_budget"], v["expect"]["recomputed_budget"]);
+        assert_eq!(j["duplicate"], false);
+        assert_eq!(j["tenant_id"], "default");
+        // Same PCS again: the stored outcome, same status, flagged duplicate.
+        let again = http(gw, "POST", "/v1/pcs/submit", &[], &body).await;
+        assert_eq!(again.status, r.status);
+        assert_eq!(again.json()["duplicate"], true);
+        assert_eq!(again.json()["received_at"], j["received_at"]);
+        // GET the stored outcome.
+        let path = format!("/v1/pcs/{}", v["pcs"]["pcs_id"].as_str().unwrap());
+        let got = http(gw, "GET", &path, &[], b"").await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.json()["reason_code"], reason);
+    }
+
+    // 401: a tampered copy of a known pcs_id is refused before dedup.
+    let v = first_with("ok");
+    let mut tampered = v["pcs"].clone();
+    tampered["D_hat"] = Value::from(tampered["D_hat"].as_f64().unwrap() + 0.001);
+    let r = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[],
+        &serde_json::to_vec(&tampered).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "signature_invalid");
+    // 401: unknown tenant.
+    let r = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[("x-tenant-id", "nobody")],
+        &serde_json::to_vec(&v["pcs"]).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "unknown_tenant");
+    // 400: malformed JSON and a structural error naming the field.
+    let r = http(gw, "POST", "/v1/pcs/submit", &[], b"{\"pcs_id\":").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "malformed_json");
+    let mut bad = v["pcs"].clone();
+    bad["epoch"] = Value::from(1.5);
+    let r = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[],
+        &serde_json::to_vec(&bad).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`epoch`")
+    );
+    // 413: over 1 MiB.
+    let big = vec![b' '; 1024 * 1024 + 10];
+    let r = http(gw, "POST", "/v1/pcs/submit", &[], &big).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"]["code"], "payload_too_large");
+    // 429 with Retry-After from the tenant's token bucket (burst 1, 0.5/s).
+    let body = serde_json::to_vec(&first_with("regime_mismatch")["pcs"]).unwrap();
+    let first = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[("x-tenant-id", "slow")],
+        &body,
+    )
+    .await;
+    assert_eq!(first.status, 202);
+    let second = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[("x-tenant-id", "slow")],
+        &body,
+    )
+    .await;
+    assert_eq!(second.status, 429);
+    let wait: u64 = second.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // 404 for an unknown pcs_id.
+    let r = http(gw, "GET", &format!("/v1/pcs/{}", "0".repeat(64)), &[], b"").await;
+    assert_eq!(r.status, 404);
+    // Health, readiness, metrics (basic auth).
+    let r = http(gw, "GET", "/health", &[], b"").await;
+    assert_eq!((r.status, r.body.as_slice()), (200, b"OK".as_slice()));
+    assert_eq!(http(gw, "GET", "/ready", &[], b"").await.status, 200);
+    assert_eq!(http(gw, "GET", "/metrics", &[], b"").await.status, 401);
+    let r = http(
+        gw,
+        "GET",
+        "/metrics",
+        &[("authorization", "Basic cHJvbTpzM2NyZXQ=")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    let ingest: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flk_ingest_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ingest >= 14, "{ingest}");
+
+    // 503: the only replica is gone.
+    replica.stop().await;
+    let r = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[],
+        &serde_json::to_vec(&v["pcs"]).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(http(gw, "GET", "/ready", &[], b"").await.status, 503);
+}
+
+#[tokio::test]
+async fn routes_by_key_and_fails_over() {
+    let a = Replica::start().await;
+    let b = Replica::start().await;
+    let gw = gateway(
+        vec![format!("http://{}", a.addr), format!("http://{}", b.addr)],
+        None,
+    )
+    .await;
+    let accepted: Vec<Value> = vectors()
+        .into_iter()
+        .filter(|v| v["expect"]["reason_code"] == "ok")
+        .take(20)
+        .collect();
+    for v in &accepted {
+        let r = http(
+            gw,
+            "POST",
+            "/v1/pcs/submit",
+            &[],
+            &serde_json::to_vec(&v["pcs"]).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    // Stable routing: every resubmission lands on the replica that decided it.
+    for v in &accepted {
+        let r = http(
+            gw,
+            "POST",
+            "/v1/pcs/submit",
+            &[],
+            &serde_json::to_vec(&v["pcs"]).unwrap(),
+        )
+        .await;
+        assert_eq!(r.json()["duplicate"], true);
+    }
+    // One replica down: every submission is still answered by the other.
+    a.stop().await;
+    for v in vectors()
+        .iter()
+        .filter(|v| v["expect"]["reason_code"] == "ok")
+        .skip(20)
+        .take(10)
+    {
+        let r = http(
+            gw,
+            "POST",
+            "/v1/pcs/submit",
+            &[],
+            &serde_json::to_vec(&v["pcs"]).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    b.stop().await;
+}
