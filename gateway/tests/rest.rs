@@ -349,6 +349,29 @@ async fn every_rest_status_of_the_contract() {
     assert_eq!(http(gw, "GET", "/ready", &[], b"").await.status, 503);
 }
 
+/// An agent written independently (Python standard library only) signs a PCS and gets it
+/// accepted through the gateway.
+#[tokio::test]
+async fn independent_python_agent_is_accepted() {
+    let replica = Replica::start().await;
+    let gw = gateway(vec![format!("http://{}", replica.addr)], None).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/agent.py");
+    for shard in ["py-shard-1", "py-\u{e9}t\u{e9}-\u{1f600}"] {
+        let out = tokio::process::Command::new("python3")
+            .args([script, &format!("http://{gw}"), "testsecret", shard])
+            .output()
+            .await
+            .expect("python3 must be installed to run the independent agent");
+        assert!(
+            out.status.success(),
+            "agent failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    replica.stop().await;
+}
+
 #[tokio::test]
 async fn routes_by_key_and_fails_over() {
     let a = Replica::start().await;
