@@ -191,7 +191,7 @@ impl Engine {
 
         let _stripe = self.stripes[self.stripe(&key)].lock().await;
         // A concurrent first submission of the same key may have decided while we verified.
-        if let Some(entry) = None::<DedupEntry> {
+        if let Some(entry) = self.lookup(&key).await? {
             return self
                 .answer_stored(tenant, &key, entry, &canon.digest, &request, now)
                 .await;
@@ -323,7 +323,7 @@ impl Engine {
                 "",
                 v1::RecordKind::ConflictingDuplicate,
             );
-            if let Err(e) = Ok::<(), LogError>(()).map(|_| drop(feed)) {
+            if let Err(e) = self.log.append(Bytes::from(feed.encode_to_vec())).await {
                 tracing::warn!(error = %e, pcs_id = %key.pcs_id, "could not record a conflicting duplicate");
             }
         }
