@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use flk_core::{OutcomeRecord, Pcs, canonicalize, parse_pcs, verify};
 use flk_dedup::{DedupEntry, DedupError, DedupKey, DedupStore, PutOutcome};
 use flk_outcome_log::{LogError, OutcomeLog};
@@ -391,6 +392,10 @@ impl Engine {
         .await??;
         let now = OffsetDateTime::now_utc();
         let mut replayed = 0usize;
+        // Decode first (keeping the first decision of each key), then write concurrently so
+        // the index's group commit shares fsyncs across the replay.
+        let mut seen = std::collections::HashSet::new();
+        let mut work: Vec<(DedupKey, DedupEntry, Duration)> = Vec::new();
         for (seq, payload) in records {
             let feed = v1::FeedRecord::decode(payload.as_ref())
                 .map_err(|e| anyhow::anyhow!("outcome log record {seq} does not decode: {e}"))?;
@@ -420,12 +425,26 @@ impl Engine {
                 tenant_id: feed.tenant_id.clone(),
                 pcs_id: feed.pcs_id.clone(),
             };
+            if !seen.insert(key.clone()) {
+                continue;
+            }
             let entry = DedupEntry {
                 seq,
                 digest,
                 outcome: Bytes::from(outcome.encode_to_vec()),
             };
-            match self.dedup.put_if_absent(&key, &entry, ttl).await {
+            work.push((key, entry, ttl));
+        }
+        let results: Vec<_> = futures::stream::iter(work)
+            .map(|(key, entry, ttl)| async move {
+                let r = self.dedup.put_if_absent(&key, &entry, ttl).await;
+                (key, entry, ttl, r)
+            })
+            .buffer_unordered(256)
+            .collect()
+            .await;
+        for (key, entry, ttl, r) in results {
+            match r {
                 Ok(_) => replayed += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, "dedup store unavailable during replay; queued");
