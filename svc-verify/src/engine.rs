@@ -19,12 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt as _;
 use flk_core::{OutcomeRecord, Pcs, canonicalize, parse_pcs, verify};
 use flk_dedup::{DedupEntry, DedupError, DedupKey, DedupStore, PutOutcome};
 use flk_outcome_log::{LogError, OutcomeLog};
 use flk_proto::v1;
 use flk_proto::{ApiError, ErrorKind};
+use futures::StreamExt as _;
 use prost::Message;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
