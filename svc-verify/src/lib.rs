@@ -112,10 +112,12 @@ impl Service {
                 .max_decoding_message_size(4 * 1024 * 1024),
         );
         let router = grpc.into_axum_router().merge(http);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // `Server::tcp_nodelay` does not apply to a caller-supplied incoming stream, so the
+        // accepted sockets get TCP_NODELAY here (without it, small answers wait on Nagle).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
             .accept_http1(true)
-            .tcp_nodelay(true)
             .add_routes(tonic::service::Routes::from(router))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
