@@ -1,0 +1,11 @@
+//! Integration tests of flk-tlog, one binary (see each module's docs).
+
+mod checkpoint;
+mod common;
+mod crash;
+mod entry;
+mod proofs;
+mod props;
+mod python;
+mod tamper;
+mod tiles;
