@@ -74,4 +74,14 @@ pub trait DedupStore: Send + Sync + 'static {
 
     /// `"embedded"`, `"redis"` or `"postgres"` (metrics label, `/ready` body).
     fn backend(&self) -> &'static str;
+
+    /// True when no other process can write this store while this handle is open (the
+    /// embedded file is locked by its one process). Then first-write-wins is already decided
+    /// by the caller's own serialization, and a caller whose decisions are durable elsewhere
+    /// (svc-verify's outcome log) may write the index behind its answers. Shared stores
+    /// (Redis, PostgreSQL) return false: their put must run before the answer, since another
+    /// replica may have decided the key first.
+    fn single_writer(&self) -> bool {
+        false
+    }
 }

@@ -8,9 +8,18 @@
 //!   process: submissions of one key serialize on a lock stripe and re-check the index (and
 //!   the repair queue) under it before appending.
 //! - `IndexCoversLog`: every decision in the log below the persisted watermark is in the dedup
-//!   index. A decision whose index write failed waits in the repair queue (and keeps the
-//!   watermark below it) until the store is back; on start, the log above the watermark is
-//!   replayed into the index.
+//!   index. A decision whose index write is still owed waits in the pending map (and keeps the
+//!   watermark below it); lookups see the pending map before the store. On start, the log
+//!   above the watermark is replayed into the index.
+//!
+//! Index writes are owed in two cases. With a shared store (Redis, PostgreSQL) the put runs
+//! before the answer, because another replica may have decided the key first; only a put that
+//! failed after the log append is owed (a repair). With a single-writer store (the embedded
+//! redb file, [`DedupStore::single_writer`]) the stripe lock already decides first-write-wins
+//! and the log already holds the decision, so every fresh decision is answered as soon as its
+//! log record is durable and its index write is owed: [`Engine::flush_pending`] writes them
+//! in large batches (one redb transaction and one fsync for thousands of keys) instead of one
+//! commit per group of concurrent submissions.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -35,8 +44,37 @@ use crate::tenants::{Tenant, TenantRegistry};
 /// How long clients are told to wait when a store is down.
 pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(1);
 const STRIPES: usize = 1024;
+/// Owed index writes that wake the flusher before its next tick.
+const FLUSH_AT: usize = 4096;
+/// Owed index writes above which fresh submissions are refused (fail closed) until the
+/// store catches up: the pending map lives in memory.
+const MAX_PENDING: usize = 1_000_000;
+/// Index writes a flush keeps in flight (the embedded writer groups them into transactions).
+const FLUSH_CONCURRENCY: usize = 4096;
 /// The watermark file in the data directory (`IndexCoversLog`).
 pub const WATERMARK_FILE: &str = "dedup.watermark";
+
+/// An index write the store does not have yet.
+struct Owed {
+    entry: DedupEntry,
+    ttl: Duration,
+    since: Instant,
+}
+
+impl Owed {
+    fn new(entry: DedupEntry, ttl: Duration) -> Owed {
+        Owed {
+            entry,
+            ttl,
+            since: Instant::now(),
+        }
+    }
+
+    /// The lifetime left (zero once expired, as the store would count it).
+    fn ttl_left(&self) -> Duration {
+        self.ttl.saturating_sub(self.since.elapsed())
+    }
+}
 
 /// A submission body as it arrived.
 #[derive(Debug, Clone)]
@@ -56,8 +94,14 @@ pub struct Engine {
     /// Held shared from before a log append until the index write is done; the watermark
     /// checkpoint takes it exclusively to see a quiescent point.
     barrier: RwLock<()>,
-    /// Decisions in the log whose index write failed, by key (`IndexCoversLog`).
-    repairs: Mutex<HashMap<DedupKey, (DedupEntry, Duration)>>,
+    /// Decisions in the log whose index write is owed, by key (`IndexCoversLog`).
+    pending: Mutex<HashMap<DedupKey, Owed>>,
+    /// The store is written behind the answers ([`DedupStore::single_writer`]).
+    write_behind: bool,
+    /// Wakes the flusher when many writes are owed.
+    flush_wake: tokio::sync::Notify,
+    /// One flush at a time.
+    flushing: AsyncMutex<()>,
     region: String,
     max_body_bytes: usize,
     watermark_path: PathBuf,
@@ -74,6 +118,7 @@ impl Engine {
         max_body_bytes: usize,
         data_dir: &Path,
     ) -> Result<Arc<Engine>, anyhow::Error> {
+        let write_behind = dedup.single_writer();
         let engine = Arc::new(Engine {
             tenants,
             log,
@@ -82,7 +127,10 @@ impl Engine {
             stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
             hasher: Default::default(),
             barrier: RwLock::new(()),
-            repairs: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            write_behind,
+            flush_wake: tokio::sync::Notify::new(),
+            flushing: AsyncMutex::new(()),
             region,
             max_body_bytes,
             watermark_path: data_dir.join(WATERMARK_FILE),
@@ -197,6 +245,16 @@ impl Engine {
                 .answer_stored(tenant, &key, entry, &canon.digest, &request, now)
                 .await;
         }
+        if self.pending_len() >= MAX_PENDING {
+            return Err(self.refuse(
+                ApiError::new(
+                    ErrorKind::Unavailable,
+                    "dedup_unavailable",
+                    "the dedup index is behind by too many writes",
+                )
+                .with_retry_after(RETRY_AFTER_UNAVAILABLE),
+            ));
+        }
         let _barrier = self.barrier.read().await;
         let feed = feed_record(
             &record,
@@ -218,22 +276,18 @@ impl Engine {
             outcome: Bytes::from(v1::Outcome::from(&record).encode_to_vec()),
         };
         let ttl = Duration::from_secs(tenant.policy.dedup_ttl_secs);
-        match self.dedup.put_if_absent(&key, &entry, ttl).await {
-            Ok(PutOutcome::Inserted) => {}
-            Ok(PutOutcome::Existing(winner)) => {
-                // Another process decided the key first (first write wins).
-                return decode_stored(&winner);
+        if self.write_behind {
+            let owed = {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                pending.insert(key, Owed::new(entry, ttl));
+                pending.len()
+            };
+            if owed >= FLUSH_AT {
+                self.flush_wake.notify_one();
             }
-            Err(e) => {
-                // The decision is durable in the log; the index catches up from the repair
-                // queue as soon as the store is back. Until then this key answers from the
-                // queue, so it is never decided twice.
-                tracing::warn!(error = %e, "dedup write failed after log append; queued for repair");
-                self.repairs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.clone(), (entry, ttl));
-            }
+        } else if let Some(winner) = self.put_now(&key, entry, ttl).await {
+            // Another process decided the key first (first write wins).
+            return decode_stored(&winner);
         }
         self.metrics
             .outcomes
@@ -248,6 +302,40 @@ impl Engine {
             .with_label_values(&[&tenant.id])
             .observe(started.elapsed().as_secs_f64());
         Ok(record)
+    }
+
+    /// The synchronous index write of a shared store; the winner's entry when another process
+    /// decided the key first.
+    async fn put_now(
+        &self,
+        key: &DedupKey,
+        entry: DedupEntry,
+        ttl: Duration,
+    ) -> Option<DedupEntry> {
+        match self.dedup.put_if_absent(key, &entry, ttl).await {
+            Ok(PutOutcome::Inserted) => None,
+            Ok(PutOutcome::Existing(winner)) => Some(winner),
+            Err(e) => {
+                // The decision is durable in the log; the index catches up from the pending
+                // map as soon as the store is back. Until then this key answers from the map,
+                // so it is never decided twice.
+                tracing::warn!(error = %e, "dedup write failed after log append; queued for repair");
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), Owed::new(entry, ttl));
+                None
+            }
+        }
+    }
+
+    fn pending_len(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Resolves when the flusher should run before its next tick.
+    pub async fn flush_wanted(&self) {
+        self.flush_wake.notified().await;
     }
 
     /// The stored outcome of `(tenant_id, pcs_id)`, if any.
@@ -278,15 +366,16 @@ impl Engine {
         }
     }
 
-    /// Index lookup, with the repair queue in front of it.
+    /// Index lookup, with the owed writes in front of it.
     async fn lookup(&self, key: &DedupKey) -> Result<Option<DedupEntry>, ApiError> {
-        if let Some((entry, _)) = self
-            .repairs
+        if let Some(owed) = self
+            .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
+            && !owed.ttl_left().is_zero()
         {
-            return Ok(Some(entry.clone()));
+            return Ok(Some(owed.entry.clone()));
         }
         self.dedup
             .get(key)
@@ -335,28 +424,51 @@ impl Engine {
         (self.hasher.hash_one(key) as usize) % STRIPES
     }
 
-    /// Writes queued index entries; returns how many are still waiting.
-    pub async fn drain_repairs(&self) -> usize {
-        let pending: Vec<(DedupKey, DedupEntry, Duration)> = self
-            .repairs
+    /// Writes the owed index entries (concurrently, so the store groups them into few
+    /// transactions); returns how many are still owed. An entry leaves the pending map only
+    /// after the store has it, so a lookup always finds a decided key in one of the two.
+    pub async fn flush_pending(&self) -> usize {
+        let _one = self.flushing.lock().await;
+        let owed: Vec<(DedupKey, DedupEntry, Duration)> = self
+            .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, (e, t))| (k.clone(), e.clone(), *t))
+            .map(|(k, o)| (k.clone(), o.entry.clone(), o.ttl_left()))
             .collect();
-        for (key, entry, ttl) in pending {
-            match self.dedup.put_if_absent(&key, &entry, ttl).await {
-                Ok(_) => {
-                    self.metrics.dedup_repairs.inc();
-                    self.repairs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
+        if owed.is_empty() {
+            return 0;
+        }
+        // A shared store that is down fails every put: probe once rather than time out
+        // thousands of times.
+        if !self.write_behind && self.dedup.check_ready().await.is_err() {
+            return owed.len();
+        }
+        let written: Vec<(DedupKey, u64)> = futures::stream::iter(owed)
+            .map(|(key, entry, ttl)| async move {
+                // An entry that expired while owed is done: the store would not keep it.
+                if ttl.is_zero() {
+                    return (key, entry.seq, Ok(PutOutcome::Inserted));
                 }
-                Err(_) => break,
+                let r = self.dedup.put_if_absent(&key, &entry, ttl).await;
+                (key, entry.seq, r)
+            })
+            .buffer_unordered(FLUSH_CONCURRENCY)
+            .filter_map(|(key, seq, r)| async move { r.ok().map(|_| (key, seq)) })
+            .collect()
+            .await;
+        if !self.write_behind {
+            self.metrics.dedup_repairs.inc_by(written.len() as u64);
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, seq) in &written {
+            // Only the write that was flushed: a key whose owed entry expired may have been
+            // decided again meanwhile.
+            if pending.get(key).is_some_and(|o| o.entry.seq == *seq) {
+                pending.remove(key);
             }
         }
-        self.repairs.lock().unwrap_or_else(|p| p.into_inner()).len()
+        pending.len()
     }
 
     /// Persists the watermark below which every logged decision is in the index.
@@ -365,11 +477,11 @@ impl Engine {
             let _quiet = self.barrier.write().await;
             let last = self.log.last_seq();
             let oldest_pending = self
-                .repairs
+                .pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .values()
-                .map(|(e, _)| e.seq)
+                .map(|o| o.entry.seq)
                 .min();
             match oldest_pending {
                 Some(s) => s.saturating_sub(1).min(last),
@@ -448,10 +560,10 @@ impl Engine {
                 Ok(_) => replayed += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, "dedup store unavailable during replay; queued");
-                    self.repairs
+                    self.pending
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(key, (entry, ttl));
+                        .insert(key, Owed::new(entry, ttl));
                 }
             }
         }

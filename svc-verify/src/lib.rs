@@ -84,6 +84,7 @@ impl Service {
     ) -> anyhow::Result<()> {
         let engine = self.engine.clone();
         let maintenance = tokio::spawn(maintenance(engine.clone()));
+        let flusher = tokio::spawn(flusher(engine.clone()));
         let registry = self.registry.clone();
         let ready_engine = engine.clone();
         let http = axum::Router::new()
@@ -122,25 +123,38 @@ impl Service {
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         maintenance.abort();
-        // Wait until the task is really gone: it holds the engine (and so the stores), and a
-        // checkpoint it was running must not race the final one below.
+        flusher.abort();
+        // Wait until the tasks are really gone: they hold the engine (and so the stores), and
+        // a checkpoint one was running must not race the final one below.
         let _ = maintenance.await;
+        let _ = flusher.await;
         // Best effort: leave a fresh watermark so the next start replays little.
-        let _ = engine.drain_repairs().await;
+        let _ = engine.flush_pending().await;
         let _ = engine.checkpoint_watermark().await;
         result.context("grpc server failed")
     }
 }
 
-/// Background upkeep: retry queued index writes, persist the watermark, purge expired
-/// entries. A periodic timer, not a synchronisation device.
+/// Writes the owed dedup index entries: every few milliseconds, or at once when many are
+/// owed (see `engine` on write-behind). A periodic timer, not a synchronisation device.
+async fn flusher(engine: Arc<Engine>) {
+    loop {
+        tokio::select! {
+            () = engine.flush_wanted() => {}
+            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+        }
+        engine.flush_pending().await;
+    }
+}
+
+/// Background upkeep: persist the watermark, purge expired entries. A periodic timer, not a
+/// synchronisation device.
 async fn maintenance(engine: Arc<Engine>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
         n += 1;
-        engine.drain_repairs().await;
         if n.is_multiple_of(5)
             && let Err(e) = engine.checkpoint_watermark().await
         {
