@@ -5,6 +5,7 @@
 //! The contract is `PROTOCOL.md` (sections 1-3); the shared golden vectors are reproduced by
 //! `tests/golden.rs`.
 
+pub mod admission;
 pub mod canon;
 pub mod keys;
 pub mod outcome;

@@ -29,6 +29,10 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected state: 500 / INTERNAL.
     Internal,
+    /// The request conflicts with the state it applies to: 409 / FAILED_PRECONDITION.
+    FailedPrecondition,
+    /// The answer did not come within the deadline: 504 / DEADLINE_EXCEEDED.
+    DeadlineExceeded,
 }
 
 impl ErrorKind {
@@ -41,6 +45,8 @@ impl ErrorKind {
             ErrorKind::RateLimited => Code::ResourceExhausted,
             ErrorKind::Unavailable => Code::Unavailable,
             ErrorKind::Internal => Code::Internal,
+            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+            ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         }
     }
 
@@ -53,6 +59,8 @@ impl ErrorKind {
             ErrorKind::RateLimited => 429,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
+            ErrorKind::FailedPrecondition => 409,
+            ErrorKind::DeadlineExceeded => 504,
         }
     }
 
@@ -63,7 +71,9 @@ impl ErrorKind {
             Code::NotFound => ErrorKind::NotFound,
             Code::OutOfRange => ErrorKind::PayloadTooLarge,
             Code::ResourceExhausted => ErrorKind::RateLimited,
-            Code::Unavailable | Code::DeadlineExceeded => ErrorKind::Unavailable,
+            Code::Unavailable => ErrorKind::Unavailable,
+            Code::DeadlineExceeded => ErrorKind::DeadlineExceeded,
+            Code::FailedPrecondition => ErrorKind::FailedPrecondition,
             _ => ErrorKind::Internal,
         }
     }
@@ -87,6 +97,18 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
         }
+    }
+
+    /// The PROTOCOL.md section 5 answer to a refused admission: 429 with `Retry-After`.
+    pub fn refused(tenant: &str, r: &flk_core::admission::Refusal) -> ApiError {
+        use flk_core::admission::Refusal;
+        let message = match r {
+            Refusal::RateLimited { .. } => format!("tenant {tenant:?} is over its rate limit"),
+            Refusal::QuotaExceeded { limit, .. } => {
+                format!("tenant {tenant:?} has used its daily quota of {limit}")
+            }
+        };
+        ApiError::new(ErrorKind::RateLimited, r.code(), message).with_retry_after(r.retry_after())
     }
 
     pub fn with_retry_after(mut self, d: Duration) -> ApiError {

@@ -4,8 +4,10 @@
 //!
 //! `main.rs` parses config and calls [`serve`] with a bound listener; tests bind port 0.
 
+pub mod grpc;
 pub mod ring;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flk_core::OutcomeRecord;
+use flk_core::admission::{Admission, Limits};
+use flk_proto::v1::verify_service_server::VerifyServiceServer;
 use flk_proto::v1::{self, submit_request};
 use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind, VerifyClient};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
@@ -32,10 +36,15 @@ pub struct GatewayConfig {
     pub upstreams: Vec<String>,
     /// Largest accepted body (PROTOCOL.md: 1 MiB).
     pub max_body_bytes: usize,
-    /// Per-request deadline towards svc-verify.
+    /// Per-request deadline, at the gateway (tower stack) and towards svc-verify.
     pub request_timeout: Duration,
+    /// Requests in flight above which the gateway sheds load (503 `overloaded`).
+    pub max_in_flight: usize,
     /// Optional basic auth for `/metrics` as `(user, password)`.
     pub metrics_auth: Option<(String, String)>,
+    /// Per-tenant rate limits and daily quotas, applied before routing (REST and gRPC). A
+    /// tenant without an entry is not limited here (svc-verify still applies its own).
+    pub limits: HashMap<String, Limits>,
 }
 
 impl Default for GatewayConfig {
@@ -44,7 +53,9 @@ impl Default for GatewayConfig {
             upstreams: vec!["http://127.0.0.1:50051".into()],
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
+            max_in_flight: 4096,
             metrics_auth: None,
+            limits: HashMap::new(),
         }
     }
 }
@@ -60,9 +71,11 @@ pub struct Gateway {
     upstreams: Vec<Upstream>,
     ring: Ring,
     cfg: GatewayConfig,
+    admission: HashMap<String, Admission>,
     registry: Registry,
     ingest: IntCounter,
     responses: IntCounterVec,
+    refused: IntCounterVec,
 }
 
 impl Gateway {
@@ -76,7 +89,8 @@ impl Gateway {
             let endpoint = tonic::transport::Endpoint::from_shared(u.clone())
                 .map_err(|e| anyhow::anyhow!("invalid upstream {u:?}: {e}"))?
                 .connect_timeout(Duration::from_secs(2))
-                .timeout(cfg.request_timeout)
+                // No per-call timeout here: the tower stack's deadline covers unary calls
+                // (answering 504 `timeout`), and stream calls have none.
                 .tcp_nodelay(true);
             upstreams.push(Upstream {
                 name: u.clone(),
@@ -85,6 +99,14 @@ impl Gateway {
             });
         }
         let ring = Ring::new(&cfg.upstreams, DEFAULT_VNODES);
+        let mut admission = HashMap::new();
+        for (tenant, limits) in &cfg.limits {
+            let a = Admission::new(*limits)
+                .map_err(|e| anyhow::anyhow!("limits of tenant {tenant:?}: {e}"))?;
+            if !a.is_unlimited() {
+                admission.insert(tenant.clone(), a);
+            }
+        }
         let registry = Registry::new();
         let ingest = IntCounter::new(
             "flk_ingest_total",
@@ -97,16 +119,65 @@ impl Gateway {
             ),
             &["route", "status"],
         )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "flk_gateway_refused_total",
+                "submissions the gateway's admission control refused, by code",
+            ),
+            &["code"],
+        )?;
         registry.register(Box::new(ingest.clone()))?;
         registry.register(Box::new(responses.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
         Ok(Arc::new(Gateway {
             upstreams,
             ring,
             cfg,
+            admission,
             registry,
             ingest,
             responses,
+            refused,
         }))
+    }
+
+    /// Admission control of `tenant` (token bucket, then daily quota).
+    fn admit_api(&self, tenant: &str) -> Result<(), ApiError> {
+        let Some(a) = self.admission.get(tenant) else {
+            return Ok(());
+        };
+        a.admit(std::time::Instant::now(), time::OffsetDateTime::now_utc())
+            .map_err(|r| {
+                self.refused.with_label_values(&[r.code()]).inc();
+                ApiError::refused(tenant, &r)
+            })
+    }
+
+    fn admit(&self, tenant: &str) -> Result<(), tonic::Status> {
+        self.admit_api(tenant).map_err(tonic::Status::from)
+    }
+
+    /// The replicas for `(tenant, pcs_id)` in ring order, healthy ones first (unhealthy ones
+    /// are still tried last: the health flag may be stale).
+    fn ordered_candidates(&self, tenant: &str, pcs_id: &str) -> Vec<usize> {
+        let (mut healthy, unhealthy): (Vec<usize>, Vec<usize>) = self
+            .ring
+            .candidates(tenant, pcs_id)
+            .into_iter()
+            .partition(|&i| self.upstreams[i].healthy.load(Ordering::Relaxed));
+        healthy.extend(unhealthy);
+        healthy
+    }
+
+    /// Marks `replica` unhealthy if `status` is a transport failure.
+    fn note_failure(&self, replica: usize, status: &tonic::Status) -> bool {
+        let transport = is_transport_failure(status);
+        if transport {
+            let up = &self.upstreams[replica];
+            tracing::warn!(upstream = %up.name, error = %status.message(), "upstream unreachable, failing over");
+            up.healthy.store(false, Ordering::Relaxed);
+        }
+        transport
     }
 
     /// Calls `f` on the owner of `(tenant, pcs_id)`, failing over to the next replicas when
@@ -116,42 +187,67 @@ impl Gateway {
         F: Fn(VerifyClient) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
-        let order = self.ring.candidates(tenant, pcs_id);
-        // Healthy replicas first, in ring order; unhealthy ones are still tried last.
-        let (healthy, unhealthy): (Vec<usize>, Vec<usize>) = order
-            .into_iter()
-            .partition(|&i| self.upstreams[i].healthy.load(Ordering::Relaxed));
-        let mut last: Option<ApiError> = None;
-        for i in healthy.into_iter().chain(unhealthy) {
+        for i in self.ordered_candidates(tenant, pcs_id) {
             let up = &self.upstreams[i];
             match f(up.client.clone()).await {
                 Ok(v) => {
                     up.healthy.store(true, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(status) if is_transport_failure(&status) => {
-                    tracing::warn!(upstream = %up.name, error = %status.message(), "upstream unreachable, failing over");
-                    up.healthy.store(false, Ordering::Relaxed);
-                    last = Some(
-                        ApiError::new(
-                            ErrorKind::Unavailable,
-                            "upstream_unavailable",
-                            "no svc-verify replica is reachable",
-                        )
-                        .with_retry_after(Duration::from_secs(1)),
-                    );
-                }
+                Err(status) if self.note_failure(i, &status) => {}
                 Err(status) => return Err(ApiError::from_status(&status)),
             }
         }
-        Err(last.unwrap_or_else(|| {
-            ApiError::new(
-                ErrorKind::Unavailable,
-                "upstream_unavailable",
-                "no upstream configured",
-            )
-        }))
+        Err(no_replica())
     }
+}
+
+/// The rate limits and quotas of a tenants file (the svc-verify format; the gateway reads only
+/// `id`, `rate_limit_per_sec`, `burst` and `daily_quota` and leaves the rest to svc-verify).
+pub fn limits_from_tenants_toml(text: &str) -> anyhow::Result<HashMap<String, Limits>> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        tenant: Vec<Spec>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        id: String,
+        rate_limit_per_sec: Option<f64>,
+        burst: Option<f64>,
+        daily_quota: Option<u64>,
+    }
+    let file: File = toml::from_str(text)?;
+    let mut out = HashMap::new();
+    for t in file.tenant {
+        let limits = Limits {
+            rate_per_sec: t.rate_limit_per_sec,
+            burst: t.burst,
+            daily_quota: t.daily_quota,
+        };
+        Admission::new(limits).map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.id))?;
+        if out.insert(t.id.clone(), limits).is_some() {
+            anyhow::bail!("tenant {:?} appears twice", t.id);
+        }
+    }
+    Ok(out)
+}
+
+/// [`limits_from_tenants_toml`] of a file.
+pub fn limits_from_tenants_file(path: &std::path::Path) -> anyhow::Result<HashMap<String, Limits>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    limits_from_tenants_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Every replica failed at the transport level.
+fn no_replica() -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "upstream_unavailable",
+        "no svc-verify replica is reachable",
+    )
+    .with_retry_after(Duration::from_secs(1))
 }
 
 /// A status the transport produced (no service answered): connection refused, reset, timeout.
@@ -165,9 +261,10 @@ fn is_transport_failure(status: &tonic::Status) -> bool {
         .is_none()
 }
 
-/// The router: every route of PROTOCOL.md section 5.
-pub fn router(gw: Arc<Gateway>) -> axum::Router {
-    axum::Router::new()
+/// The routes: REST of PROTOCOL.md section 5, and `flk.v1.VerifyService` over gRPC on the
+/// same port (HTTP/2; REST also over HTTP/1.1).
+pub fn routes(gw: Arc<Gateway>) -> axum::Router {
+    let rest = axum::Router::new()
         .route("/v1/pcs/submit", post(submit))
         .route("/v1/pcs/{pcs_id}", get(get_outcome))
         .route(
@@ -179,15 +276,83 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         // The submit handler enforces the body limit itself so its 413 carries the contract's
         // JSON error body; other routes take no body.
         .layer(DefaultBodyLimit::disable())
-        .with_state(gw)
+        .with_state(gw.clone());
+    let grpc = tonic::service::Routes::new(
+        VerifyServiceServer::new(grpc::GatewayGrpc::new(gw))
+            .max_decoding_message_size(4 * 1024 * 1024),
+    )
+    .into_axum_router();
+    grpc.merge(rest)
 }
 
-/// Serves the REST API on `listener` until `shutdown` resolves.
+/// The routes inside the gateway's one tower stack, outermost first:
+///
+/// 1. `TraceLayer`: a `tracing` span per request (method, path, status, latency; `RUST_LOG`
+///    `tower_http=debug` shows them).
+/// 2. `HandleErrorLayer`: turns the layers' errors into protocol answers: overload is 503
+///    `overloaded` with `Retry-After: 1`, a deadline is 504 `timeout` (REST JSON body, or the
+///    gRPC status `UNAVAILABLE` / `DEADLINE_EXCEEDED` with the same error code).
+/// 3. `LoadShedLayer`: refuses at once, instead of queueing, when the concurrency limit is
+///    full.
+/// 4. `ConcurrencyLimitLayer`: at most [`GatewayConfig::max_in_flight`] requests in flight
+///    (a streaming call counts until its answers start).
+/// 5. `TimeoutLayer`: [`GatewayConfig::request_timeout`] for a whole request (until the
+///    answer's head for streams).
+pub fn router(gw: Arc<Gateway>) -> axum::Router {
+    let max_in_flight = gw.cfg.max_in_flight;
+    let timeout = gw.cfg.request_timeout;
+    // One stack around the whole router (not `Router::layer`, which gives every route its own
+    // layer instance and so its own concurrency limit).
+    let stack = tower::ServiceBuilder::new()
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::error_handling::HandleErrorLayer::new(stack_error))
+        .load_shed()
+        .concurrency_limit(max_in_flight)
+        .timeout(timeout)
+        .service(routes(gw));
+    axum::Router::new().fallback_service(stack)
+}
+
+/// Answers an error of the tower stack in the caller's protocol.
+async fn stack_error(headers: HeaderMap, err: tower::BoxError) -> Response {
+    let e = if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            ErrorKind::Unavailable,
+            "overloaded",
+            "the gateway is at its concurrency limit",
+        )
+        .with_retry_after(Duration::from_secs(1))
+    } else if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            ErrorKind::DeadlineExceeded,
+            "timeout",
+            "the request took longer than the gateway's timeout",
+        )
+    } else {
+        ApiError::new(ErrorKind::Internal, "internal", err.to_string())
+    };
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        tonic::Status::from(e).into_http::<axum::body::Body>()
+    } else {
+        error_response(&e)
+    }
+}
+
+/// Serves REST and gRPC on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // Small answers must not wait on Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(gw))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -267,28 +432,9 @@ async fn submit(
         // Reading stops one byte past the limit (chunked bodies have no declared length).
         _ => axum::body::to_bytes(body, limit).await.ok(),
     };
+    let tenant = tenant_of(&headers);
     let resp = if let Some(body) = body {
-        gw.ingest.inc();
-        let tenant = tenant_of(&headers);
-        let pcs_id = routing_pcs_id(&body);
-        let result = gw
-            .route(&tenant, &pcs_id, |mut client| {
-                let req = v1::SubmitRequest {
-                    tenant_id: tenant.clone(),
-                    body: Some(submit_request::Body::PcsJson(body.to_vec())),
-                };
-                async move { client.submit(req).await.map(|r| r.into_inner()) }
-            })
-            .await;
-        match result {
-            Ok(v1::SubmitResponse { outcome: Some(o) }) => outcome_response(&o),
-            Ok(_) => error_response(&ApiError::new(
-                ErrorKind::Internal,
-                "bad_upstream_answer",
-                "empty answer",
-            )),
-            Err(e) => error_response(&e),
-        }
+        submit_body(&gw, tenant, body).await
     } else {
         error_response(&ApiError::new(
             ErrorKind::PayloadTooLarge,
@@ -300,6 +446,33 @@ async fn submit(
         .with_label_values(&["submit", resp.status().as_str()])
         .inc();
     resp
+}
+
+/// Admission, then the routed call (REST submit after the size check).
+async fn submit_body(gw: &Gateway, tenant: String, body: Bytes) -> Response {
+    if let Err(e) = gw.admit_api(&tenant) {
+        return error_response(&e);
+    }
+    gw.ingest.inc();
+    let pcs_id = routing_pcs_id(&body);
+    let result = gw
+        .route(&tenant, &pcs_id, |mut client| {
+            let req = v1::SubmitRequest {
+                tenant_id: tenant.clone(),
+                body: Some(submit_request::Body::PcsJson(body.to_vec())),
+            };
+            async move { client.submit(req).await.map(|r| r.into_inner()) }
+        })
+        .await;
+    match result {
+        Ok(v1::SubmitResponse { outcome: Some(o) }) => outcome_response(&o),
+        Ok(_) => error_response(&ApiError::new(
+            ErrorKind::Internal,
+            "bad_upstream_answer",
+            "empty answer",
+        )),
+        Err(e) => error_response(&e),
+    }
 }
 
 async fn get_outcome(

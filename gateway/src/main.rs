@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gateway",
-    about = "FLK gateway: REST in front of svc-verify replicas"
+    about = "FLK gateway: REST and gRPC in front of svc-verify replicas"
 )]
 struct Args {
     /// Listen address.
@@ -27,9 +30,15 @@ struct Args {
     /// Request timeout towards svc-verify, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Requests in flight above which the gateway sheds load (503 overloaded).
+    #[arg(long, default_value_t = 4096)]
+    max_in_flight: usize,
     /// Basic auth for /metrics as USER:PASSWORD.
     #[arg(long, env = "FLK_METRICS_AUTH")]
     metrics_auth: Option<String>,
+    /// Tenants file (the svc-verify format): the gateway applies its rate limits and quotas.
+    #[arg(long, env = "FLK_TENANTS_FILE")]
+    tenants: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -48,11 +57,17 @@ async fn main() -> anyhow::Result<()> {
         },
         None => None,
     };
+    let limits = match &args.tenants {
+        Some(path) => gateway::limits_from_tenants_file(path)?,
+        None => Default::default(),
+    };
     let gw = gateway::Gateway::new(gateway::GatewayConfig {
         upstreams: args.upstreams.clone(),
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_millis(args.timeout_ms),
+        max_in_flight: args.max_in_flight,
         metrics_auth,
+        limits,
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("gateway listening on http://{}", listener.local_addr()?);

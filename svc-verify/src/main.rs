@@ -1,6 +1,9 @@
 //! svc-verify binary: parse config, start telemetry, serve.
 
 use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use svc_verify::config::{VerifyConfig, env};
 
 #[derive(Parser)]

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
+use flk_core::admission::{Admission, Limits};
 use flk_core::{HmacMode, KeyMaterial, KeySet, Policy, TenantKey};
-use flk_proto::{ApiError, ErrorKind};
+use flk_proto::ApiError;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -93,101 +93,16 @@ pub struct Tenant {
     pub keys: KeySet,
     pub policy: Policy,
     pub policy_hash: String,
-    limiter: Option<Mutex<TokenBucket>>,
-    quota: Option<Mutex<DailyQuota>>,
+    admission: Admission,
 }
 
 impl Tenant {
     /// Admission control: rate limit, then daily quota. On refusal, the error carries
     /// `Retry-After`.
     pub fn admit(&self, now: OffsetDateTime) -> Result<(), ApiError> {
-        if let Some(l) = &self.limiter {
-            let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(wait) = l.take(Instant::now()) {
-                return Err(ApiError::new(
-                    ErrorKind::RateLimited,
-                    "rate_limited",
-                    format!("tenant {:?} is over its rate limit", self.id),
-                )
-                .with_retry_after(wait));
-            }
-        }
-        if let Some(q) = &self.quota {
-            let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(wait) = q.take(now) {
-                return Err(ApiError::new(
-                    ErrorKind::RateLimited,
-                    "quota_exceeded",
-                    format!(
-                        "tenant {:?} has used its daily quota of {}",
-                        self.id, q.limit
-                    ),
-                )
-                .with_retry_after(wait));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Classic token bucket: `rate` tokens per second up to `burst`.
-#[derive(Debug)]
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: f64, burst: f64) -> TokenBucket {
-        TokenBucket {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one token, or says how long until one is available.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-        }
-    }
-}
-
-/// Submissions admitted per UTC day.
-#[derive(Debug)]
-struct DailyQuota {
-    limit: u64,
-    day: i32,
-    used: u64,
-}
-
-impl DailyQuota {
-    fn take(&mut self, now: OffsetDateTime) -> Result<(), Duration> {
-        let now = now.to_offset(time::UtcOffset::UTC);
-        let day = now.date().to_julian_day();
-        if day != self.day {
-            self.day = day;
-            self.used = 0;
-        }
-        if self.used < self.limit {
-            self.used += 1;
-            return Ok(());
-        }
-        let next_midnight = now.date().next_day().map(|d| d.midnight().assume_utc());
-        let wait = next_midnight
-            .map(|m| m - now)
-            .unwrap_or(time::Duration::HOUR);
-        Err(Duration::from_secs_f64(wait.as_seconds_f64().max(1.0)))
+        self.admission
+            .admit(Instant::now(), now)
+            .map_err(|r| ApiError::refused(&self.id, &r))
     }
 }
 
@@ -283,28 +198,17 @@ fn build_tenant(spec: TenantSpec, env: &impl Fn(&str) -> Option<String>) -> Resu
     } else {
         KeySet::disabled()
     };
-    let limiter = match spec.rate_limit_per_sec {
-        Some(rate) if rate.is_finite() && rate > 0.0 => {
-            let burst = spec.burst.unwrap_or(rate).max(1.0);
-            Some(Mutex::new(TokenBucket::new(rate, burst)))
-        }
-        Some(rate) => return Err(format!("rate_limit_per_sec must be positive, got {rate}")),
-        None => None,
-    };
-    let quota = spec.daily_quota.map(|limit| {
-        Mutex::new(DailyQuota {
-            limit,
-            day: 0,
-            used: 0,
-        })
-    });
+    let admission = Admission::new(Limits {
+        rate_per_sec: spec.rate_limit_per_sec,
+        burst: spec.burst,
+        daily_quota: spec.daily_quota,
+    })?;
     Ok(Tenant {
         id: spec.id,
         keys,
         policy_hash: policy.hash_hex(),
         policy,
-        limiter,
-        quota,
+        admission,
     })
 }
 
