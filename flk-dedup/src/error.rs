@@ -37,6 +37,16 @@ pub enum DedupError {
         /// Which rule it breaks.
         reason: String,
     },
+    /// The store has lost entries it acknowledged (a Redis restart without persistence): a
+    /// miss cannot be trusted until the owner has replayed its decisions and called
+    /// [`crate::DedupStore::mark_complete`]. Answer 503 meanwhile.
+    #[error("dedup store lost its entries ({backend}): {message}")]
+    Lost {
+        /// `redis`.
+        backend: &'static str,
+        /// What was seen.
+        message: String,
+    },
     /// The store answered with an error that is not an outage (schema mismatch, unexpected
     /// reply, a server newer than this binary understands).
     #[error("dedup store failed ({backend}): {message}")]
@@ -58,6 +68,7 @@ impl DedupError {
     pub fn backend(&self) -> Option<&'static str> {
         match self {
             Self::Unavailable { backend, .. }
+            | Self::Lost { backend, .. }
             | Self::Corrupt { backend, .. }
             | Self::Backend { backend, .. } => Some(backend),
             Self::InvalidKey { .. } | Self::InvalidInput { .. } => None,

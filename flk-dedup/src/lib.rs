@@ -75,6 +75,19 @@ pub trait DedupStore: Send + Sync + 'static {
     /// `"embedded"`, `"redis"` or `"postgres"` (metrics label, `/ready` body).
     fn backend(&self) -> &'static str;
 
+    /// False when the store has lost entries since [`DedupStore::mark_complete`] was last
+    /// called (or it was never called): the caller must replay every decision it still owns
+    /// (within their TTL) and then call `mark_complete`. Stores that keep what they
+    /// acknowledge (embedded, PostgreSQL) are always complete.
+    async fn is_complete(&self) -> Result<bool, DedupError> {
+        Ok(true)
+    }
+
+    /// Records that this store again holds every entry its owner decided.
+    async fn mark_complete(&self) -> Result<(), DedupError> {
+        Ok(())
+    }
+
     /// True when no other process can write this store while this handle is open (the
     /// embedded file is locked by its one process). Then first-write-wins is already decided
     /// by the caller's own serialization, and a caller whose decisions are durable elsewhere

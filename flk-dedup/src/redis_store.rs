@@ -16,7 +16,21 @@
 //!   command: a nil reply means this call set the key ([`PutOutcome::Inserted`]); otherwise the
 //!   reply is the stored value, i.e. the winner's entry, which is returned unchanged. An expired
 //!   key no longer exists in Redis, so a put after expiry is simply an insert.
-//! - get: `GET key`. check_ready: `PING`.
+//! - get: `GET key` pipelined with `EXISTS <marker>`; a miss while the marker is absent is
+//!   [`DedupError::Lost`] (see below). check_ready: `PING`.
+//!
+//! # Lost data
+//!
+//! Redis acknowledges a write before it is on disk, and without persistence a restart empties
+//! it; a miss would then decide a known PCS a second time. The owner (one svc-verify replica)
+//! sets a completeness marker, [`RedisOptions::marker_key`] (one per replica, e.g.
+//! `flk:dedup:complete:<16 hex>`; it cannot collide with an entry key, whose last part is 64
+//! hex characters), after replaying its outcome log into the index. A restart that lost data
+//! loses the marker with it, so every later miss is refused as [`DedupError::Lost`] until the
+//! owner has replayed again. The check is ordered after the `GET` in one pipeline: if the
+//! marker is still there after the miss, the miss was read from a complete index. For
+//! production, run Redis with `appendonly yes` and `appendfsync always` anyway: the marker turns
+//! silent double decisions into a replay and 503s, it does not make an empty Redis fast.
 //!
 //! # Redis Cluster
 //!
@@ -60,6 +74,8 @@ pub struct RedisOptions {
     pub command_timeout: Duration,
     /// Bound on each connection attempt; default 1 s.
     pub connect_timeout: Duration,
+    /// The owner's completeness marker (see "Lost data"); default `flk:dedup:complete`.
+    pub marker_key: String,
 }
 
 impl RedisOptions {
@@ -70,6 +86,7 @@ impl RedisOptions {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             command_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
+            marker_key: format!("{DEFAULT_KEY_PREFIX}complete"),
         }
     }
 }
@@ -81,6 +98,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("marker_key", &self.marker_key)
             .finish()
     }
 }
@@ -109,6 +127,7 @@ fn redact_url(url: &str) -> String {
 pub struct RedisStore {
     conn: ConnectionManager,
     key_prefix: String,
+    marker_key: String,
     command_timeout: Duration,
 }
 
@@ -140,6 +159,7 @@ impl RedisStore {
         Ok(Self {
             conn,
             key_prefix: options.key_prefix.clone(),
+            marker_key: options.marker_key.clone(),
             command_timeout: options.command_timeout,
         })
     }
@@ -169,7 +189,15 @@ impl RedisStore {
         what: &'static str,
     ) -> Result<T, DedupError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.command_timeout, cmd.query_async::<T>(&mut conn)).await {
+        self.bounded(cmd.query_async::<T>(&mut conn), what).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisError>>,
+        what: &'static str,
+    ) -> Result<T, DedupError> {
+        match tokio::time::timeout(self.command_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(classify(&e, what)),
             Err(_) => Err(DedupError::unavailable(
@@ -184,10 +212,39 @@ impl RedisStore {
 impl DedupStore for RedisStore {
     async fn get(&self, key: &DedupKey) -> Result<Option<DedupEntry>, DedupError> {
         key.validate()?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.redis_key(key));
-        let value: Option<Vec<u8>> = self.query(&cmd, "get").await?;
-        value.map(|v| decode(key, v)).transpose()
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET")
+            .arg(self.redis_key(key))
+            .cmd("EXISTS")
+            .arg(&self.marker_key);
+        let mut conn = self.conn.clone();
+        let (value, complete): (Option<Vec<u8>>, bool) = self
+            .bounded(pipe.query_async(&mut conn), "get")
+            .await?;
+        match value {
+            Some(v) => decode(key, v).map(Some),
+            None if complete => Ok(None),
+            None => Err(DedupError::Lost {
+                backend: BACKEND,
+                message: format!(
+                    "the completeness marker {:?} is gone (restarted without persistence?)",
+                    self.marker_key
+                ),
+            }),
+        }
+    }
+
+    async fn is_complete(&self) -> Result<bool, DedupError> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(&self.marker_key);
+        self.query(&cmd, "marker check").await
+    }
+
+    async fn mark_complete(&self) -> Result<(), DedupError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&self.marker_key).arg(1);
+        let _: () = self.query(&cmd, "marker set").await?;
+        Ok(())
     }
 
     async fn put_if_absent(

@@ -49,17 +49,26 @@ async fn redis_outage_is_unavailable_and_the_same_store_recovers() {
     let store = RedisStore::connect(&RedisOptions::new(server.url()))
         .await
         .expect("connect");
+    assert!(!store.is_complete().await.expect("marker check"));
+    store.mark_complete().await.expect("mark complete");
     let put = store
         .put_if_absent(&key("t", 1), &entry(1), DEFAULT_TTL)
         .await;
     assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    assert_eq!(store.get(&key("t", 1)).await.expect("get"), Some(entry(1)));
 
     server.kill().expect("kill redis");
     assert_down(&store).await;
 
     server.restart().await.expect("restart redis");
     wait_ready(&store, RECOVERY_WITHIN).await;
-    // Nothing is persisted in the test configuration: the key is simply gone.
+    // Nothing is persisted in the test configuration: the key is gone, and so is the
+    // completeness marker, so a miss is reported as lost data, not as "absent".
+    let lost = store.get(&key("t", 1)).await;
+    assert!(matches!(lost, Err(DedupError::Lost { .. })), "{lost:?}");
+    assert!(!store.is_complete().await.expect("marker check"));
+    // The owner replays (here: nothing to replay) and marks the store complete again.
+    store.mark_complete().await.expect("mark complete");
     assert_eq!(store.get(&key("t", 1)).await.expect("get"), None);
     let put = store
         .put_if_absent(&key("t", 1), &entry(3), DEFAULT_TTL)

@@ -112,6 +112,8 @@ pub async fn redis() -> Fixture<RedisStore> {
     let store = RedisStore::connect(&RedisOptions::new(server.url()))
         .await
         .expect("connect to redis");
+    // A fresh server: complete by definition (the owner has nothing to replay).
+    store.mark_complete().await.expect("mark complete");
     Fixture {
         store: Arc::new(store),
         expiry: Expiry::Server,
