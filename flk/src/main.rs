@@ -10,6 +10,9 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "flk",
@@ -107,8 +110,14 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         let _ = verify_stop.changed().await;
     }));
 
+    // The gateway admits with the same per-tenant limits as svc-verify.
+    let limits = match &a.tenants {
+        Some(path) => gateway::limits_from_tenants_file(path)?,
+        None => Default::default(),
+    };
     let gw = gateway::Gateway::new(gateway::GatewayConfig {
         upstreams: vec![format!("http://{verify_addr}")],
+        limits,
         ..Default::default()
     })?;
     let listener = tokio::net::TcpListener::bind(a.listen)
