@@ -218,9 +218,8 @@ impl DedupStore for RedisStore {
             .cmd("EXISTS")
             .arg(&self.marker_key);
         let mut conn = self.conn.clone();
-        let (value, complete): (Option<Vec<u8>>, bool) = self
-            .bounded(pipe.query_async(&mut conn), "get")
-            .await?;
+        let (value, complete): (Option<Vec<u8>>, bool) =
+            self.bounded(pipe.query_async(&mut conn), "get").await?;
         match value {
             Some(v) => decode(key, v).map(Some),
             None if complete => Ok(None),

@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod tls;
 
 /// Generated `flk.v1` messages and services.
 pub mod v1 {

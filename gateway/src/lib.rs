@@ -29,10 +29,13 @@ use tokio::net::TcpListener;
 
 use ring::{DEFAULT_VNODES, Ring};
 
+pub use flk_proto::tls::{ServerTls, UpstreamTls};
+
 /// Gateway settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// svc-verify replicas, as `http://host:port`.
+    /// svc-verify replicas, as `http://host:port` (`https://host:port` with `upstream_tls`;
+    /// an `http://` upstream is then reached over TLS too).
     pub upstreams: Vec<String>,
     /// Largest accepted body (PROTOCOL.md: 1 MiB).
     pub max_body_bytes: usize,
@@ -45,6 +48,13 @@ pub struct GatewayConfig {
     /// Per-tenant rate limits and daily quotas, applied before routing (REST and gRPC). A
     /// tenant without an entry is not limited here (svc-verify still applies its own).
     pub limits: HashMap<String, Limits>,
+    /// TLS for the gateway's own port (REST over HTTP/1.1 and HTTP/2, gRPC over h2, ALPN
+    /// negotiated); with `client_ca`, clients must present a certificate signed by it.
+    /// Plain text (HTTP/1.1 and h2c) when `None`.
+    pub tls: Option<ServerTls>,
+    /// TLS towards svc-verify: the CA to trust, optionally a client certificate (mTLS) and a
+    /// server name. Plain h2c when `None`.
+    pub upstream_tls: Option<UpstreamTls>,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +66,8 @@ impl Default for GatewayConfig {
             max_in_flight: 4096,
             metrics_auth: None,
             limits: HashMap::new(),
+            tls: None,
+            upstream_tls: None,
         }
     }
 }
@@ -71,6 +83,8 @@ pub struct Gateway {
     upstreams: Vec<Upstream>,
     ring: Ring,
     cfg: GatewayConfig,
+    /// Built from `cfg.tls` once, so a bad certificate fails [`Gateway::new`], not `serve`.
+    server_tls: Option<Arc<flk_proto::tls::ServerConfig>>,
     admission: HashMap<String, Admission>,
     registry: Registry,
     ingest: IntCounter,
@@ -79,19 +93,34 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds lazy channels to every upstream (connections are made on first use).
-    pub fn new(cfg: GatewayConfig) -> anyhow::Result<Arc<Gateway>> {
+    /// Builds lazy channels to every upstream (connections are made on first use) and loads
+    /// the TLS material of `cfg` (errors name the file).
+    pub fn new(mut cfg: GatewayConfig) -> anyhow::Result<Arc<Gateway>> {
         if cfg.upstreams.is_empty() {
             anyhow::bail!("the gateway needs at least one svc-verify upstream");
         }
+        let server_tls = match &cfg.tls {
+            Some(tls) => Some(flk_proto::tls::server_config(tls)?),
+            None => None,
+        };
+        let client_tls = match &cfg.upstream_tls {
+            Some(tls) => Some(flk_proto::tls::client_config(tls)?),
+            None => None,
+        };
+        cfg.upstreams = upstream_urls(&cfg.upstreams, client_tls.is_some())?;
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for u in &cfg.upstreams {
-            let endpoint = tonic::transport::Endpoint::from_shared(u.clone())
+            let mut endpoint = tonic::transport::Endpoint::from_shared(u.clone())
                 .map_err(|e| anyhow::anyhow!("invalid upstream {u:?}: {e}"))?
                 .connect_timeout(Duration::from_secs(2))
                 // No per-call timeout here: the tower stack's deadline covers unary calls
                 // (answering 504 `timeout`), and stream calls have none.
                 .tcp_nodelay(true);
+            if let Some(tls) = &client_tls {
+                endpoint = endpoint
+                    .tls_config(tls.clone())
+                    .map_err(|e| anyhow::anyhow!("upstream {u:?}: tls: {e}"))?;
+            }
             upstreams.push(Upstream {
                 name: u.clone(),
                 client: VerifyClient::new(endpoint.connect_lazy()),
@@ -133,6 +162,7 @@ impl Gateway {
             upstreams,
             ring,
             cfg,
+            server_tls,
             admission,
             registry,
             ingest,
@@ -200,6 +230,22 @@ impl Gateway {
         }
         Err(no_replica())
     }
+}
+
+/// The upstream URLs to dial: with TLS every one is `https://` (an `http://` one is upgraded,
+/// since tonic applies TLS by scheme); without, `https://` is refused, as there is no CA to
+/// trust.
+fn upstream_urls(upstreams: &[String], tls: bool) -> anyhow::Result<Vec<String>> {
+    upstreams
+        .iter()
+        .map(|u| match (tls, u.strip_prefix("http://")) {
+            (true, Some(rest)) => Ok(format!("https://{rest}")),
+            (false, _) if u.starts_with("https://") => Err(anyhow::anyhow!(
+                "upstream {u:?} is https:// but no upstream TLS (CA to trust) is configured"
+            )),
+            _ => Ok(u.clone()),
+        })
+        .collect()
 }
 
 /// The rate limits and quotas of a tenants file (the svc-verify format; the gateway reads only
@@ -342,20 +388,33 @@ async fn stack_error(headers: HeaderMap, err: tower::BoxError) -> Response {
     }
 }
 
-/// Serves REST and gRPC on `listener` until `shutdown` resolves.
+/// Serves REST and gRPC on `listener` until `shutdown` resolves: through TLS when the
+/// gateway was configured with [`GatewayConfig::tls`], else plain HTTP/1.1 and h2c.
 pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use axum::serve::ListenerExt as _;
-    // Small answers must not wait on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(gw))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let router = router(gw.clone());
+    match &gw.server_tls {
+        Some(tls) => {
+            // Accepts with TCP_NODELAY and hands over only completed handshakes.
+            let listener = flk_proto::tls::TlsListener::new(listener, tls.clone())?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        None => {
+            // Small answers must not wait on Nagle's algorithm.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     Ok(())
 }
 

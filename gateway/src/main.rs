@@ -1,5 +1,6 @@
 //! Gateway binary: parse flags, start telemetry, bind, serve.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -39,6 +40,73 @@ struct Args {
     /// Tenants file (the svc-verify format): the gateway applies its rate limits and quotas.
     #[arg(long, env = "FLK_TENANTS_FILE")]
     tenants: Option<std::path::PathBuf>,
+    /// TLS on the listen port: PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "FLK_GATEWAY_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// TLS on the listen port: PEM private key (needs --tls-cert).
+    #[arg(long, env = "FLK_GATEWAY_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA bundle (mTLS; needs --tls-cert).
+    #[arg(long, env = "FLK_GATEWAY_TLS_CLIENT_CA", value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
+    /// Reach svc-verify over TLS, trusting this PEM CA bundle.
+    #[arg(long, env = "FLK_GATEWAY_UPSTREAM_CA", value_name = "PEM")]
+    upstream_ca: Option<PathBuf>,
+    /// Client certificate towards svc-verify (mTLS; needs --upstream-key and --upstream-ca).
+    #[arg(long, env = "FLK_GATEWAY_UPSTREAM_CERT", value_name = "PEM")]
+    upstream_cert: Option<PathBuf>,
+    /// Private key of --upstream-cert.
+    #[arg(long, env = "FLK_GATEWAY_UPSTREAM_KEY", value_name = "PEM")]
+    upstream_key: Option<PathBuf>,
+    /// Name to check svc-verify's certificate against, when not the upstream URL's host.
+    #[arg(long, env = "FLK_GATEWAY_UPSTREAM_SERVER_NAME", value_name = "NAME")]
+    upstream_server_name: Option<String>,
+}
+
+impl Args {
+    /// The listen port's TLS settings, if any (a partial set is an error).
+    fn tls(&self) -> anyhow::Result<Option<gateway::ServerTls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(gateway::ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            })),
+            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (FLK_GATEWAY_TLS_KEY)"),
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (FLK_GATEWAY_TLS_CERT)"),
+            (None, None) if self.tls_client_ca.is_some() => {
+                anyhow::bail!("--tls-client-ca needs --tls-cert and --tls-key")
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The TLS settings towards svc-verify, if any (a partial set is an error).
+    fn upstream_tls(&self) -> anyhow::Result<Option<gateway::UpstreamTls>> {
+        match (&self.upstream_cert, &self.upstream_key) {
+            (Some(_), None) => {
+                anyhow::bail!("--upstream-cert needs --upstream-key (FLK_GATEWAY_UPSTREAM_KEY)")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("--upstream-key needs --upstream-cert (FLK_GATEWAY_UPSTREAM_CERT)")
+            }
+            _ => {}
+        }
+        let Some(ca) = &self.upstream_ca else {
+            if self.upstream_cert.is_some() || self.upstream_server_name.is_some() {
+                anyhow::bail!(
+                    "--upstream-cert and --upstream-server-name need --upstream-ca (FLK_GATEWAY_UPSTREAM_CA)"
+                );
+            }
+            return Ok(None);
+        };
+        Ok(Some(gateway::UpstreamTls {
+            ca: ca.clone(),
+            client_cert: self.upstream_cert.clone(),
+            client_key: self.upstream_key.clone(),
+            server_name: self.upstream_server_name.clone(),
+        }))
+    }
 }
 
 #[tokio::main]
@@ -50,6 +118,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let tls = args.tls()?;
+    let upstream_tls = args.upstream_tls()?;
     let metrics_auth = match args.metrics_auth {
         Some(s) => match s.split_once(':') {
             Some((u, p)) => Some((u.to_owned(), p.to_owned())),
@@ -68,9 +138,12 @@ async fn main() -> anyhow::Result<()> {
         max_in_flight: args.max_in_flight,
         metrics_auth,
         limits,
+        tls: tls.clone(),
+        upstream_tls,
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!("gateway listening on http://{}", listener.local_addr()?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("gateway listening on {scheme}://{}", listener.local_addr()?);
     println!("upstreams: {}", args.upstreams.join(", "));
     gateway::serve(listener, gw, async {
         let _ = tokio::signal::ctrl_c().await;

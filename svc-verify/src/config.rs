@@ -17,6 +17,9 @@ pub mod env {
     pub const DEDUP_BACKEND: &str = "FLK_DEDUP_BACKEND";
     pub const DEDUP_URL: &str = "FLK_DEDUP_URL";
     pub const FSYNC: &str = "FLK_LOG_FSYNC";
+    pub const TLS_CERT: &str = "FLK_TLS_CERT";
+    pub const TLS_KEY: &str = "FLK_TLS_KEY";
+    pub const TLS_CLIENT_CA: &str = "FLK_TLS_CLIENT_CA";
 }
 
 /// Which dedup index backend to use.
@@ -67,6 +70,34 @@ impl Default for LogSettings {
     }
 }
 
+/// TLS on the listen port (gRPC and the HTTP endpoints alike). Off unless `cert` and `key`
+/// are both set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle: when set, clients (the gateway) must present a certificate signed by
+    /// it (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// The listener's TLS, or `None` for plain text (call after [`VerifyConfig::validate`]).
+    pub fn server_tls(&self) -> Option<flk_proto::tls::ServerTls> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some(flk_proto::tls::ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// svc-verify configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -86,6 +117,7 @@ pub struct VerifyConfig {
     pub max_body_bytes: usize,
     pub dedup: DedupConfig,
     pub log: LogSettings,
+    pub tls: TlsSettings,
 }
 
 impl Default for VerifyConfig {
@@ -99,6 +131,7 @@ impl Default for VerifyConfig {
             max_body_bytes: 1024 * 1024,
             dedup: DedupConfig::default(),
             log: LogSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -184,6 +217,15 @@ impl VerifyConfig {
                 }
             };
         }
+        if let Some(v) = vars(env::TLS_CERT) {
+            cfg.tls.cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = vars(env::TLS_KEY) {
+            cfg.tls.key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = vars(env::TLS_CLIENT_CA) {
+            cfg.tls.client_ca = Some(PathBuf::from(v));
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -203,6 +245,26 @@ impl VerifyConfig {
                 self.dedup.backend,
                 env::DEDUP_URL
             )));
+        }
+        match (&self.tls.cert, &self.tls.key, &self.tls.client_ca) {
+            (Some(_), None, _) => {
+                return Err(ConfigError::Invalid(format!(
+                    "`tls.cert` needs `tls.key` (or {})",
+                    env::TLS_KEY
+                )));
+            }
+            (None, Some(_), _) => {
+                return Err(ConfigError::Invalid(format!(
+                    "`tls.key` needs `tls.cert` (or {})",
+                    env::TLS_CERT
+                )));
+            }
+            (None, None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "`tls.client_ca` needs `tls.cert` and `tls.key`".into(),
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -266,5 +328,41 @@ mod tests {
         assert!(err.to_string().contains("regoin"), "{err}");
         std::fs::write(&path, "[dedup]\nbackend = \"postgres\"\n").unwrap();
         assert!(VerifyConfig::load(Some(&path), |_| None).is_err());
+    }
+
+    #[test]
+    fn tls_from_file_and_env_and_half_a_pair_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verify.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let cfg = VerifyConfig::load(Some(&path), |_| None).unwrap();
+        let tls = cfg.tls.server_tls().unwrap();
+        assert_eq!(tls.cert, PathBuf::from("s.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        assert!(cfg.redacted().contains("[tls]"), "{}", cfg.redacted());
+        // Environment over file.
+        let cfg = VerifyConfig::load(Some(&path), |k| {
+            (k == env::TLS_CERT).then(|| "other.pem".to_owned())
+        })
+        .unwrap();
+        assert_eq!(cfg.tls.cert, Some(PathBuf::from("other.pem")));
+        // Off by default.
+        assert_eq!(
+            VerifyConfig::load(None, |_| None).unwrap().tls.server_tls(),
+            None
+        );
+        // A certificate without its key, from the environment alone.
+        let err = VerifyConfig::load(None, |k| (k == env::TLS_CERT).then(|| "s.pem".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("tls.key"), "{err}");
+        std::fs::write(&path, "[tls]\nclient_ca = \"ca.pem\"\n").unwrap();
+        assert!(VerifyConfig::load(Some(&path), |_| None).is_err());
+        std::fs::write(&path, "[tls]\ncrt = \"s.pem\"\n").unwrap();
+        let err = VerifyConfig::load(Some(&path), |_| None).unwrap_err();
+        assert!(err.to_string().contains("crt"), "{err}");
     }
 }

@@ -102,6 +102,9 @@ pub struct Engine {
     flush_wake: tokio::sync::Notify,
     /// One flush at a time.
     flushing: AsyncMutex<()>,
+    /// The store reported lost entries (or could not say at startup): misses are refused
+    /// until the whole log has been replayed into it again ([`Engine::rebuild_if_needed`]).
+    rebuild: std::sync::atomic::AtomicBool,
     region: String,
     max_body_bytes: usize,
     watermark_path: PathBuf,
@@ -131,11 +134,31 @@ impl Engine {
             write_behind,
             flush_wake: tokio::sync::Notify::new(),
             flushing: AsyncMutex::new(()),
+            rebuild: std::sync::atomic::AtomicBool::new(false),
             region,
             max_body_bytes,
             watermark_path: data_dir.join(WATERMARK_FILE),
         });
-        engine.replay_into_index().await?;
+        let from = match engine.dedup.is_complete().await {
+            Ok(true) => read_watermark(&engine.watermark_path)? + 1,
+            Ok(false) => {
+                tracing::warn!(
+                    "the dedup index does not hold every decision of this log (new or emptied store): replaying the whole log"
+                );
+                1
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the dedup index is complete; will check when it answers");
+                engine
+                    .rebuild
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                read_watermark(&engine.watermark_path)? + 1
+            }
+        };
+        engine.replay_into_index(from).await?;
+        if from == 1 && !engine.rebuild.load(std::sync::atomic::Ordering::SeqCst) {
+            engine.finish_rebuild().await;
+        }
         Ok(engine)
     }
 
@@ -366,6 +389,49 @@ impl Engine {
         }
     }
 
+    /// Replays the whole log into the index if the store lost entries; then marks it complete.
+    /// Called by the maintenance task; a no-op unless a loss was seen.
+    pub async fn rebuild_if_needed(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.rebuild.load(Ordering::SeqCst) {
+            return;
+        }
+        match self.dedup.is_complete().await {
+            Ok(true) => {
+                self.rebuild.store(false, Ordering::SeqCst);
+                return;
+            }
+            Ok(false) => {}
+            Err(_) => return,
+        }
+        tracing::warn!("the dedup index lost entries: replaying the whole outcome log into it");
+        if let Err(e) = self.replay_into_index(1).await {
+            tracing::warn!(error = %e, "dedup index rebuild failed; will retry");
+            return;
+        }
+        self.finish_rebuild().await;
+    }
+
+    /// Marks the store complete once every replayed write has landed.
+    async fn finish_rebuild(&self) {
+        use std::sync::atomic::Ordering;
+        if self.flush_pending().await > 0 {
+            // Some replayed writes are still owed: not complete yet.
+            self.rebuild.store(true, Ordering::SeqCst);
+            return;
+        }
+        match self.dedup.mark_complete().await {
+            Ok(()) => {
+                self.rebuild.store(false, Ordering::SeqCst);
+                tracing::info!("dedup index complete again");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mark the dedup index complete; will retry");
+                self.rebuild.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Index lookup, with the owed writes in front of it.
     async fn lookup(&self, key: &DedupKey) -> Result<Option<DedupEntry>, ApiError> {
         if let Some(owed) = self
@@ -377,10 +443,13 @@ impl Engine {
         {
             return Ok(Some(owed.entry.clone()));
         }
-        self.dedup
-            .get(key)
-            .await
-            .map_err(|e| self.refuse(dedup_error(e)))
+        self.dedup.get(key).await.map_err(|e| {
+            if matches!(e, DedupError::Lost { .. }) {
+                self.rebuild
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.refuse(dedup_error(e))
+        })
     }
 
     async fn answer_stored(
@@ -494,9 +563,8 @@ impl Engine {
         Ok(mark)
     }
 
-    /// Replays decisions above the watermark into the index (idempotent).
-    async fn replay_into_index(&self) -> Result<(), anyhow::Error> {
-        let from = read_watermark(&self.watermark_path)? + 1;
+    /// Replays the decisions from `from_seq` on into the index (idempotent).
+    async fn replay_into_index(&self, from: u64) -> Result<(), anyhow::Error> {
         let log = self.log.clone();
         let records: Vec<(u64, Bytes)> = tokio::task::spawn_blocking(move || {
             log.read_from(from).collect::<Result<Vec<_>, LogError>>()

@@ -1,6 +1,7 @@
 //! svc-verify: owner of every verification decision. Serves `flk.v1.VerifyService` over gRPC
-//! (plus `/health`, `/ready` and `/metrics` over HTTP/1.1 on the same port), records each
-//! decision durably in the outcome log before answering, and keeps the dedup index.
+//! (plus `/health`, `/ready` and `/metrics` over HTTP/1.1 on the same port; all through TLS,
+//! optionally mutual, when `[tls]` is configured), records each decision durably in the
+//! outcome log before answering, and keeps the dedup index.
 //!
 //! `main.rs` only parses config and calls [`run`]; tests call [`Service::open`] and
 //! [`Service::serve`] with a listener bound to port 0.
@@ -37,11 +38,17 @@ pub struct Service {
     pub registry: Registry,
     /// Where the `default` tenant's generated secret was written, if one was generated.
     pub generated_secret: Option<PathBuf>,
+    /// The listener's TLS (from `[tls]`), loaded at open so bad files fail early.
+    tls: Option<Arc<flk_proto::tls::ServerConfig>>,
 }
 
 impl Service {
     /// Opens the outcome log (recovering a torn tail), the dedup store, and the engine.
     pub async fn open(cfg: &VerifyConfig) -> anyhow::Result<Service> {
+        let tls = match cfg.tls.server_tls() {
+            Some(tls) => Some(flk_proto::tls::server_config(&tls)?),
+            None => None,
+        };
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
         let (tenants, generated_secret) = load_tenants(cfg)?;
@@ -72,11 +79,18 @@ impl Service {
             engine,
             registry,
             generated_secret,
+            tls,
         })
     }
 
-    /// Serves gRPC and the HTTP endpoints on `listener` until `shutdown` resolves; runs the
-    /// background maintenance (repair queue, watermark, expiry purge) meanwhile.
+    /// Whether [`Service::serve`] terminates TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves gRPC and the HTTP endpoints on `listener` until `shutdown` resolves (through TLS
+    /// when configured); runs the background maintenance (repair queue, watermark, expiry
+    /// purge) meanwhile.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -113,15 +127,32 @@ impl Service {
                 .max_decoding_message_size(4 * 1024 * 1024),
         );
         let router = grpc.into_axum_router().merge(http);
-        // `Server::tcp_nodelay` does not apply to a caller-supplied incoming stream, so the
-        // accepted sockets get TCP_NODELAY here (without it, small answers wait on Nagle).
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .accept_http1(true)
-            .add_routes(tonic::service::Routes::from(router))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .add_routes(tonic::service::Routes::from(router));
+        let result = async {
+            match &self.tls {
+                Some(tls) => {
+                    // Sets TCP_NODELAY itself and yields only completed handshakes.
+                    let incoming = flk_proto::tls::TlsListener::new(listener, tls.clone())?;
+                    server
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await?;
+                }
+                None => {
+                    // `Server::tcp_nodelay` does not apply to a caller-supplied incoming
+                    // stream, so the accepted sockets get TCP_NODELAY here (without it, small
+                    // answers wait on Nagle).
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                        .with_nodelay(Some(true));
+                    server
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await?;
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
         maintenance.abort();
         flusher.abort();
         // Wait until the tasks are really gone: they hold the engine (and so the stores), and
@@ -155,6 +186,7 @@ async fn maintenance(engine: Arc<Engine>) {
     loop {
         tick.tick().await;
         n += 1;
+        engine.rebuild_if_needed().await;
         if n.is_multiple_of(5)
             && let Err(e) = engine.checkpoint_watermark().await
         {
@@ -239,7 +271,15 @@ async fn open_dedup(cfg: &VerifyConfig) -> anyhow::Result<Arc<dyn DedupStore>> {
         }
         DedupBackend::Redis => {
             let url = cfg.dedup.url.clone().unwrap_or_default();
-            Arc::new(RedisStore::new(&RedisOptions::new(url))?)
+            let mut options = RedisOptions::new(url);
+            // Each replica marks the index complete for its own log (flk_dedup::redis_store,
+            // "Lost data").
+            options.marker_key = format!(
+                "{}complete:{}",
+                options.key_prefix,
+                replica_id(&cfg.data_dir)?
+            );
+            Arc::new(RedisStore::new(&options)?)
         }
         DedupBackend::Postgres => {
             let url = cfg.dedup.url.clone().unwrap_or_default();
@@ -251,6 +291,26 @@ async fn open_dedup(cfg: &VerifyConfig) -> anyhow::Result<Arc<dyn DedupStore>> {
     })
 }
 
+/// This data directory's replica id (16 hex characters, made on first start).
+fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica.id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() == 16 && s.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Ok(s.trim().to_ascii_lowercase());
+        }
+        Ok(s) => anyhow::bail!("{} holds {:?}, not a replica id", path.display(), s.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
 /// Opens and serves until Ctrl-C / SIGTERM (the binary's whole job).
 pub async fn run(cfg: VerifyConfig) -> anyhow::Result<()> {
     let service = Service::open(&cfg).await?;
@@ -258,7 +318,12 @@ pub async fn run(cfg: VerifyConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    println!("svc-verify listening on http://{addr} (grpc; /health /ready /metrics)");
+    let scheme = if service.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("svc-verify listening on {scheme}://{addr} (grpc; /health /ready /metrics)");
     println!("data dir: {}", cfg.data_dir.display());
     println!("dedup backend: {}", service.engine.dedup().backend());
     for id in service.engine.tenants().ids() {

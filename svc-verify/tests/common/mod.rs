@@ -184,6 +184,7 @@ impl Harness {
                 fsync: opts.fsync,
                 segment_max_bytes: opts.segment_max_bytes,
             },
+            ..VerifyConfig::default()
         };
         cfg.validate().expect("valid test config");
         let mut h = Harness {
