@@ -12,6 +12,9 @@
 //!     --mode stream|unary --backend embedded|redis|postgres --duration 10 --concurrency 64
 //! ```
 //!
+//! `--mode rest` drives the gateway's REST contract instead (`--concurrency` callers, each on
+//! its own HTTP/1.1 keep-alive connection); it needs `--target http://GATEWAY`.
+//!
 //! With `--target http://ADDR --secret S` it drives an external svc-verify whose `default`
 //! tenant has the HMAC (digest mode) secret `S`.
 
@@ -45,6 +48,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 enum Mode {
     Stream,
     Unary,
+    /// REST `POST /v1/pcs/submit` over HTTP/1.1 keep-alive (a gateway `--target`), one
+    /// connection per caller.
+    Rest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,7 +181,7 @@ fn main() -> anyhow::Result<()> {
     let records = args.records.unwrap_or_else(|| {
         let rate = match args.mode {
             Mode::Stream => 45_000,
-            Mode::Unary => 20_000,
+            Mode::Unary | Mode::Rest => 20_000,
         };
         rate * (args.duration + args.warmup) as usize + 1_000
     });
@@ -497,7 +503,7 @@ async fn drive(
 ) -> anyhow::Result<Report> {
     let callers = match args.mode {
         Mode::Stream => args.streams.max(1),
-        Mode::Unary => args.concurrency.max(1),
+        Mode::Unary | Mode::Rest => args.concurrency.max(1),
     };
     let connections = args.connections.unwrap_or(callers).clamp(1, callers);
     let mut channels = Vec::with_capacity(connections);
@@ -532,6 +538,7 @@ async fn drive(
         let pool = pool.clone();
         tasks.push(match args.mode {
             Mode::Unary => tokio::spawn(unary_caller(client, pool, clock)),
+            Mode::Rest => tokio::spawn(rest_caller(url.to_owned(), pool, clock)),
             Mode::Stream => tokio::spawn(stream_caller(client, pool, clock, args.window.max(1))),
         });
     }
@@ -583,6 +590,52 @@ async fn unary_caller(
             Err(status) => format!("error:{:?}", status.code()),
         };
         stats.record(&clock, sent, done, label);
+    }
+    Ok(stats)
+}
+
+/// One HTTP/1.1 keep-alive connection looping `POST /v1/pcs/submit`.
+async fn rest_caller(url: String, pool: Arc<Pool>, clock: Clock) -> anyhow::Result<Stats> {
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .build()?;
+    let submit = format!("{}/v1/pcs/submit", url.trim_end_matches('/'));
+    let mut stats = Stats::new();
+    while Instant::now() < clock.end {
+        let Some(req) = pool.take() else { break };
+        let Some(submit_request::Body::PcsJson(body)) = req.body else {
+            bail!("REST needs JSON bodies");
+        };
+        let sent = Instant::now();
+        let res = client
+            .post(&submit)
+            .header("content-type", "application/json")
+            .header("x-tenant-id", "default")
+            .body(body)
+            .send()
+            .await;
+        let label = match res {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                // Read the whole body: the connection is reused only after it.
+                let _ = r.bytes().await;
+                match status {
+                    200 => "accepted".to_owned(),
+                    s => format!("http:{s}"),
+                }
+            }
+            Err(e) => format!(
+                "error:{}",
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "transport"
+                }
+            ),
+        };
+        stats.record(&clock, sent, Instant::now(), label);
     }
     Ok(stats)
 }
@@ -846,10 +899,11 @@ fn print_report(args: &Args, r: &Report, exhausted: bool) {
     let mode = match args.mode {
         Mode::Stream => "stream",
         Mode::Unary => "unary",
+        Mode::Rest => "rest",
     };
     let shape = match args.mode {
         Mode::Stream => format!("streams={} window={}", args.streams, args.window),
-        Mode::Unary => format!("concurrency={}", args.concurrency),
+        Mode::Unary | Mode::Rest => format!("concurrency={}", args.concurrency),
     };
     let fsync = match (&args.target, args.no_fsync) {
         (Some(_), _) => "as-configured",

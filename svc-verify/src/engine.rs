@@ -51,6 +51,13 @@ const FLUSH_AT: usize = 4096;
 const MAX_PENDING: usize = 1_000_000;
 /// Index writes a flush keeps in flight (the embedded writer groups them into transactions).
 const FLUSH_CONCURRENCY: usize = 4096;
+/// Owed writes one flush round takes (later rounds take the rest).
+const FLUSH_CHUNK: usize = 16_384;
+/// Write-behind backlog above which fresh submissions wait for the flusher: the service then
+/// runs at the index's write rate instead of piling up owed writes in memory.
+const BACKLOG_HIGH_WATER: usize = 65_536;
+/// Longest such a wait before answering unavailable.
+const BACKLOG_WAIT: Duration = Duration::from_secs(5);
 /// The watermark file in the data directory (`IndexCoversLog`).
 pub const WATERMARK_FILE: &str = "dedup.watermark";
 
@@ -102,6 +109,8 @@ pub struct Engine {
     flush_wake: tokio::sync::Notify,
     /// One flush at a time.
     flushing: AsyncMutex<()>,
+    /// Signalled after every flush round (submissions waiting on the backlog).
+    flushed: tokio::sync::Notify,
     /// The store reported lost entries (or could not say at startup): misses are refused
     /// until the whole log has been replayed into it again ([`Engine::rebuild_if_needed`]).
     rebuild: std::sync::atomic::AtomicBool,
@@ -134,6 +143,7 @@ impl Engine {
             write_behind,
             flush_wake: tokio::sync::Notify::new(),
             flushing: AsyncMutex::new(()),
+            flushed: tokio::sync::Notify::new(),
             rebuild: std::sync::atomic::AtomicBool::new(false),
             region,
             max_body_bytes,
@@ -268,6 +278,9 @@ impl Engine {
                 .answer_stored(tenant, &key, entry, &canon.digest, &request, now)
                 .await;
         }
+        if self.write_behind {
+            self.wait_for_backlog().await.map_err(|e| self.refuse(e))?;
+        }
         if self.pending_len() >= MAX_PENDING {
             return Err(self.refuse(
                 ApiError::new(
@@ -348,6 +361,28 @@ impl Engine {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.clone(), Owed::new(entry, ttl));
                 None
+            }
+        }
+    }
+
+    /// Backpressure of the write-behind index: waits while the flusher is far behind.
+    async fn wait_for_backlog(&self) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
+        loop {
+            let flushed = self.flushed.notified();
+            tokio::pin!(flushed);
+            flushed.as_mut().enable();
+            if self.pending_len() < BACKLOG_HIGH_WATER {
+                return Ok(());
+            }
+            self.flush_wake.notify_one();
+            if tokio::time::timeout_at(deadline, flushed).await.is_err() {
+                return Err(ApiError::new(
+                    ErrorKind::Unavailable,
+                    "dedup_unavailable",
+                    "the dedup index is not keeping up with submissions",
+                )
+                .with_retry_after(RETRY_AFTER_UNAVAILABLE));
             }
         }
     }
@@ -494,50 +529,61 @@ impl Engine {
     }
 
     /// Writes the owed index entries (concurrently, so the store groups them into few
-    /// transactions); returns how many are still owed. An entry leaves the pending map only
-    /// after the store has it, so a lookup always finds a decided key in one of the two.
+    /// transactions), in rounds of [`FLUSH_CHUNK`], until none is owed or a round makes no
+    /// progress; returns how many are still owed. An entry leaves the pending map only after
+    /// the store has it, so a lookup always finds a decided key in one of the two.
     pub async fn flush_pending(&self) -> usize {
         let _one = self.flushing.lock().await;
-        let owed: Vec<(DedupKey, DedupEntry, Duration)> = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, o)| (k.clone(), o.entry.clone(), o.ttl_left()))
-            .collect();
-        if owed.is_empty() {
-            return 0;
-        }
-        // A shared store that is down fails every put: probe once rather than time out
-        // thousands of times.
-        if !self.write_behind && self.dedup.check_ready().await.is_err() {
-            return owed.len();
-        }
-        let written: Vec<(DedupKey, u64)> = futures::stream::iter(owed)
-            .map(|(key, entry, ttl)| async move {
-                // An entry that expired while owed is done: the store would not keep it.
-                if ttl.is_zero() {
-                    return (key, entry.seq, Ok(PutOutcome::Inserted));
+        loop {
+            let owed: Vec<(DedupKey, DedupEntry, Duration)> = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .take(FLUSH_CHUNK)
+                .map(|(k, o)| (k.clone(), o.entry.clone(), o.ttl_left()))
+                .collect();
+            if owed.is_empty() {
+                return 0;
+            }
+            // A shared store that is down fails every put: probe once rather than time out
+            // thousands of times.
+            if !self.write_behind && self.dedup.check_ready().await.is_err() {
+                return self.pending_len();
+            }
+            let written: Vec<(DedupKey, u64)> = futures::stream::iter(owed)
+                .map(|(key, entry, ttl)| async move {
+                    // An entry that expired while owed is done: the store would not keep it.
+                    if ttl.is_zero() {
+                        return (key, entry.seq, Ok(PutOutcome::Inserted));
+                    }
+                    let r = self.dedup.put_if_absent(&key, &entry, ttl).await;
+                    (key, entry.seq, r)
+                })
+                .buffer_unordered(FLUSH_CONCURRENCY)
+                .filter_map(|(key, seq, r)| async move { r.ok().map(|_| (key, seq)) })
+                .collect()
+                .await;
+            if !self.write_behind {
+                self.metrics.dedup_repairs.inc_by(written.len() as u64);
+            }
+            let left = {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, seq) in &written {
+                    // Only the write that was flushed: a key whose owed entry expired may
+                    // have been decided again meanwhile.
+                    if pending.get(key).is_some_and(|o| o.entry.seq == *seq) {
+                        pending.remove(key);
+                    }
                 }
-                let r = self.dedup.put_if_absent(&key, &entry, ttl).await;
-                (key, entry.seq, r)
-            })
-            .buffer_unordered(FLUSH_CONCURRENCY)
-            .filter_map(|(key, seq, r)| async move { r.ok().map(|_| (key, seq)) })
-            .collect()
-            .await;
-        if !self.write_behind {
-            self.metrics.dedup_repairs.inc_by(written.len() as u64);
-        }
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, seq) in &written {
-            // Only the write that was flushed: a key whose owed entry expired may have been
-            // decided again meanwhile.
-            if pending.get(key).is_some_and(|o| o.entry.seq == *seq) {
-                pending.remove(key);
+                pending.len()
+            };
+            self.metrics.dedup_owed.set(left as i64);
+            self.flushed.notify_waiters();
+            if left == 0 || written.is_empty() {
+                return left;
             }
         }
-        pending.len()
     }
 
     /// Persists the watermark below which every logged decision is in the index.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use flk_outcome_log::LogObserver;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -22,6 +22,7 @@ pub struct VerifyMetrics {
     pub log_fsync: Histogram,
     pub log_batch: Histogram,
     pub dedup_repairs: IntCounter,
+    pub dedup_owed: IntGauge,
 }
 
 impl VerifyMetrics {
@@ -99,6 +100,10 @@ impl VerifyMetrics {
                 "flk_verify_dedup_repairs_total",
                 "dedup entries written late (after an outage or on recovery) from the log",
             )?,
+            dedup_owed: IntGauge::new(
+                "flk_verify_dedup_owed_writes",
+                "decisions in the log whose dedup index write is still owed (write-behind backlog or repairs)",
+            )?,
         };
         registry.register(Box::new(m.ingest.clone()))?;
         registry.register(Box::new(m.outcomes.clone()))?;
@@ -110,6 +115,7 @@ impl VerifyMetrics {
         registry.register(Box::new(m.log_fsync.clone()))?;
         registry.register(Box::new(m.log_batch.clone()))?;
         registry.register(Box::new(m.dedup_repairs.clone()))?;
+        registry.register(Box::new(m.dedup_owed.clone()))?;
         Ok(m)
     }
 }
