@@ -781,6 +781,9 @@ struct MetricsDelta {
     fsync_seconds: f64,
     fresh: f64,
     server_latency_seconds: f64,
+    /// Dedup index writes still owed when the measured window ended (write-behind backlog):
+    /// near zero means the index kept up with the measured rate.
+    owed_at_end: f64,
 }
 
 impl MetricsDelta {
@@ -792,6 +795,7 @@ impl MetricsDelta {
             fsync_seconds: d("flk_outcome_log_fsync_seconds_sum"),
             fresh: d("flk_verify_latency_seconds_count"),
             server_latency_seconds: d("flk_verify_latency_seconds_sum"),
+            owed_at_end: metric(b, "flk_verify_dedup_owed_writes"),
         }
     }
 }
@@ -957,9 +961,10 @@ fn print_report(args: &Args, r: &Report, exhausted: bool) {
             );
             if m.fresh > 0.0 {
                 println!(
-                    "server: fresh_decisions={:.0} mean_admission_to_durable={:.2} ms",
+                    "server: fresh_decisions={:.0} mean_admission_to_durable={:.2} ms dedup_owed_at_end={:.0}",
                     m.fresh,
-                    1000.0 * m.server_latency_seconds / m.fresh
+                    1000.0 * m.server_latency_seconds / m.fresh,
+                    m.owed_at_end
                 );
             }
             (format!("{batch:.1}"), format!("{fsync_ms:.2}"))
