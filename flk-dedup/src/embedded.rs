@@ -19,7 +19,9 @@
 //! transaction is atomic. A dedicated writer thread takes every queued request (up to
 //! [`EmbeddedOptions::max_batch`]), applies them in order inside one write transaction,
 //! commits once with `Durability::Immediate` (fsync) and only then answers each caller: the
-//! fsync is shared by every put that arrived while the previous commit was running. Requests
+//! fsync is shared by every put that arrived while the previous commit was running. With
+//! [`EmbeddedOptions::deferred_sync`] the commits skip the fsync (`Durability::None`) and
+//! [`DedupStore::sync`] makes everything committed so far durable. Requests
 //! for the same key in one batch see each other (the first wins). If the commit fails, every
 //! request of the batch gets the error and nothing of it is visible.
 //!
@@ -61,6 +63,7 @@ pub struct EmbeddedOptions {
     dir: PathBuf,
     clock: Arc<dyn Clock>,
     max_batch: usize,
+    deferred_sync: bool,
 }
 
 impl EmbeddedOptions {
@@ -70,7 +73,17 @@ impl EmbeddedOptions {
             dir: dir.into(),
             clock: Arc::new(SystemClock),
             max_batch: DEFAULT_MAX_BATCH,
+            deferred_sync: false,
         }
+    }
+
+    /// Commit puts without fsync (`Durability::None`); they become durable at the next
+    /// [`DedupStore::sync`] (or any later durable commit), and a crash before it loses them.
+    /// Only for an owner that can rebuild them, as svc-verify does from its outcome log below
+    /// a watermark it persists after `sync`. Default: every commit is durable.
+    pub fn deferred_sync(mut self, deferred: bool) -> Self {
+        self.deferred_sync = deferred;
+        self
     }
 
     /// The clock that decides expiry (tests pass a [`crate::ManualClock`]).
@@ -91,6 +104,7 @@ impl std::fmt::Debug for EmbeddedOptions {
         f.debug_struct("EmbeddedOptions")
             .field("dir", &self.dir)
             .field("max_batch", &self.max_batch)
+            .field("deferred_sync", &self.deferred_sync)
             .finish_non_exhaustive()
     }
 }
@@ -145,11 +159,14 @@ enum Op {
     Purge {
         limit: usize,
     },
+    /// Makes every earlier commit durable (its batch commits with fsync).
+    Sync,
 }
 
 enum Reply {
     Put(oneshot::Sender<Result<PutOutcome, DedupError>>),
     Purge(oneshot::Sender<Result<usize, DedupError>>),
+    Sync(oneshot::Sender<Result<(), DedupError>>),
 }
 
 /// What an op did inside a transaction that then committed.
@@ -157,6 +174,7 @@ enum Answer {
     /// A corrupt existing record fails only its own put, not the batch.
     Put(Result<PutOutcome, DedupError>),
     Purged(usize),
+    Synced,
 }
 
 impl Reply {
@@ -167,8 +185,11 @@ impl Reply {
             (Self::Purge(tx), Ok(Answer::Purged(n))) => drop(tx.send(Ok(n))),
             (Self::Put(tx), Err(e)) => drop(tx.send(Err(e))),
             (Self::Purge(tx), Err(e)) => drop(tx.send(Err(e))),
-            (Self::Put(tx), Ok(Answer::Purged(_))) => drop(tx.send(Err(mismatch()))),
-            (Self::Purge(tx), Ok(Answer::Put(_))) => drop(tx.send(Err(mismatch()))),
+            (Self::Sync(tx), Ok(Answer::Synced)) => drop(tx.send(Ok(()))),
+            (Self::Sync(tx), Err(e)) => drop(tx.send(Err(e))),
+            (Self::Put(tx), Ok(_)) => drop(tx.send(Err(mismatch()))),
+            (Self::Purge(tx), Ok(_)) => drop(tx.send(Err(mismatch()))),
+            (Self::Sync(tx), Ok(_)) => drop(tx.send(Err(mismatch()))),
         }
     }
 }
@@ -210,6 +231,7 @@ impl EmbeddedStore {
             db: Arc::clone(&db),
             clock: Arc::clone(&options.clock),
             max_batch: options.max_batch,
+            deferred_sync: options.deferred_sync,
         };
         let writer = std::thread::Builder::new()
             .name("flk-dedup-writer".to_owned())
@@ -318,6 +340,17 @@ impl DedupStore for EmbeddedStore {
         Ok(())
     }
 
+    async fn sync(&self) -> Result<(), DedupError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request {
+            op: Op::Sync,
+            reply: Reply::Sync(reply),
+        })?;
+        answer
+            .await
+            .map_err(|_| DedupError::unavailable(BACKEND, "the writer thread has stopped"))?
+    }
+
     async fn purge_expired(&self, limit: usize) -> Result<usize, DedupError> {
         if limit == 0 {
             return Ok(0);
@@ -347,6 +380,7 @@ struct Writer {
     db: Arc<Database>,
     clock: Arc<dyn Clock>,
     max_batch: usize,
+    deferred_sync: bool,
 }
 
 impl Writer {
@@ -378,7 +412,7 @@ impl Writer {
     /// Applies the batch in one write transaction and commits it (durably). On any storage
     /// error the transaction is dropped, which aborts it: nothing of the batch is visible.
     fn apply(&self, batch: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
-        let txn = self
+        let mut txn = self
             .db
             .begin_write()
             .map_err(|e| redb_error(e, "begin write"))?;
@@ -398,8 +432,13 @@ impl Writer {
                     Op::Purge { limit } => {
                         Answer::Purged(purge(&mut entries, &mut expiry, *limit, now_ms)?)
                     }
+                    Op::Sync => Answer::Synced,
                 });
             }
+        }
+        let durable = !self.deferred_sync || batch.iter().any(|r| matches!(r.op, Op::Sync));
+        if !durable {
+            txn.set_durability(redb::Durability::None);
         }
         txn.commit().map_err(|e| redb_error(e, "commit"))?;
         Ok(answers)

@@ -83,6 +83,12 @@ pub trait DedupStore: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Makes every put answered so far durable (a no-op for stores whose puts are durable
+    /// when answered; see [`EmbeddedOptions::deferred_sync`]).
+    async fn sync(&self) -> Result<(), DedupError> {
+        Ok(())
+    }
+
     /// Records that this store again holds every entry its owner decided.
     async fn mark_complete(&self) -> Result<(), DedupError> {
         Ok(())

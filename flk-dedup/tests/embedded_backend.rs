@@ -128,3 +128,31 @@ async fn a_directory_is_opened_by_one_store_at_a_time() {
     assert_eq!(put.expect("put"), PutOutcome::Inserted);
     assert_eq!(first.get(&key("t", 1)).await.expect("get"), Some(entry(1)));
 }
+
+#[tokio::test]
+async fn deferred_sync_puts_are_visible_at_once_and_durable_after_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open_with(EmbeddedOptions::new(dir.path()).deferred_sync(true))
+        .expect("open");
+    let k = key("t", 7);
+    assert_eq!(
+        store
+            .put_if_absent(&k, &entry(7), Duration::from_secs(600))
+            .await
+            .expect("put"),
+        PutOutcome::Inserted
+    );
+    // Committed (without fsync): readers and later puts see it.
+    assert_eq!(store.get(&k).await.expect("get"), Some(entry(7)));
+    assert_eq!(
+        store
+            .put_if_absent(&k, &entry(8), Duration::from_secs(600))
+            .await
+            .expect("put"),
+        PutOutcome::Existing(entry(7))
+    );
+    store.sync().await.expect("sync");
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.get(&k).await.expect("get"), Some(entry(7)));
+}

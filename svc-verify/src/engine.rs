@@ -604,6 +604,12 @@ impl Engine {
             }
         };
         if mark > read_watermark(&self.watermark_path)? {
+            // Index writes may be committed without fsync (embedded `deferred_sync`): make
+            // them durable before the watermark says they are in the index.
+            self.dedup
+                .sync()
+                .await
+                .map_err(|e| std::io::Error::other(format!("dedup sync: {e}")))?;
             write_watermark(&self.watermark_path, mark)?;
         }
         Ok(mark)

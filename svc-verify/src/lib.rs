@@ -21,7 +21,9 @@ use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use flk_dedup::{DedupStore, EmbeddedStore, PgOptions, PgStore, RedisOptions, RedisStore};
+use flk_dedup::{
+    DedupStore, EmbeddedOptions, EmbeddedStore, PgOptions, PgStore, RedisOptions, RedisStore,
+};
 use flk_outcome_log::{LogConfig, OutcomeLog};
 use flk_proto::v1::verify_service_server::VerifyServiceServer;
 use prometheus::Registry;
@@ -266,7 +268,12 @@ async fn open_dedup(cfg: &VerifyConfig) -> anyhow::Result<Arc<dyn DedupStore>> {
                     }
                 }
             }
-            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(dir)).await??;
+            // Index commits skip fsync; `Engine::checkpoint_watermark` syncs before it
+            // persists the watermark, and the log above it is replayed after a crash.
+            let store = tokio::task::spawn_blocking(move || {
+                EmbeddedStore::open_with(EmbeddedOptions::new(dir).deferred_sync(true))
+            })
+            .await??;
             Arc::new(store)
         }
         DedupBackend::Redis => {
