@@ -3,7 +3,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
-    let files = ["flk/v1/verify.proto"];
+    let files = ["flk/v1/verify.proto", "flk/v1/audit.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={root}/{f}");
     }

@@ -1,5 +1,10 @@
 //! `flk`: the FLK command line. `flk up` runs svc-verify and the gateway in one process on
-//! embedded storage; `flk submit` posts PCS JSON to a gateway; `flk keygen` makes keys.
+//! embedded storage; `flk submit` posts PCS JSON to a gateway; `flk keygen` makes keys;
+//! `flk bench` drives a server with a generated workload; `flk demo` does both in one go.
+
+mod bench;
+mod demo;
+mod stack;
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -32,6 +37,12 @@ enum Command {
     Submit(SubmitArgs),
     /// Generate key material for a tenants file.
     Keygen(KeygenArgs),
+    /// Drive a gateway (REST or gRPC) or svc-verify with a generated workload and report
+    /// throughput, latency and every answer that differs from the expected one.
+    Bench(bench::BenchArgs),
+    /// Start the system in this process, feed it a mixed workload for a few seconds and show
+    /// what happened.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -87,47 +98,24 @@ async fn main() -> anyhow::Result<()> {
             keygen(&a);
             Ok(())
         }
+        Command::Bench(a) => bench::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
     }
 }
 
 async fn up(a: UpArgs) -> anyhow::Result<()> {
-    let cfg = svc_verify::VerifyConfig {
-        data_dir: a.data_dir.join("verify"),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tenants_file: a.tenants.clone(),
+    let stack = stack::Stack::start(&stack::StackConfig {
+        data_dir: a.data_dir.clone(),
+        listen: a.listen,
+        tenants: a.tenants.clone(),
         hmac_key: a.hmac_key.clone(),
-        ..Default::default()
-    };
-    cfg.validate()?;
-    let service = svc_verify::Service::open(&cfg).await?;
-    let tenants: Vec<String> = service.engine.tenants().ids().map(str::to_owned).collect();
-    let secret_file = service.generated_secret.clone();
-    let verify_listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let verify_addr = verify_listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut verify_stop = stop_rx.clone();
-    let verify = tokio::spawn(service.serve(verify_listener, async move {
-        let _ = verify_stop.changed().await;
-    }));
-
-    // The gateway admits with the same per-tenant limits as svc-verify.
-    let limits = match &a.tenants {
-        Some(path) => gateway::limits_from_tenants_file(path)?,
-        None => Default::default(),
-    };
-    let gw = gateway::Gateway::new(gateway::GatewayConfig {
-        upstreams: vec![format!("http://{verify_addr}")],
-        limits,
-        ..Default::default()
-    })?;
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", a.listen))?;
-    let addr = listener.local_addr()?;
+    })
+    .await?;
+    let (addr, verify_addr) = (stack.addr, stack.verify_addr);
     println!("flk up: data dir {}", a.data_dir.display());
     println!("svc-verify (grpc) on http://{verify_addr}, embedded storage");
-    println!("tenants: {}", tenants.join(", "));
-    match (&a.tenants, &a.hmac_key, &secret_file) {
+    println!("tenants: {}", stack.tenants.join(", "));
+    match (&a.tenants, &a.hmac_key, &stack.generated_secret) {
         (Some(t), _, _) => println!("keys: from {}", t.display()),
         (None, Some(_), _) => {
             println!("keys: tenant default, hmac digest mode, the --hmac-key secret")
@@ -143,17 +131,10 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     println!(
         "submit: curl -s -XPOST http://{addr}/v1/pcs/submit -H 'content-type: application/json' --data @pcs.json"
     );
-    let mut gw_stop = stop_rx.clone();
-    let server = tokio::spawn(gateway::serve(listener, gw, async move {
-        let _ = gw_stop.changed().await;
-    }));
     println!("gateway listening on http://{addr}");
     svc_verify::shutdown_signal().await;
     println!("shutting down");
-    let _ = stop_tx.send(true);
-    server.await??;
-    verify.await??;
-    Ok(())
+    stack.stop().await
 }
 
 async fn submit(a: SubmitArgs) -> anyhow::Result<()> {

@@ -26,12 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, ValueEnum};
-use flk_core::canon::sha256;
-use flk_core::verify::{classify, compute_budget, recompute_d_hat};
-use flk_core::{
-    Canonical, HmacMode, KeySet, Outcome, Policy, SignedFields, SigningMaterial, TenantKey,
-    canonicalize, compute_pcs_id, parse_pcs, round9, verify,
-};
+use flk_bench::{Mix, Workload, WorkloadConfig};
+use flk_core::{HmacMode, SigningMaterial};
 use flk_proto::VerifyClient;
 use flk_proto::v1::{self, OutcomeKind, submit_request, submit_stream_response};
 use hdrhistogram::Histogram;
@@ -235,169 +231,30 @@ fn addr_of(target: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("cannot resolve {hostport}"))
 }
 
-/// Distinct PCS that the default policy accepts: five scales, `N_j ~ c * scale^1.4` (slope
-/// about 1.4), `coh_star = 0.8`, `D_hat` equal to the server's recomputation, regime and budget
-/// per the policy; distinct `(shard_id, epoch, merkle_root)`, so distinct `pcs_id`; HMAC
-/// digest-mode signature. A sample is parsed back and verified locally.
+/// Distinct PCS that the default policy accepts, from flk-bench's generator (mix
+/// `accepted=1`): five scales, `N_j ~ c * scale^1.4`, `coh_star = 0.8`, `D_hat` equal to the
+/// server's recomputation, regime and budget per the policy; distinct `(shard_id, epoch,
+/// merkle_root)`, so distinct `pcs_id`; HMAC digest-mode signature. A sample is checked locally
+/// (parse, signature, verification).
 fn generate(n: usize, secret: &str) -> anyhow::Result<Vec<v1::SubmitRequest>> {
-    use rand::RngCore;
-    let policy = Policy::default();
     let signer = SigningMaterial::hmac(secret.as_bytes(), HmacMode::Digest)?;
-    let keys = KeySet::new(vec![TenantKey::new("k", signer.verifying())]);
-    let mut tag = [0u8; 4];
-    rand::thread_rng().fill_bytes(&mut tag);
-    let tag = hex::encode(tag);
-    let sent_at = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)?
-        .format(&time::format_description::well_known::Rfc3339)?;
-    let scales = [2u64, 4, 8, 16, 32];
-
-    // 17 shapes of N_j, each with its recomputed D_hat.
-    let mut shapes = Vec::new();
-    for c in 3..20u32 {
-        let n_j: Vec<(u64, i64)> = scales
-            .iter()
-            .map(|&s| (s, (f64::from(c) * (s as f64).powf(1.4)).round() as i64))
-            .collect();
-        let n_j_json = n_j
-            .iter()
-            .map(|(s, v)| format!("\"{s}\":{v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let draft = body_json(&BodyParts {
-            pcs_id: &"0".repeat(64),
-            shard_id: "x",
-            epoch: 1,
-            seed: 0,
-            sent_at: &sent_at,
-            n_j_json: &n_j_json,
-            coh_star: 0.8,
-            d_hat: 0.0,
-            r: 0.5,
-            regime: "mixed",
-            budget: 0.5,
-            merkle_root: &"0".repeat(64),
-            sig: "",
-        });
-        let pcs = parse_pcs(draft.as_bytes())?;
-        let d_hat = recompute_d_hat(&pcs).map_err(|e| anyhow::anyhow!("{e}"))?;
-        shapes.push((n_j_json, d_hat));
-    }
-
-    let build = |i: usize| -> v1::SubmitRequest {
-        let (n_j_json, d_hat) = &shapes[i % shapes.len()];
-        let coh_star = 0.8;
-        let r = round9(0.2 + 0.3 * ((i % 101) as f64 / 100.0));
-        let regime = classify(&policy, *d_hat, coh_star).as_str();
-        let budget = compute_budget(&policy, *d_hat, coh_star, r);
-        let shard_id = format!("lg-{tag}-shard-{:03}", i % 256);
-        let epoch = 1_000 + (i / 256) as u64;
-        let merkle_root = hex::encode(sha256(format!("{tag}/{i}").as_bytes()));
-        let pcs_id = compute_pcs_id(&merkle_root, epoch, &shard_id);
-        let canon = Canonical::of(&SignedFields {
-            pcs_id: &pcs_id,
-            merkle_root: &merkle_root,
-            epoch,
-            shard_id: &shard_id,
-            d_hat: *d_hat,
-            coh_star,
-            r,
-            budget,
-        });
-        let sig = signer.sign_b64(&canon);
-        let json = body_json(&BodyParts {
-            pcs_id: &pcs_id,
-            shard_id: &shard_id,
-            epoch,
-            seed: i as u64,
-            sent_at: &sent_at,
-            n_j_json,
-            coh_star,
-            d_hat: *d_hat,
-            r,
-            regime,
-            budget,
-            merkle_root: &merkle_root,
-            sig: &sig,
-        });
-        v1::SubmitRequest {
-            tenant_id: String::new(),
-            body: Some(submit_request::Body::PcsJson(json.into_bytes())),
-        }
-    };
-
+    let mut cfg = WorkloadConfig::new(signer, Mix::accepted_only());
+    cfg.prefix = "lg".to_owned();
+    let workload = Workload::new(cfg)?;
     // Two generator threads (the machine has two cores and nothing else runs yet).
-    let half = n / 2;
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| (0..half).map(build).collect::<Vec<_>>());
-        let b = s.spawn(|| (half..n).map(build).collect::<Vec<_>>());
-        (a.join(), b.join())
-    });
-    let mut out = a.map_err(|_| anyhow::anyhow!("generator thread panicked"))?;
-    out.extend(b.map_err(|_| anyhow::anyhow!("generator thread panicked"))?);
-
-    let now = time::OffsetDateTime::now_utc();
-    for req in out.iter().step_by(997) {
-        let Some(submit_request::Body::PcsJson(json)) = &req.body else {
-            bail!("generated request without a body");
-        };
-        let pcs = parse_pcs(json)?;
-        keys.verify(&canonicalize(&pcs), pcs.sig.as_deref(), now)
-            .map_err(|e| anyhow::anyhow!("generated PCS fails its signature check: {e:?}"))?;
-        let verdict = verify(&pcs, &policy);
-        ensure!(
-            verdict.outcome == Outcome::Accepted,
-            "generated PCS is not accepted locally: {:?} ({})",
-            verdict.reason_code,
-            verdict.reason
-        );
+    let items = workload.items(0..n as u64, 2);
+    for item in items.iter().step_by(997) {
+        workload
+            .check_locally(item)
+            .map_err(|e| anyhow::anyhow!("generated PCS is not accepted locally: {e}"))?;
     }
-    Ok(out)
-}
-
-struct BodyParts<'a> {
-    pcs_id: &'a str,
-    shard_id: &'a str,
-    epoch: u64,
-    seed: u64,
-    sent_at: &'a str,
-    n_j_json: &'a str,
-    coh_star: f64,
-    d_hat: f64,
-    r: f64,
-    regime: &'a str,
-    budget: f64,
-    merkle_root: &'a str,
-    sig: &'a str,
-}
-
-/// The PCS JSON body (PROTOCOL.md section 1). Floats use `{:?}` (shortest round-trip, always
-/// with a fraction or exponent), which is valid JSON for the finite values used here.
-fn body_json(p: &BodyParts<'_>) -> String {
-    format!(
-        concat!(
-            "{{\"pcs_id\":\"{}\",\"schema\":\"fractal-lba-kakeya\",\"version\":\"0.1\",",
-            "\"shard_id\":\"{}\",\"epoch\":{},\"attempt\":1,\"sent_at\":\"{}\",\"seed\":{},",
-            "\"scales\":[2,4,8,16,32],\"N_j\":{{{}}},\"coh_star\":{:?},\"v_star\":[0.0,0.0,1.0],",
-            "\"D_hat\":{:?},\"r\":{:?},\"regime\":\"{}\",\"budget\":{:?},\"merkle_root\":\"{}\",",
-            "\"sig\":\"{}\",\"ft\":{{\"outbox_seq\":{},\"degraded\":false,\"fallbacks\":[],",
-            "\"clock_skew_ms\":0}}}}"
-        ),
-        p.pcs_id,
-        p.shard_id,
-        p.epoch,
-        p.sent_at,
-        p.seed,
-        p.n_j_json,
-        p.coh_star,
-        p.d_hat,
-        p.r,
-        p.regime,
-        p.budget,
-        p.merkle_root,
-        p.sig,
-        p.seed,
-    )
+    Ok(items
+        .into_iter()
+        .map(|item| v1::SubmitRequest {
+            tenant_id: String::new(),
+            body: Some(submit_request::Body::PcsJson(item.body.to_vec())),
+        })
+        .collect())
 }
 
 /// svc-verify on its own runtime, with its data dir and (optionally) a private database.

@@ -1,0 +1,300 @@
+//! Typed configuration of svc-audit: one struct, defaults in one place, a TOML file plus
+//! `FLK_AUDIT_*` environment overrides (names in [`mod@env`]), printable as TOML.
+//!
+//! ```toml
+//! listen = "127.0.0.1:50061"          # gRPC + REST + /health /ready /metrics
+//! data_dir = "flk-data/audit"         # tlog tiles, index, cursor, generated log key
+//! verify_url = "http://127.0.0.1:50051"  # svc-verify, the outcome feed
+//! origin = "flk.local/audit"          # checkpoint origin line (and generated key name)
+//! checkpoint_interval_ms = 500        # longest a received decision waits to be integrated
+//! batch_max_entries = 4096            # a batch is cut earlier when it reaches this
+//! # log_key_file = "/secrets/audit.key"  # default: <data_dir>/log.key, generated on first start
+//! sync = "file"                       # "file" (fsync per file) or "filesystem" (syncfs)
+//! reconnect_initial_ms = 100          # feed reconnect backoff, doubled up to
+//! reconnect_max_ms = 5000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable names (each overrides the file).
+pub mod env {
+    pub const CONFIG: &str = "FLK_AUDIT_CONFIG";
+    pub const LISTEN: &str = "FLK_AUDIT_LISTEN";
+    pub const DATA_DIR: &str = "FLK_AUDIT_DATA_DIR";
+    pub const VERIFY_URL: &str = "FLK_AUDIT_VERIFY_URL";
+    pub const ORIGIN: &str = "FLK_AUDIT_ORIGIN";
+    pub const CHECKPOINT_INTERVAL_MS: &str = "FLK_AUDIT_CHECKPOINT_INTERVAL_MS";
+    pub const BATCH_MAX_ENTRIES: &str = "FLK_AUDIT_BATCH_MAX_ENTRIES";
+    pub const LOG_KEY_FILE: &str = "FLK_AUDIT_LOG_KEY_FILE";
+    pub const SYNC: &str = "FLK_AUDIT_SYNC";
+}
+
+/// How the tile store makes a batch durable (see `flk_tlog::SyncMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncSetting {
+    /// `fsync` every new file and directory (portable).
+    #[default]
+    File,
+    /// One `syncfs(2)` per batch (Linux; also flushes other data on the filesystem).
+    Filesystem,
+}
+
+impl SyncSetting {
+    pub fn mode(self) -> flk_tlog::SyncMode {
+        match self {
+            SyncSetting::File => flk_tlog::SyncMode::PerFile,
+            SyncSetting::Filesystem => flk_tlog::SyncMode::Filesystem,
+        }
+    }
+}
+
+/// svc-audit configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// gRPC, REST and `/health`, `/ready`, `/metrics`, all on one port.
+    pub listen: SocketAddr,
+    /// The log's tiles (`tlog/`), the index (`index.redb`), the feed cursor (`feed.cursor`)
+    /// and, unless `log_key_file` is set, the log key (`log.key`).
+    pub data_dir: PathBuf,
+    /// svc-verify's gRPC address, whose `Subscribe` feed is consumed.
+    pub verify_url: String,
+    /// The checkpoint origin line; also the name of a generated log key.
+    pub origin: String,
+    /// The longest a decision received from the feed waits before it is integrated. Every
+    /// integration publishes a signed checkpoint, so a decision is covered by a checkpoint
+    /// within this interval plus one append.
+    pub checkpoint_interval_ms: u64,
+    /// A batch is integrated as soon as it holds this many feed records (at most 65,536).
+    pub batch_max_entries: usize,
+    /// File with the log's signer key (`PRIVATE+KEY+<name>+<id>+<key>`). When set it must
+    /// exist; when unset, `<data_dir>/log.key` is used and generated (mode 0600) on first start.
+    pub log_key_file: Option<PathBuf>,
+    /// How tile writes are made durable.
+    pub sync: SyncSetting,
+    /// First delay before reconnecting to the feed; doubled after each failure.
+    pub reconnect_initial_ms: u64,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50061)),
+            data_dir: PathBuf::from("flk-data/audit"),
+            verify_url: "http://127.0.0.1:50051".to_owned(),
+            origin: "flk.local/audit".to_owned(),
+            checkpoint_interval_ms: 500,
+            batch_max_entries: 4096,
+            log_key_file: None,
+            sync: SyncSetting::File,
+            reconnect_initial_ms: 100,
+            reconnect_max_ms: 5000,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {name}: {message}")]
+    Env { name: &'static str, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+fn env_number<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse().map_err(|e: T::Err| ConfigError::Env {
+        name,
+        message: e.to_string(),
+    })
+}
+
+impl AuditConfig {
+    /// Reads `path` (if any), then applies environment overrides from `vars`, then validates.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl Fn(&str) -> Option<String>,
+    ) -> Result<AuditConfig, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => AuditConfig::default(),
+        };
+        if let Some(v) = vars(env::LISTEN) {
+            cfg.listen = env_number(env::LISTEN, &v)?;
+        }
+        if let Some(v) = vars(env::DATA_DIR) {
+            cfg.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = vars(env::VERIFY_URL) {
+            cfg.verify_url = v;
+        }
+        if let Some(v) = vars(env::ORIGIN) {
+            cfg.origin = v;
+        }
+        if let Some(v) = vars(env::CHECKPOINT_INTERVAL_MS) {
+            cfg.checkpoint_interval_ms = env_number(env::CHECKPOINT_INTERVAL_MS, &v)?;
+        }
+        if let Some(v) = vars(env::BATCH_MAX_ENTRIES) {
+            cfg.batch_max_entries = env_number(env::BATCH_MAX_ENTRIES, &v)?;
+        }
+        if let Some(v) = vars(env::LOG_KEY_FILE) {
+            cfg.log_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = vars(env::SYNC) {
+            cfg.sync = match v.as_str() {
+                "file" => SyncSetting::File,
+                "filesystem" => SyncSetting::Filesystem,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: env::SYNC,
+                        message: format!("unknown sync mode {other:?} (file, filesystem)"),
+                    });
+                }
+            };
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        flk_tlog::note::check_key_name(&self.origin).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "`origin` {:?} must be non-empty, without white space or `+`",
+                self.origin
+            ))
+        })?;
+        if !(self.verify_url.starts_with("http://") || self.verify_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "`verify_url` {:?} must start with http:// or https://",
+                self.verify_url
+            )));
+        }
+        if self.checkpoint_interval_ms == 0 || self.checkpoint_interval_ms > 60_000 {
+            return Err(ConfigError::Invalid(
+                "`checkpoint_interval_ms` must be in 1..=60000".into(),
+            ));
+        }
+        if self.batch_max_entries == 0 || self.batch_max_entries > flk_tlog::MAX_BATCH_ENTRIES {
+            return Err(ConfigError::Invalid(format!(
+                "`batch_max_entries` must be in 1..={}",
+                flk_tlog::MAX_BATCH_ENTRIES
+            )));
+        }
+        if self.reconnect_initial_ms == 0 || self.reconnect_max_ms < self.reconnect_initial_ms {
+            return Err(ConfigError::Invalid(
+                "need 0 < `reconnect_initial_ms` <= `reconnect_max_ms`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.checkpoint_interval_ms)
+    }
+
+    /// The signer key file in use.
+    pub fn key_path(&self) -> PathBuf {
+        self.log_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::keys::DEFAULT_KEY_FILE))
+    }
+
+    /// The configuration as TOML (it holds no secrets: the key is referenced by path).
+    pub fn redacted(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_unknown_fields_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.toml");
+        std::fs::write(
+            &path,
+            "origin = \"audit.example/log\"\ncheckpoint_interval_ms = 200\nsync = \"filesystem\"\n",
+        )
+        .unwrap();
+        let cfg = AuditConfig::load(Some(&path), |k| match k {
+            env::LISTEN => Some("127.0.0.1:0".to_owned()),
+            env::CHECKPOINT_INTERVAL_MS => Some("50".to_owned()),
+            env::VERIFY_URL => Some("http://10.0.0.1:9".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.origin, "audit.example/log");
+        assert_eq!(cfg.listen.port(), 0);
+        assert_eq!(cfg.checkpoint_interval_ms, 50);
+        assert_eq!(cfg.verify_url, "http://10.0.0.1:9");
+        assert_eq!(cfg.sync, SyncSetting::Filesystem);
+        assert_eq!(cfg.key_path(), cfg.data_dir.join("log.key"));
+        assert!(cfg.redacted().contains("audit.example/log"));
+
+        std::fs::write(&path, "orign = \"x\"\n").unwrap();
+        let err = AuditConfig::load(Some(&path), |_| None).unwrap_err();
+        assert!(err.to_string().contains("orign"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let bad = |k: &'static str, v: &'static str| {
+            AuditConfig::load(None, move |name| (name == k).then(|| v.to_owned())).unwrap_err()
+        };
+        assert!(bad(env::ORIGIN, "has space").to_string().contains("origin"));
+        assert!(bad(env::ORIGIN, "").to_string().contains("origin"));
+        assert!(
+            bad(env::CHECKPOINT_INTERVAL_MS, "0")
+                .to_string()
+                .contains("interval")
+        );
+        assert!(
+            bad(env::CHECKPOINT_INTERVAL_MS, "soon")
+                .to_string()
+                .contains("INTERVAL")
+        );
+        assert!(
+            bad(env::BATCH_MAX_ENTRIES, "70000")
+                .to_string()
+                .contains("batch")
+        );
+        assert!(
+            bad(env::VERIFY_URL, "localhost:1")
+                .to_string()
+                .contains("verify_url")
+        );
+        assert!(bad(env::SYNC, "never").to_string().contains("sync"));
+        assert_eq!(
+            AuditConfig::load(None, |_| None).unwrap(),
+            AuditConfig::default()
+        );
+    }
+}

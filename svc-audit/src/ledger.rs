@@ -1,0 +1,749 @@
+//! The ledger: the Merkle log (`flk_tlog::Log` over an `FsStore` in `<data_dir>/tlog`), the
+//! `(tenant_id, pcs_id)` index and the feed cursor, kept consistent with each other.
+//!
+//! Synchronous (call it from a blocking thread). [`Ledger::integrate`] is the only writer
+//! path; queries take a read lock on the log and may run concurrently with each other (an
+//! append holds the write lock for its duration).
+//!
+//! # Integration order (crash safety)
+//!
+//! For each batch of feed records: map them to entries, drop those whose key the index (or an
+//! earlier record of the batch) already has, then
+//!
+//! 1. `Log::append_batch`: tiles, bundles and the signed checkpoint are durable;
+//! 2. [`Index::commit`]: the new keys and `indexed_size = log size`, one transaction
+//!    (durable every few batches: the index is derived from the log, see [`crate::index`]);
+//! 3. [`Cursor::store`]: the batch's highest sequence number, durably.
+//!
+//! A crash after 1 leaves entries the index does not know (so does a crash that rolls the
+//! index back to its last durable commit); [`Ledger::open`] (and any integration after a
+//! failure) first re-indexes the log from `indexed_size` up to its size by decoding the stored
+//! entries, so the redelivered records find their keys and become no leaf
+//! (**OneLeafPerDecision**). A crash after 3 only means a redelivery that the index absorbs.
+//! A crash before 1 loses nothing: the cursor has not moved. The cursor never names a record
+//! whose entry is not durable in the log (**CursorBehindLog**).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Instant;
+
+use flk_proto::v1;
+use flk_tlog::tile::{TILE_WIDTH, decode_bundle};
+use flk_tlog::{
+    AuditEntry, FsStore, Hash, Log, LogSigner, LogVerifier, MAX_BATCH_ENTRIES, SyncMode, TileKind,
+    TileStore,
+};
+
+use crate::cursor::Cursor;
+use crate::error::AuditError;
+use crate::index::{self, Index};
+use crate::mapping::{Skip, decode_hex32, map_record};
+use crate::metrics::AuditMetrics;
+
+/// Directory of the tile store inside the data directory.
+pub const TLOG_DIR: &str = "tlog";
+
+/// Keys re-indexed per index transaction during recovery.
+const REINDEX_CHUNK: u64 = 65_536;
+
+/// A signed checkpoint with what a client needs to check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointView {
+    /// The signed note.
+    pub note: String,
+    pub origin: String,
+    pub size: u64,
+    pub root_hash: Hash,
+    /// `<name>+<key id hex>+<base64 key>`.
+    pub verifier_key: String,
+}
+
+/// An entry, its inclusion proof, and the latest checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionView {
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub entry: Vec<u8>,
+    pub proof: Vec<Hash>,
+    pub checkpoint: CheckpointView,
+}
+
+/// What one [`Ledger::integrate`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Integrated {
+    /// Feed records in the batch.
+    pub records: usize,
+    /// New entries appended.
+    pub appended: u64,
+    /// Decisions whose key was already in the log (or earlier in the batch).
+    pub redelivered: u64,
+    /// Records that are not decisions or could not be mapped.
+    pub skipped: u64,
+    /// Log size afterwards.
+    pub size: u64,
+    /// Cursor afterwards.
+    pub cursor: u64,
+}
+
+/// The Merkle log, its index and the feed cursor.
+pub struct Ledger {
+    log: RwLock<Log<FsStore>>,
+    index: Index,
+    cursor_file: Cursor,
+    verifier: LogVerifier,
+    verifier_key: String,
+    metrics: AuditMetrics,
+    /// Serializes writers (integration, recovery).
+    writer: Mutex<Writer>,
+    /// The persisted cursor, readable without the writer lock.
+    cursor: AtomicU64,
+    /// False after a failed integration, until one succeeds.
+    writable: AtomicBool,
+    /// Test-only crash point: see [`Ledger::halt_after_next_append`].
+    fault: AtomicU8,
+}
+
+/// The writer's state.
+struct Writer {
+    /// The persisted cursor.
+    cursor: u64,
+    /// Non-durable index commits since the last durable one.
+    since_durable: u32,
+    last_durable: Instant,
+}
+
+impl Writer {
+    /// Whether the next index commit must be durable.
+    fn durable_due(&self) -> bool {
+        self.since_durable + 1 >= index::DURABLE_EVERY
+            || self.last_durable.elapsed() >= index::DURABLE_INTERVAL
+    }
+
+    fn committed(&mut self, durable: bool) {
+        if durable {
+            self.since_durable = 0;
+            self.last_durable = Instant::now();
+        } else {
+            self.since_durable += 1;
+        }
+    }
+}
+
+const FAULT_NONE: u8 = 0;
+const FAULT_ARMED: u8 = 1;
+const FAULT_HALTED: u8 = 2;
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("verifier_key", &self.verifier_key)
+            .field("cursor", &self.cursor())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the guarded cursor torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger in `data_dir`: recovers the log to its latest
+    /// checkpoint, re-indexes entries the index is missing, and loads the cursor (an
+    /// unreadable cursor restarts the feed from 1, see [`crate::cursor`]).
+    pub fn open(
+        data_dir: &Path,
+        origin: &str,
+        signer: LogSigner,
+        sync: SyncMode,
+        metrics: AuditMetrics,
+    ) -> Result<Ledger, AuditError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| AuditError::Index(format!("cannot create {}: {e}", data_dir.display())))?;
+        let store = FsStore::open_with(data_dir.join(TLOG_DIR), sync)
+            .map_err(|e| AuditError::Log(e.into()))?;
+        let verifier = signer.verifier();
+        let verifier_key = signer.verifier_key_string();
+        let log = Log::open(store, signer, origin)?;
+        let index = Index::open(&data_dir.join(index::FILE_NAME))?;
+        let cursor_file = Cursor::new(data_dir);
+        let cursor = cursor_file.load().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "unreadable feed cursor: re-reading the feed from the start");
+            0
+        });
+        let ledger = Ledger {
+            log: RwLock::new(log),
+            index,
+            cursor_file,
+            verifier,
+            verifier_key,
+            metrics,
+            writer: Mutex::new(Writer {
+                cursor,
+                since_durable: 0,
+                last_durable: Instant::now(),
+            }),
+            cursor: AtomicU64::new(cursor),
+            writable: AtomicBool::new(true),
+            fault: AtomicU8::new(FAULT_NONE),
+        };
+        {
+            let _w = lock(&ledger.writer);
+            let reindexed = ledger.reconcile_locked()?;
+            if reindexed > 0 {
+                tracing::warn!(
+                    entries = reindexed,
+                    "re-indexed log entries appended before a crash"
+                );
+            }
+        }
+        let size = ledger.size();
+        ledger
+            .metrics
+            .tree_size
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        ledger.metrics.integrated_up_to(cursor);
+        tracing::info!(size, cursor, "audit ledger opened");
+        Ok(ledger)
+    }
+
+    fn read_log(&self) -> RwLockReadGuard<'_, Log<FsStore>> {
+        self.log.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Entries in the log (the size of the latest checkpoint).
+    pub fn size(&self) -> u64 {
+        self.read_log().size()
+    }
+
+    /// The persisted feed cursor (highest sequence number integrated).
+    pub fn cursor(&self) -> u64 {
+        self.cursor.load(Ordering::Acquire)
+    }
+
+    /// Entries the index covers.
+    pub fn indexed_size(&self) -> Result<u64, AuditError> {
+        self.index.indexed_size()
+    }
+
+    /// Whether the last integration attempt succeeded.
+    pub fn writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
+
+    /// The log's verifier.
+    pub fn verifier(&self) -> &LogVerifier {
+        &self.verifier
+    }
+
+    /// The verifier key string.
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
+    }
+
+    /// Test-only crash point: the next integration that appends entries stops right after the
+    /// append (before the index commit and the cursor), and every later integration fails at
+    /// once, as if the process had died there.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn halt_after_next_append(&self) {
+        self.fault.store(FAULT_ARMED, Ordering::Release);
+    }
+
+    /// Integrates a batch of feed records (see the module docs for the order of writes).
+    /// Records that are not decisions, cannot be mapped, or whose key is already in the log
+    /// become no entry. Returns what was done; on error nothing after the failed step was
+    /// written, and the next call repairs the index first.
+    pub fn integrate(&self, records: &[v1::FeedRecord]) -> Result<Integrated, AuditError> {
+        let result = self.integrate_inner(records);
+        self.writable.store(result.is_ok(), Ordering::Release);
+        result
+    }
+
+    fn integrate_inner(&self, records: &[v1::FeedRecord]) -> Result<Integrated, AuditError> {
+        let started = Instant::now();
+        let mut writer = lock(&self.writer);
+        if self.fault.load(Ordering::Acquire) == FAULT_HALTED {
+            return Err(AuditError::Injected("halted after an append"));
+        }
+        if self.index.indexed_size()? < self.size() {
+            let n = self.reconcile_locked()?;
+            tracing::warn!(entries = n, "re-indexed entries of a failed integration");
+        }
+        let mut report = Integrated {
+            records: records.len(),
+            ..Integrated::default()
+        };
+        let snapshot = self.index.snapshot()?;
+        let mut seen: HashSet<(&str, [u8; 32])> = HashSet::with_capacity(records.len());
+        let mut fresh = Vec::with_capacity(records.len());
+        let mapped: Vec<_> = records.iter().map(|r| (r, map_record(r))).collect();
+        for (rec, m) in &mapped {
+            match m {
+                Err(skip) => {
+                    self.skipped(rec, skip);
+                    report.skipped += 1;
+                }
+                Ok(m) => {
+                    if snapshot.get(&m.tenant_id, &m.pcs_id)?.is_some()
+                        || !seen.insert((m.tenant_id.as_str(), m.pcs_id))
+                    {
+                        report.redelivered += 1;
+                        continue;
+                    }
+                    if m.digest_mismatch {
+                        self.metrics.digest_mismatches.inc();
+                        tracing::warn!(seq = rec.seq, pcs_id = %rec.pcs_id, "request does not hash to the feed's canonical digest; logged as received");
+                    }
+                    fresh.push(m);
+                }
+            }
+        }
+        drop(snapshot);
+        self.metrics.redelivered.inc_by(report.redelivered);
+
+        let mut size = self.size();
+        if !fresh.is_empty() {
+            let first = size;
+            {
+                let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+                for chunk in fresh.chunks(MAX_BATCH_ENTRIES) {
+                    let entries: Vec<&[u8]> = chunk.iter().map(|m| m.bytes.as_slice()).collect();
+                    let (_, new_size) = log.append_batch(&entries)?;
+                    size = new_size;
+                    self.metrics.checkpoints.inc();
+                }
+            }
+            report.appended = size - first;
+            self.metrics.entries_appended.inc_by(report.appended);
+            self.metrics
+                .tree_size
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
+            if self
+                .fault
+                .compare_exchange(
+                    FAULT_ARMED,
+                    FAULT_HALTED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                return Err(AuditError::Injected("halted after an append"));
+            }
+            let keys: Vec<(&str, &[u8; 32], u64)> = fresh
+                .iter()
+                .zip(first..)
+                .map(|(m, leaf)| (m.tenant_id.as_str(), &m.pcs_id, leaf))
+                .collect();
+            let durable = writer.durable_due();
+            let twice = self.index.commit(&keys, size, durable)?;
+            writer.committed(durable);
+            if !twice.is_empty() {
+                // Cannot happen: keys were checked against the index under the writer lock.
+                return Err(AuditError::Inconsistent(format!(
+                    "leaves {twice:?} repeat keys already indexed"
+                )));
+            }
+        }
+        let max_seq = records.iter().map(|r| r.seq).max().unwrap_or(0);
+        if max_seq > writer.cursor {
+            self.cursor_file.store(max_seq)?;
+            writer.cursor = max_seq;
+            self.cursor.store(max_seq, Ordering::Release);
+        }
+        report.size = size;
+        report.cursor = writer.cursor;
+        self.metrics.integrated_up_to(writer.cursor);
+        self.metrics.batches.inc();
+        self.metrics.batch_records.observe(records.len() as f64);
+        self.metrics
+            .integrate_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(report)
+    }
+
+    fn skipped(&self, rec: &v1::FeedRecord, skip: &Skip) {
+        self.metrics
+            .skipped
+            .with_label_values(&[skip.label()])
+            .inc();
+        match skip {
+            Skip::NotADecision => {
+                tracing::debug!(seq = rec.seq, "feed record is not a decision")
+            }
+            Skip::BadPcsId => tracing::warn!(
+                seq = rec.seq,
+                pcs_id = %rec.pcs_id.escape_debug(),
+                "decision with a malformed pcs_id skipped"
+            ),
+            Skip::BadRecord(why) => {
+                tracing::warn!(seq = rec.seq, reason = %why, "malformed decision record skipped")
+            }
+        }
+    }
+
+    /// Indexes the log's entries from the index's `indexed_size` up to the log size, by
+    /// decoding the stored entries. Returns how many were indexed. Caller holds the writer.
+    fn reconcile_locked(&self) -> Result<u64, AuditError> {
+        let log = self.read_log();
+        let size = log.size();
+        let from = self.index.indexed_size()?;
+        if from > size {
+            return Err(AuditError::Inconsistent(format!(
+                "the index covers {from} entries but the log holds {size}"
+            )));
+        }
+        let mut start = from;
+        while start < size {
+            let end = size.min(start + REINDEX_CHUNK);
+            let entries = read_entries(log.store(), start, end)?;
+            let decoded = entries
+                .iter()
+                .zip(start..)
+                .map(|(bytes, i)| {
+                    AuditEntry::decode(bytes).map_err(|e| {
+                        AuditError::Inconsistent(format!("log entry {i} does not decode: {e}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys: Vec<(&str, &[u8; 32], u64)> = decoded
+                .iter()
+                .zip(start..)
+                .map(|(e, i)| (e.tenant_id.as_str(), &e.pcs_id, i))
+                .collect();
+            let twice = self.index.commit(&keys, end, true)?;
+            if !twice.is_empty() {
+                tracing::error!(leaves = ?twice, "the log holds keys twice; proofs use the first leaf");
+            }
+            self.metrics.reindexed.inc_by(end - start);
+            start = end;
+        }
+        Ok(size - from)
+    }
+
+    /// Makes the index durable up to the latest commit (on a clean shutdown, so that the next
+    /// start has nothing to re-index).
+    pub fn sync_index(&self) -> Result<(), AuditError> {
+        let mut writer = lock(&self.writer);
+        self.index.sync()?;
+        writer.committed(true);
+        Ok(())
+    }
+
+    /// The latest checkpoint.
+    pub fn checkpoint(&self) -> CheckpointView {
+        self.view(&self.read_log())
+    }
+
+    fn view(&self, log: &Log<FsStore>) -> CheckpointView {
+        let cp = log.checkpoint();
+        CheckpointView {
+            note: log.checkpoint_note().to_owned(),
+            origin: cp.origin.clone(),
+            size: cp.size,
+            root_hash: cp.root_hash,
+            verifier_key: self.verifier_key.clone(),
+        }
+    }
+
+    /// The inclusion proof of the decision `(tenant, pcs_id)` at the latest checkpoint.
+    pub fn inclusion_by_pcs(
+        &self,
+        tenant: &str,
+        pcs_id: &str,
+    ) -> Result<InclusionView, AuditError> {
+        let key = decode_hex32(pcs_id).ok_or(AuditError::InvalidPcsId)?;
+        let leaf = self
+            .index
+            .get(tenant, &key)?
+            .ok_or_else(|| AuditError::UnknownPcs {
+                tenant: tenant.to_owned(),
+                pcs_id: pcs_id.to_owned(),
+            })?;
+        let log = self.read_log();
+        let size = log.size();
+        if leaf >= size {
+            return Err(AuditError::Inconsistent(format!(
+                "index names leaf {leaf} of a log of {size}"
+            )));
+        }
+        let entry = log.entry(leaf)?;
+        match AuditEntry::decode(&entry) {
+            Ok(e) if e.tenant_id == tenant && e.pcs_id == key => {}
+            _ => {
+                return Err(AuditError::Inconsistent(format!(
+                    "leaf {leaf} is not the entry of pcs_id {pcs_id}"
+                )));
+            }
+        }
+        Ok(InclusionView {
+            leaf_index: leaf,
+            tree_size: size,
+            proof: log.inclusion_proof(leaf, size)?,
+            entry,
+            checkpoint: self.view(&log),
+        })
+    }
+
+    /// The inclusion proof of entry `leaf` in the tree of `tree_size` entries (0: the latest).
+    pub fn inclusion_by_leaf(
+        &self,
+        leaf: u64,
+        tree_size: u64,
+    ) -> Result<InclusionView, AuditError> {
+        let log = self.read_log();
+        let size = if tree_size == 0 {
+            log.size()
+        } else {
+            tree_size
+        };
+        if leaf >= size || size > log.size() {
+            return Err(AuditError::InvalidRange(format!(
+                "need leaf_index < tree_size <= {}, got leaf_index {leaf}, tree_size {size}",
+                log.size()
+            )));
+        }
+        Ok(InclusionView {
+            leaf_index: leaf,
+            tree_size: size,
+            proof: log.inclusion_proof(leaf, size)?,
+            entry: log.entry(leaf)?,
+            checkpoint: self.view(&log),
+        })
+    }
+
+    /// The consistency proof from `from` to `to` entries, `0 < from <= to <= size`.
+    pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, AuditError> {
+        let log = self.read_log();
+        if from == 0 || from > to || to > log.size() {
+            return Err(AuditError::InvalidRange(format!(
+                "need 0 < from <= to <= {}, got from {from}, to {to}",
+                log.size()
+            )));
+        }
+        Ok(log.consistency_proof(from, to)?)
+    }
+
+    /// The bytes of entry `index`.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, AuditError> {
+        let log = self.read_log();
+        if index >= log.size() {
+            return Err(AuditError::InvalidRange(format!(
+                "entry {index} is not below the log size {}",
+                log.size()
+            )));
+        }
+        Ok(log.entry(index)?)
+    }
+}
+
+/// The entries `start..end` (all below the log size) from the stored bundles.
+fn read_entries(store: &FsStore, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+    let tile_width = u64::from(TILE_WIDTH);
+    let mut out = Vec::with_capacity((end - start) as usize);
+    let mut tile = start / tile_width;
+    while tile * tile_width < end {
+        // The bundle as the log of size `end` has it: full, or the partial one at the edge.
+        let width = (end - tile * tile_width).min(tile_width) as u16;
+        let locate = || store.locate(TileKind::Entries, tile, width);
+        let bytes = store
+            .get(TileKind::Entries, tile, width)
+            .map_err(|e| AuditError::Log(e.into()))?
+            .ok_or_else(|| AuditError::Inconsistent(format!("missing bundle {}", locate())))?;
+        let (entries, error) = decode_bundle(&bytes);
+        if error.is_some() || entries.len() != usize::from(width) {
+            return Err(AuditError::Inconsistent(format!(
+                "bundle {} does not hold {width} entries",
+                locate()
+            )));
+        }
+        let lo = start.saturating_sub(tile * tile_width) as usize;
+        out.extend(entries[lo..].iter().map(|e| e.to_vec()));
+        tile += 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flk_core::{canonicalize, compute_pcs_id, parse_pcs};
+
+    fn metrics() -> AuditMetrics {
+        AuditMetrics::register(&prometheus::Registry::new()).unwrap()
+    }
+
+    fn open(dir: &Path, signer: &LogSigner) -> Ledger {
+        Ledger::open(
+            dir,
+            "test/audit",
+            signer.clone(),
+            SyncMode::PerFile,
+            metrics(),
+        )
+        .unwrap()
+    }
+
+    /// A decision record for shard `n` of tenant `t`, at feed position `seq`.
+    fn decision(seq: u64, t: &str, n: u64) -> v1::FeedRecord {
+        let root = "609f33cac6ffd6b1d3dab6089400413eaefec0019ef869f705831ddf924bab92";
+        let shard = format!("s{n}");
+        let id = compute_pcs_id(root, 1, &shard);
+        let json = format!(
+            r#"{{"pcs_id":"{id}","schema":"fractal-lba-kakeya","version":"0.1","shard_id":"{shard}","epoch":1,"attempt":1,"sent_at":"2025-01-01T00:00:00Z","seed":1,"scales":[2,4],"N_j":{{"2":3,"4":9}},"coh_star":0.7,"v_star":[0,0,1],"D_hat":1.5,"r":0.5,"regime":"mixed","budget":0.44,"merkle_root":"{root}","sig":""}}"#
+        );
+        let digest = canonicalize(&parse_pcs(json.as_bytes()).unwrap()).digest;
+        v1::FeedRecord {
+            seq,
+            tenant_id: t.into(),
+            pcs_id: id.clone(),
+            outcome: Some(v1::Outcome {
+                pcs_id: id,
+                tenant_id: t.into(),
+                outcome: v1::OutcomeKind::Accepted as i32,
+                reason_code: "ok".into(),
+                policy_version: "1".into(),
+                policy_hash: "00".repeat(32),
+                ..Default::default()
+            }),
+            canonical_digest: digest.to_vec(),
+            request_json: json.into_bytes(),
+            decided_at_unix_ms: 1,
+            region: "r".into(),
+            kind: v1::RecordKind::Decision as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn redelivered_and_repeated_keys_make_no_second_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = LogSigner::generate("test/audit").unwrap();
+        let ledger = open(dir.path(), &signer);
+        let batch: Vec<_> = (1..=5).map(|i| decision(i, "a", i)).collect();
+        let r = ledger.integrate(&batch).unwrap();
+        assert_eq!((r.appended, r.size, r.cursor), (5, 5, 5));
+        // The same records again, one repeated inside the batch, a second tenant, a conflict
+        // event and a malformed pcs_id.
+        let mut again = batch.clone();
+        again.push(decision(6, "a", 1));
+        again.push(decision(7, "b", 1));
+        again.push(v1::FeedRecord {
+            kind: v1::RecordKind::ConflictingDuplicate as i32,
+            ..decision(8, "a", 2)
+        });
+        again.push(v1::FeedRecord {
+            pcs_id: "XYZ".into(),
+            ..decision(9, "a", 9)
+        });
+        again.push(decision(10, "b", 1));
+        let r = ledger.integrate(&again).unwrap();
+        assert_eq!(r.appended, 1);
+        assert_eq!(r.redelivered, 7);
+        assert_eq!(r.skipped, 2);
+        assert_eq!((r.size, r.cursor), (6, 10));
+        assert_eq!(
+            ledger
+                .inclusion_by_pcs("b", &batch[0].pcs_id)
+                .unwrap()
+                .leaf_index,
+            5
+        );
+        assert_eq!(
+            ledger
+                .inclusion_by_pcs("a", &batch[4].pcs_id)
+                .unwrap()
+                .leaf_index,
+            4
+        );
+        // An older batch does not move the cursor back.
+        assert_eq!(ledger.integrate(&batch[..1]).unwrap().cursor, 10);
+    }
+
+    #[test]
+    fn a_crash_between_append_and_index_is_repaired_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = LogSigner::generate("test/audit").unwrap();
+        let ledger = open(dir.path(), &signer);
+        ledger
+            .integrate(&(1..=300).map(|i| decision(i, "a", i)).collect::<Vec<_>>())
+            .unwrap();
+        ledger.halt_after_next_append();
+        let batch: Vec<_> = (301..=700).map(|i| decision(i, "a", i)).collect();
+        assert!(matches!(
+            ledger.integrate(&batch),
+            Err(AuditError::Injected(_))
+        ));
+        assert!(matches!(
+            ledger.integrate(&batch),
+            Err(AuditError::Injected(_))
+        ));
+        assert!(!ledger.writable());
+        assert_eq!((ledger.size(), ledger.indexed_size().unwrap()), (700, 300));
+        assert_eq!(ledger.cursor(), 300);
+        drop(ledger);
+
+        let ledger = open(dir.path(), &signer);
+        assert_eq!(ledger.indexed_size().unwrap(), 700);
+        assert_eq!(ledger.cursor(), 300);
+        let r = ledger.integrate(&batch).unwrap();
+        assert_eq!(
+            (r.appended, r.redelivered, r.size, r.cursor),
+            (0, 400, 700, 700)
+        );
+        let p = ledger.inclusion_by_pcs("a", &batch[399].pcs_id).unwrap();
+        assert_eq!((p.leaf_index, p.tree_size), (699, 700));
+        flk_tlog::verify_inclusion_bundle(
+            &p.entry,
+            p.leaf_index,
+            p.tree_size,
+            &p.proof,
+            &p.checkpoint.note,
+            &signer.verifier(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn queries_check_their_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = LogSigner::generate("test/audit").unwrap();
+        let ledger = open(dir.path(), &signer);
+        ledger
+            .integrate(&(1..=3).map(|i| decision(i, "a", i)).collect::<Vec<_>>())
+            .unwrap();
+        assert!(matches!(
+            ledger.consistency(0, 3),
+            Err(AuditError::InvalidRange(_))
+        ));
+        assert!(matches!(
+            ledger.consistency(3, 2),
+            Err(AuditError::InvalidRange(_))
+        ));
+        assert!(matches!(
+            ledger.consistency(1, 4),
+            Err(AuditError::InvalidRange(_))
+        ));
+        assert!(ledger.consistency(3, 3).unwrap().is_empty());
+        assert!(matches!(ledger.entry(3), Err(AuditError::InvalidRange(_))));
+        assert!(matches!(
+            ledger.inclusion_by_leaf(3, 3),
+            Err(AuditError::InvalidRange(_))
+        ));
+        assert!(matches!(
+            ledger.inclusion_by_leaf(0, 4),
+            Err(AuditError::InvalidRange(_))
+        ));
+        assert_eq!(ledger.inclusion_by_leaf(1, 0).unwrap().tree_size, 3);
+        assert!(matches!(
+            ledger.inclusion_by_pcs("a", "00"),
+            Err(AuditError::InvalidPcsId)
+        ));
+        assert!(matches!(
+            ledger.inclusion_by_pcs("b", &decision(1, "a", 1).pcs_id),
+            Err(AuditError::UnknownPcs { .. })
+        ));
+    }
+}

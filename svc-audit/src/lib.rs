@@ -1,0 +1,251 @@
+//! svc-audit: the tamper-evident record of every verification decision. It consumes
+//! svc-verify's outcome feed, appends one entry per decision to an RFC 9162 Merkle log in the
+//! C2SP tlog-tiles layout (`flk-tlog`), publishes Ed25519-signed checkpoints, and serves
+//! inclusion and consistency proofs over gRPC (`flk.v1.AuditService`) and REST, plus
+//! `/health`, `/ready` and `/metrics`, all on one listener.
+//!
+//! `main.rs` only parses config and calls [`run`]; tests call [`Service::open`] and
+//! [`Service::serve`] with a listener bound to port 0.
+//!
+//! # Modules
+//!
+//! * [`feed`]: the consumer (Subscribe with reconnection, batching, retry);
+//! * [`ledger`]: the Merkle log, the `(tenant_id, pcs_id)` index and the cursor, and the
+//!   order in which a batch is made durable;
+//! * [`mapping`]: feed record to audit entry; [`index`], [`cursor`], [`keys`]: the files;
+//! * [`grpc`], [`http`]: the thin handlers; [`config`], [`metrics`], [`error`].
+//!
+//! # Data directory
+//!
+//! ```text
+//! <data_dir>/tlog/          the log: C2SP tlog-tiles (checkpoint, tile/...), servable as files
+//! <data_dir>/index.redb     (tenant_id, pcs_id) -> leaf index, and "indexed up to leaf N"
+//! <data_dir>/feed.cursor    last outcome-feed seq integrated (one decimal line)
+//! <data_dir>/log.key        the log's signer key, mode 0600 (unless `log_key_file` is set)
+//! ```
+//!
+//! # Entry mapping
+//!
+//! Each `FeedRecord` of kind `RECORD_KIND_DECISION` becomes one `flk_tlog::AuditEntry`
+//! (encoded as documented in `flk_tlog::entry`); `RECORD_KIND_CONFLICTING_DUPLICATE` records
+//! are counted and skipped (the first decision is already in the log).
+//!
+//! | entry field | from the feed record |
+//! |---|---|
+//! | `tenant_id` | `tenant_id` |
+//! | `pcs_id` | `pcs_id`, 64 lowercase hex decoded to 32 bytes (anything else: skipped, `bad_pcs_id`) |
+//! | `signed_fields` | the canonical signed payload (PROTOCOL.md section 2) of the request: `request_json` re-parsed with `flk_core::parse_pcs`, or else `request_pcs` through flk-proto's validating conversion, then `flk_core::canonicalize(..).payload` |
+//! | `outcome` | `outcome.outcome` (accepted / escalated / rejected) |
+//! | `reason_code` | `outcome.reason_code` |
+//! | `policy_version` | `outcome.policy_version` |
+//! | `policy_hash` | `outcome.policy_hash`, 64 hex decoded to 32 bytes |
+//! | `region` | `region` |
+//! | `decided_at_unix_ms` | `decided_at_unix_ms` |
+//! | `request_digest` | `canonical_digest` (32 bytes), as svc-verify recorded it |
+//!
+//! A decision record that cannot be mapped (no outcome, an unknown outcome kind, a malformed
+//! policy hash or digest, a negative time, a request that does not parse or names another
+//! `pcs_id`, an entry over 65,535 bytes) is logged, counted in
+//! `flk_audit_skipped_records_total{reason="bad_record"}` and skipped; the cursor moves past it.
+//! A request whose canonical digest differs from `canonical_digest` is logged as received
+//! (both values are in the entry) and counted in `flk_audit_digest_mismatches_total`.
+//!
+//! # Invariants
+//!
+//! * **OneLeafPerDecision** — a `(tenant_id, pcs_id)` is in the log at most once: a batch's
+//!   keys are checked against the index under the single writer lock, and the index always
+//!   covers the log before a batch is checked ([`ledger`] module docs).
+//! * **IndexCoversLog** — the index knows every entry below its `indexed_size`, and
+//!   `indexed_size <= log size`; on start (and after a failed batch) the log above
+//!   `indexed_size` is re-indexed from the stored entries.
+//! * **CursorBehindLog** — the cursor only names records whose entries are durable in the log
+//!   (it is written last), so a restart redelivers, never skips.
+//! * **CheckpointCovered** (flk-tlog) — a published checkpoint only covers durable tiles.
+//!
+//! Checkpoint cadence: every batch that appends entries publishes a signed checkpoint, and a
+//! received decision waits at most `checkpoint_interval_ms` before its batch is integrated
+//! (sooner when the batch fills, or on `PublishCheckpoint`).
+
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod feed;
+pub mod grpc;
+pub mod http;
+pub mod index;
+pub mod keys;
+pub mod ledger;
+pub mod mapping;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use flk_proto::v1::audit_service_server::AuditServiceServer;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+
+pub use config::AuditConfig;
+pub use error::AuditError;
+use feed::{FeedControl, FeedHandle, FeedSettings};
+pub use ledger::Ledger;
+use metrics::AuditMetrics;
+
+/// Client facade for svc-audit.
+pub type AuditClient =
+    flk_proto::v1::audit_service_client::AuditServiceClient<tonic::transport::Channel>;
+
+/// How long `PublishCheckpoint` waits for the integrator.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handlers share.
+pub(crate) struct Shared {
+    ledger: Arc<Ledger>,
+    registry: Registry,
+    /// Set once the consumer runs ([`Service::serve`]).
+    feed: OnceLock<FeedControl>,
+}
+
+impl Shared {
+    fn feed_connected(&self) -> bool {
+        self.feed.get().is_some_and(FeedControl::connected)
+    }
+
+    async fn publish(&self) -> Result<(), AuditError> {
+        match self.feed.get() {
+            Some(feed) => feed.publish(PUBLISH_TIMEOUT).await,
+            None => Err(AuditError::Busy(Duration::ZERO)),
+        }
+    }
+}
+
+/// An opened svc-audit: log recovered and re-indexed, not yet consuming or serving.
+pub struct Service {
+    shared: Arc<Shared>,
+    metrics: AuditMetrics,
+    settings: FeedSettings,
+}
+
+impl Service {
+    /// Loads (or generates) the log key, opens the ledger in the data directory (recovering
+    /// the log and re-indexing what a crash left unindexed).
+    pub async fn open(cfg: &AuditConfig) -> anyhow::Result<Service> {
+        cfg.validate()?;
+        let registry = Registry::new();
+        let metrics = AuditMetrics::register(&registry)?;
+        let key_path = cfg.key_path();
+        let generate_as = cfg.log_key_file.is_none().then(|| cfg.origin.clone());
+        let (data_dir, origin, sync, m) = (
+            cfg.data_dir.clone(),
+            cfg.origin.clone(),
+            cfg.sync.mode(),
+            metrics.clone(),
+        );
+        let ledger = tokio::task::spawn_blocking(move || {
+            let signer = keys::load_or_generate(&key_path, generate_as.as_deref())?;
+            Ledger::open(&data_dir, &origin, signer, sync, m)
+        })
+        .await?
+        .with_context(|| format!("cannot open the audit log in {}", cfg.data_dir.display()))?;
+        let settings = FeedSettings {
+            verify_url: cfg.verify_url.clone(),
+            from_seq: ledger.cursor().saturating_add(1),
+            checkpoint_interval: cfg.checkpoint_interval(),
+            batch_max_entries: cfg.batch_max_entries,
+            retry_initial: Duration::from_millis(cfg.reconnect_initial_ms),
+            retry_max: Duration::from_millis(cfg.reconnect_max_ms),
+        };
+        Ok(Service {
+            shared: Arc::new(Shared {
+                ledger: Arc::new(ledger),
+                registry,
+                feed: OnceLock::new(),
+            }),
+            metrics,
+            settings,
+        })
+    }
+
+    /// The ledger (for tests and embedding).
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.shared.ledger
+    }
+
+    /// The metrics registry.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Consumes the feed and serves gRPC and HTTP on `listener` until `shutdown` resolves.
+    /// The consumer stops with it (records received but not integrated are redelivered on the
+    /// next start).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let feed = FeedHandle::start(self.settings, self.shared.ledger.clone(), self.metrics);
+        let _ = self.shared.feed.set(feed.control());
+        let grpc = tonic::service::Routes::new(AuditServiceServer::new(grpc::AuditGrpc::new(
+            self.shared.clone(),
+        )));
+        let router = grpc
+            .into_axum_router()
+            .merge(http::routes(self.shared.clone()));
+        // `Server::tcp_nodelay` does not apply to a caller-supplied incoming stream.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let result = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        drop(feed);
+        let ledger = self.shared.ledger.clone();
+        match tokio::task::spawn_blocking(move || ledger.sync_index()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot make the index durable at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "index sync task failed"),
+        }
+        result.context("audit server failed")
+    }
+}
+
+/// Opens and serves until Ctrl-C / SIGTERM (the binary's whole job).
+pub async fn run(cfg: AuditConfig) -> anyhow::Result<()> {
+    let service = Service::open(&cfg).await?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let cp = service.ledger().checkpoint();
+    println!(
+        "svc-audit listening on http://{addr} (grpc; REST /v1/audit/*; /health /ready /metrics)"
+    );
+    println!("data dir: {}", cfg.data_dir.display());
+    println!("outcome feed: {}", cfg.verify_url);
+    println!("log verifier key: {}", cp.verifier_key);
+    println!("log size: {} entries", cp.size);
+    service.serve(listener, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

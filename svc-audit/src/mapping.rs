@@ -1,0 +1,262 @@
+//! From an outcome-feed record to an audit log entry (the mapping is tabulated in the crate
+//! docs). Pure: no I/O. A record that cannot become an entry is a [`Skip`] with a reason from
+//! a closed set (it is logged and counted by the caller), never a panic.
+
+use flk_core::pcs::is_lower_hex64;
+use flk_core::{Canonical, Pcs, canonicalize, parse_pcs};
+use flk_proto::v1;
+use flk_tlog::{AuditEntry, AuditOutcome};
+
+/// Why a feed record does not become an entry. The label values are a closed set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// A `RECORD_KIND_CONFLICTING_DUPLICATE` event (or an unknown kind): not a decision.
+    NotADecision,
+    /// The `pcs_id` is not 64 lowercase hex characters.
+    BadPcsId,
+    /// A decision record whose other fields do not make an entry; the text says which.
+    BadRecord(String),
+}
+
+impl Skip {
+    /// The metric label of this reason.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Skip::NotADecision => "not_a_decision",
+            Skip::BadPcsId => "bad_pcs_id",
+            Skip::BadRecord(_) => "bad_record",
+        }
+    }
+}
+
+/// An entry ready to append: its key and its encoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub tenant_id: String,
+    pub pcs_id: [u8; 32],
+    /// `AuditEntry::encode` of the entry.
+    pub bytes: Vec<u8>,
+    /// The canonical digest recomputed from the request differs from the feed's
+    /// `canonical_digest` (the entry keeps both; the caller warns and counts).
+    pub digest_mismatch: bool,
+}
+
+/// The audit entry for a feed record (see the crate docs for the field mapping).
+pub fn entry_for(rec: &v1::FeedRecord) -> Result<(AuditEntry, bool), Skip> {
+    if v1::RecordKind::try_from(rec.kind) != Ok(v1::RecordKind::Decision) {
+        return Err(Skip::NotADecision);
+    }
+    let pcs_id = decode_hex32(&rec.pcs_id).ok_or(Skip::BadPcsId)?;
+    let bad = |what: &str| Skip::BadRecord(what.to_owned());
+    let outcome = rec.outcome.as_ref().ok_or_else(|| bad("no outcome"))?;
+    let kind = match v1::OutcomeKind::try_from(outcome.outcome) {
+        Ok(v1::OutcomeKind::Accepted) => AuditOutcome::Accepted,
+        Ok(v1::OutcomeKind::Escalated) => AuditOutcome::Escalated,
+        Ok(v1::OutcomeKind::Rejected) => AuditOutcome::Rejected,
+        _ => return Err(bad("unknown outcome kind")),
+    };
+    let policy_hash =
+        decode_hex32(&outcome.policy_hash).ok_or_else(|| bad("policy_hash is not 64 hex"))?;
+    let request_digest: [u8; 32] = rec
+        .canonical_digest
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad("canonical_digest is not 32 bytes"))?;
+    let decided_at_unix_ms =
+        u64::try_from(rec.decided_at_unix_ms).map_err(|_| bad("decided_at_unix_ms is negative"))?;
+    let pcs = request_pcs(rec)?;
+    if pcs.pcs_id != rec.pcs_id {
+        return Err(bad("the request's pcs_id differs from the record's"));
+    }
+    let Canonical { payload, digest } = canonicalize(&pcs);
+    let entry = AuditEntry {
+        tenant_id: rec.tenant_id.clone(),
+        pcs_id,
+        signed_fields: payload,
+        outcome: kind,
+        reason_code: outcome.reason_code.clone(),
+        policy_version: outcome.policy_version.clone(),
+        policy_hash,
+        region: rec.region.clone(),
+        decided_at_unix_ms,
+        request_digest,
+    };
+    Ok((entry, digest != request_digest))
+}
+
+/// [`entry_for`], encoded.
+pub fn map_record(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
+    let (entry, digest_mismatch) = entry_for(rec)?;
+    let bytes = entry
+        .encode()
+        .map_err(|e| Skip::BadRecord(format!("entry does not encode: {e}")))?;
+    Ok(Mapped {
+        tenant_id: entry.tenant_id,
+        pcs_id: entry.pcs_id,
+        bytes,
+        digest_mismatch,
+    })
+}
+
+/// The PCS the decision was about: `request_json` re-parsed strictly, else the structured
+/// `request_pcs` through flk-proto's validating conversion.
+fn request_pcs(rec: &v1::FeedRecord) -> Result<Pcs, Skip> {
+    if !rec.request_json.is_empty() {
+        return parse_pcs(&rec.request_json)
+            .map_err(|e| Skip::BadRecord(format!("request_json does not parse: {}", e.message)));
+    }
+    match &rec.request_pcs {
+        Some(p) => Pcs::try_from(p.clone())
+            .map_err(|e| Skip::BadRecord(format!("request_pcs is invalid: {}", e.message))),
+        None => Err(Skip::BadRecord("record carries no request".into())),
+    }
+}
+
+/// 64 lowercase hex characters to 32 bytes.
+pub fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    if !is_lower_hex64(s) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flk_core::compute_pcs_id;
+
+    fn pcs_json(shard: &str) -> (String, Vec<u8>) {
+        let root = "609f33cac6ffd6b1d3dab6089400413eaefec0019ef869f705831ddf924bab92";
+        let id = compute_pcs_id(root, 7, shard);
+        let json = format!(
+            r#"{{"pcs_id":"{id}","schema":"fractal-lba-kakeya","version":"0.1","shard_id":"{shard}","epoch":7,"attempt":1,"sent_at":"2025-01-01T00:00:00Z","seed":1,"scales":[2,4,8],"N_j":{{"2":3,"4":9,"8":27}},"coh_star":0.7,"v_star":[0,0,1],"D_hat":1.58496250072,"r":0.5,"regime":"mixed","budget":0.44,"merkle_root":"{root}","sig":"c2ln"}}"#
+        );
+        (id, json.into_bytes())
+    }
+
+    fn record(shard: &str) -> v1::FeedRecord {
+        let (id, json) = pcs_json(shard);
+        let digest = canonicalize(&parse_pcs(&json).unwrap()).digest;
+        v1::FeedRecord {
+            seq: 3,
+            tenant_id: "acme".into(),
+            pcs_id: id.clone(),
+            outcome: Some(v1::Outcome {
+                pcs_id: id,
+                tenant_id: "acme".into(),
+                outcome: v1::OutcomeKind::Escalated as i32,
+                reason_code: "budget_deviation".into(),
+                policy_version: "v1".into(),
+                policy_hash: "ab".repeat(32),
+                ..Default::default()
+            }),
+            canonical_digest: digest.to_vec(),
+            request_json: json,
+            decided_at_unix_ms: 1_700_000_000_123,
+            region: "eu".into(),
+            key_id: "k1".into(),
+            kind: v1::RecordKind::Decision as i32,
+            request_pcs: None,
+        }
+    }
+
+    #[test]
+    fn fields_map_as_documented() {
+        let rec = record("s1");
+        let (e, mismatch) = entry_for(&rec).unwrap();
+        assert!(!mismatch);
+        assert_eq!(e.tenant_id, "acme");
+        assert_eq!(hex::encode(e.pcs_id), rec.pcs_id);
+        assert_eq!(e.outcome, AuditOutcome::Escalated);
+        assert_eq!(e.reason_code, "budget_deviation");
+        assert_eq!(e.policy_version, "v1");
+        assert_eq!(e.policy_hash, [0xab; 32]);
+        assert_eq!(e.region, "eu");
+        assert_eq!(e.decided_at_unix_ms, 1_700_000_000_123);
+        assert_eq!(e.request_digest.to_vec(), rec.canonical_digest);
+        let pcs = parse_pcs(&rec.request_json).unwrap();
+        assert_eq!(e.signed_fields, canonicalize(&pcs).payload);
+        assert!(e.signed_fields.starts_with(b"{\"D_hat\":"));
+        let m = map_record(&rec).unwrap();
+        assert_eq!(AuditEntry::decode(&m.bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn structured_requests_give_the_same_entry() {
+        let rec = record("s2");
+        let pcs = parse_pcs(&rec.request_json).unwrap();
+        let structured = v1::FeedRecord {
+            request_json: Vec::new(),
+            request_pcs: Some(v1::Pcs::from(&pcs)),
+            ..rec.clone()
+        };
+        assert_eq!(map_record(&structured), map_record(&rec));
+    }
+
+    #[test]
+    fn malformed_records_are_skipped_with_a_reason() {
+        let rec = record("s3");
+        let conflict = v1::FeedRecord {
+            kind: v1::RecordKind::ConflictingDuplicate as i32,
+            ..rec.clone()
+        };
+        assert_eq!(map_record(&conflict), Err(Skip::NotADecision));
+        for bad_id in ["", "zz", &rec.pcs_id.to_uppercase(), &rec.pcs_id[1..]] {
+            let r = v1::FeedRecord {
+                pcs_id: bad_id.to_owned(),
+                ..rec.clone()
+            };
+            assert_eq!(map_record(&r), Err(Skip::BadPcsId), "{bad_id:?}");
+        }
+        let cases = [
+            v1::FeedRecord {
+                outcome: None,
+                ..rec.clone()
+            },
+            v1::FeedRecord {
+                canonical_digest: vec![1, 2, 3],
+                ..rec.clone()
+            },
+            v1::FeedRecord {
+                decided_at_unix_ms: -1,
+                ..rec.clone()
+            },
+            v1::FeedRecord {
+                request_json: b"{not json".to_vec(),
+                ..rec.clone()
+            },
+            v1::FeedRecord {
+                request_json: Vec::new(),
+                ..rec.clone()
+            },
+            v1::FeedRecord {
+                pcs_id: "0".repeat(64),
+                ..rec.clone()
+            },
+            v1::FeedRecord {
+                tenant_id: "t".repeat(70_000),
+                ..rec.clone()
+            },
+        ];
+        for r in cases {
+            let skip = map_record(&r).unwrap_err();
+            assert_eq!(skip.label(), "bad_record", "{skip:?}");
+        }
+    }
+
+    #[test]
+    fn a_digest_that_disagrees_is_kept_and_flagged() {
+        let rec = v1::FeedRecord {
+            canonical_digest: vec![9; 32],
+            ..record("s4")
+        };
+        let m = map_record(&rec).unwrap();
+        assert!(m.digest_mismatch);
+        assert_eq!(
+            AuditEntry::decode(&m.bytes).unwrap().request_digest,
+            [9; 32]
+        );
+    }
+}
