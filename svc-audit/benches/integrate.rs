@@ -60,6 +60,7 @@ fn record(seq: u64, n: usize) -> v1::FeedRecord {
         key_id: "k1".into(),
         kind: v1::RecordKind::Decision as i32,
         request_pcs: None,
+        verify_cpu_ns: 0,
     }
 }
 

@@ -159,6 +159,7 @@ mod tests {
             key_id: "k1".into(),
             kind: v1::RecordKind::Decision as i32,
             request_pcs: None,
+            verify_cpu_ns: 0,
         }
     }
 

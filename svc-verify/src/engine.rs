@@ -227,6 +227,10 @@ impl Engine {
         tenant.admit(now).map_err(|e| self.refuse(e))?;
         self.metrics.ingest.inc();
 
+        // Verification time: the CPU-bound steps below never yield, so a monotonic clock
+        // around them measures this decision's work (cheaper than a per-thread CPU clock,
+        // which is a system call). The dedup lookup between them is not counted.
+        let cpu_started = Instant::now();
         let (pcs, request) = match body {
             Body::Json(b) => match parse_pcs(&b) {
                 Ok(p) => (p, Request::Json(b)),
@@ -251,6 +255,7 @@ impl Engine {
                 return Err(e.into());
             }
         };
+        let mut verify_cpu = cpu_started.elapsed();
         let key = DedupKey {
             tenant_id: tenant.id.clone(),
             pcs_id: pcs.pcs_id.clone(),
@@ -261,7 +266,9 @@ impl Engine {
                 .await;
         }
 
+        let policy_started = Instant::now();
         let verdict = verify(&pcs, &tenant.policy);
+        verify_cpu += policy_started.elapsed();
         let mut record = OutcomeRecord::new(
             &tenant.id,
             &pcs.pcs_id,
@@ -292,7 +299,7 @@ impl Engine {
             ));
         }
         let _barrier = self.barrier.read().await;
-        let feed = feed_record(
+        let mut feed = feed_record(
             &record,
             &canon.digest,
             &request,
@@ -300,6 +307,7 @@ impl Engine {
             &key_id,
             v1::RecordKind::Decision,
         );
+        feed.verify_cpu_ns = u64::try_from(verify_cpu.as_nanos()).unwrap_or(u64::MAX);
         let seq = self
             .log
             .append(Bytes::from(feed.encode_to_vec()))
@@ -729,6 +737,7 @@ fn feed_record(
         key_id: key_id.to_owned(),
         kind: kind as i32,
         request_pcs,
+        verify_cpu_ns: 0,
     }
 }
 
