@@ -32,12 +32,36 @@
 //! Decoding fails, never panics, with an [`EntryError`] naming the field and offset for: an
 //! unknown version, a truncated field, a length running past the end, invalid UTF-8, an
 //! unknown outcome code, trailing bytes, or an input above [`MAX_ENTRY_SIZE`].
+//!
+//! # Log events, version 2
+//!
+//! Besides decisions the log records a few events of the log operator itself, so that they are
+//! as tamper-evident as the decisions (today one kind: svc-audit's choice of anchoring strategy
+//! and every change of it). An event entry starts with the version byte `0x02`, so a version-1
+//! decoder refuses it with [`EntryError::UnknownVersion`]`(2)` and the version-1 encoding is
+//! unchanged byte for byte. [`LogEntry::decode`] reads both versions.
+//!
+//! | # | field                 | encoding | notes                                          |
+//! |---|-----------------------|----------|------------------------------------------------|
+//! | 0 | version               | `u8`     | `0x02`                                         |
+//! | 1 | `kind`                | `u8`     | `1` anchor strategy ([`EventKind`])            |
+//! | 2 | `recorded_at_unix_ms` | `u64`    | milliseconds since the Unix epoch              |
+//! | 3 | `body`                | `bytes32`| the event, UTF-8 JSON (shape owned by the kind)|
+//!
+//! The body of kind `1` is the JSON svc-audit documents in its `anchoring` module: the
+//! optimizer's decision and the strategy it replaces. The minimum size is 1+1+8+4 = 14 bytes;
+//! the whole encoding must not exceed [`MAX_ENTRY_SIZE`]. Decoding is as strict as for
+//! version 1 (unknown kind, truncation, invalid UTF-8 in the body, trailing bytes are errors),
+//! so the encoding stays canonical.
 
 /// The largest entry the log accepts: entry bundles prefix each entry with a `u16` length.
 pub const MAX_ENTRY_SIZE: usize = u16::MAX as usize;
 
-/// The only encoding version defined.
+/// The encoding version of decisions ([`AuditEntry`]).
 pub const ENTRY_VERSION: u8 = 1;
+
+/// The encoding version of log events ([`EventEntry`]).
+pub const EVENT_VERSION: u8 = 2;
 
 /// The decision recorded by an entry (the three outcomes of svc-verify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,6 +151,14 @@ pub enum EntryError {
     /// The outcome byte is not 1, 2 or 3.
     #[error("unknown outcome code {code} at offset {offset}")]
     UnknownOutcome {
+        /// The byte found.
+        code: u8,
+        /// Its offset.
+        offset: usize,
+    },
+    /// The kind byte of an event entry is not a defined [`EventKind`].
+    #[error("unknown event kind {code} at offset {offset}")]
+    UnknownEventKind {
         /// The byte found.
         code: u8,
         /// Its offset.
@@ -234,6 +266,138 @@ impl AuditEntry {
             decided_at_unix_ms: u64::from_be_bytes(ms),
             request_digest,
         })
+    }
+}
+
+/// The kind of a log event (version-2 entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Wire code 1: the anchoring strategy svc-audit uses (its first choice and every change).
+    AnchorStrategy,
+}
+
+impl EventKind {
+    /// The one-byte wire code.
+    pub fn code(self) -> u8 {
+        match self {
+            EventKind::AnchorStrategy => 1,
+        }
+    }
+
+    /// The kind of a wire code, if it is defined.
+    pub fn from_code(code: u8) -> Option<EventKind> {
+        match code {
+            1 => Some(EventKind::AnchorStrategy),
+            _ => None,
+        }
+    }
+}
+
+/// An event of the log operator, recorded in the log (version-2 encoding, see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventEntry {
+    /// What happened.
+    pub kind: EventKind,
+    /// When, milliseconds since the Unix epoch (the operator's clock).
+    pub recorded_at_unix_ms: u64,
+    /// The event, UTF-8 JSON whose shape the kind defines.
+    pub body: String,
+}
+
+impl EventEntry {
+    /// The version-2 encoding, or [`EntryError::TooLarge`] above [`MAX_ENTRY_SIZE`].
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        let mut out = Vec::with_capacity(14 + self.body.len());
+        out.push(EVENT_VERSION);
+        out.push(self.kind.code());
+        out.extend_from_slice(&self.recorded_at_unix_ms.to_be_bytes());
+        let len = u32::try_from(self.body.len()).map_err(|_| EntryError::TooLarge {
+            what: "body",
+            len: self.body.len(),
+            max: u32::MAX as usize,
+        })?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(self.body.as_bytes());
+        if out.len() > MAX_ENTRY_SIZE {
+            return Err(EntryError::TooLarge {
+                what: "entry",
+                len: out.len(),
+                max: MAX_ENTRY_SIZE,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Decodes a version-2 encoding strictly (see the module docs). Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<EventEntry, EntryError> {
+        if bytes.len() > MAX_ENTRY_SIZE {
+            return Err(EntryError::TooLarge {
+                what: "entry",
+                len: bytes.len(),
+                max: MAX_ENTRY_SIZE,
+            });
+        }
+        let mut r = Reader { bytes, pos: 0 };
+        let version = r.take("version", 1)?[0];
+        if version != EVENT_VERSION {
+            return Err(EntryError::UnknownVersion(version));
+        }
+        let kind_at = r.pos;
+        let code = r.take("kind", 1)?[0];
+        let kind = EventKind::from_code(code).ok_or(EntryError::UnknownEventKind {
+            code,
+            offset: kind_at,
+        })?;
+        let mut ms = [0u8; 8];
+        ms.copy_from_slice(r.take("recorded_at_unix_ms", 8)?);
+        let len_at = r.pos;
+        let len = u32::from_be_bytes(r.take("body", 4)?.try_into().unwrap_or([0; 4]));
+        let offset = r.pos;
+        let raw = r.take_at("body", len_at, len as usize)?;
+        let body = std::str::from_utf8(raw)
+            .map_err(|_| EntryError::BadUtf8 {
+                field: "body",
+                offset,
+            })?
+            .to_owned();
+        if r.pos != bytes.len() {
+            return Err(EntryError::TrailingBytes {
+                offset: r.pos,
+                count: bytes.len() - r.pos,
+            });
+        }
+        Ok(EventEntry {
+            kind,
+            recorded_at_unix_ms: u64::from_be_bytes(ms),
+            body,
+        })
+    }
+}
+
+/// Any entry of the log: a decision (version 1) or an event (version 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A verification decision.
+    Decision(AuditEntry),
+    /// An event of the log operator.
+    Event(EventEntry),
+}
+
+impl LogEntry {
+    /// The entry's encoding (version 1 or 2).
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        match self {
+            LogEntry::Decision(e) => e.encode(),
+            LogEntry::Event(e) => e.encode(),
+        }
+    }
+
+    /// Decodes either version strictly, by the first byte. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<LogEntry, EntryError> {
+        match bytes.first() {
+            Some(&EVENT_VERSION) => EventEntry::decode(bytes).map(LogEntry::Event),
+            _ => AuditEntry::decode(bytes).map(LogEntry::Decision),
+        }
     }
 }
 
@@ -414,5 +578,126 @@ mod tests {
             e.encode(),
             Err(EntryError::TooLarge { what: "region", .. })
         ));
+    }
+
+    fn event() -> EventEntry {
+        EventEntry {
+            kind: EventKind::AnchorStrategy,
+            recorded_at_unix_ms: 1_700_000_000_123,
+            body: r#"{"chosen":"rfc3161"}"#.into(),
+        }
+    }
+
+    #[test]
+    fn decision_encoding_is_unchanged_by_the_event_variant() {
+        // The version-1 bytes, pinned: an event variant must never move them.
+        let b = sample().encode().unwrap();
+        assert_eq!(b.len(), 118 + 4 + 7 + 22 + 2 + 9);
+        assert_eq!(
+            hex::encode(&b[..7]),
+            "010004".to_owned() + &hex::encode(b"acme")
+        );
+        assert_eq!(LogEntry::decode(&b), Ok(LogEntry::Decision(sample())));
+        assert_eq!(LogEntry::Decision(sample()).encode().unwrap(), b);
+    }
+
+    #[test]
+    fn event_layout_is_as_documented() {
+        let b = event().encode().unwrap();
+        assert_eq!(b[0], 2);
+        assert_eq!(b[1], 1);
+        assert_eq!(&b[2..10], &1_700_000_000_123u64.to_be_bytes());
+        assert_eq!(&b[10..14], &[0, 0, 0, 20]);
+        assert_eq!(&b[14..], br#"{"chosen":"rfc3161"}"#);
+        assert_eq!(EventEntry::decode(&b).unwrap(), event());
+        assert_eq!(LogEntry::decode(&b).unwrap(), LogEntry::Event(event()));
+        // A version-1 decoder refuses it, naming the version.
+        assert_eq!(AuditEntry::decode(&b), Err(EntryError::UnknownVersion(2)));
+        assert_eq!(
+            EventEntry::decode(&sample().encode().unwrap()),
+            Err(EntryError::UnknownVersion(1))
+        );
+        let empty = EventEntry {
+            body: String::new(),
+            ..event()
+        };
+        assert_eq!(empty.encode().unwrap().len(), 14);
+    }
+
+    #[test]
+    fn event_errors_name_the_field() {
+        let b = event().encode().unwrap();
+        let mut bad = b.clone();
+        bad[1] = 7;
+        assert_eq!(
+            LogEntry::decode(&bad),
+            Err(EntryError::UnknownEventKind { code: 7, offset: 1 })
+        );
+        let mut bad = b.clone();
+        bad[14] = 0xff;
+        assert_eq!(
+            LogEntry::decode(&bad),
+            Err(EntryError::BadUtf8 {
+                field: "body",
+                offset: 14
+            })
+        );
+        let mut bad = b.clone();
+        bad.push(b' ');
+        assert_eq!(
+            LogEntry::decode(&bad),
+            Err(EntryError::TrailingBytes {
+                offset: b.len(),
+                count: 1
+            })
+        );
+        assert!(matches!(
+            LogEntry::decode(&b[..b.len() - 1]),
+            Err(EntryError::Truncated {
+                field: "body",
+                offset: 10,
+                ..
+            })
+        ));
+        assert!(matches!(
+            LogEntry::decode(&b[..5]),
+            Err(EntryError::Truncated {
+                field: "recorded_at_unix_ms",
+                ..
+            })
+        ));
+        assert_eq!(
+            LogEntry::decode(&[]),
+            Err(EntryError::Truncated {
+                field: "version",
+                offset: 0,
+                needed: 1,
+                available: 0
+            })
+        );
+        let big = EventEntry {
+            body: "x".repeat(MAX_ENTRY_SIZE),
+            ..event()
+        };
+        assert!(matches!(
+            big.encode(),
+            Err(EntryError::TooLarge { what: "entry", .. })
+        ));
+    }
+
+    #[test]
+    fn every_prefix_and_byte_flip_of_an_event_is_refused_or_canonical() {
+        let b = event().encode().unwrap();
+        for len in 0..b.len() {
+            assert!(LogEntry::decode(&b[..len]).is_err(), "prefix {len}");
+        }
+        for i in 0..b.len() {
+            let mut x = b.clone();
+            x[i] ^= 0x80;
+            // Whatever decodes re-encodes to the same bytes (canonical).
+            if let Ok(e) = LogEntry::decode(&x) {
+                assert_eq!(e.encode().unwrap(), x, "byte {i}");
+            }
+        }
     }
 }

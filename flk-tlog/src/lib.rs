@@ -53,12 +53,16 @@ mod tree;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
-pub use entry::{AuditEntry, AuditOutcome, EntryError, MAX_ENTRY_SIZE};
+pub use entry::{
+    AuditEntry, AuditOutcome, EntryError, EventEntry, EventKind, LogEntry, MAX_ENTRY_SIZE,
+};
 pub use error::Error;
 pub use hash::{Hash, empty_root, leaf_hash, node_hash};
 pub use log::{Log, LogOptions, MAX_BATCH_ENTRIES};
 pub use note::{LogSigner, LogVerifier, NoteError};
 pub use proof::{ProofError, verify_consistency, verify_inclusion};
+#[cfg(feature = "postgres")]
+pub use store::PgStore;
 pub use store::{FsStore, MemStore, StoreError, SyncMode, TileStore, TileWrite};
 pub use tile::TileKind;
 pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify_inclusion_bundle, verify_log};

@@ -21,7 +21,7 @@
 use std::ops::Range;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, open_checkpoint};
-use crate::entry::{AuditEntry, EntryError};
+use crate::entry::{EntryError, LogEntry};
 use crate::hash::{Hash, leaf_hash};
 use crate::note::{LogVerifier, NoteError};
 use crate::proof::{self, ProofError};
@@ -34,7 +34,7 @@ use crate::tree::{Edge, EdgeNodes, row_len};
 pub struct VerifyOptions {
     /// Entries to read and rehash; `None` for all of them.
     pub entries: Option<Range<u64>>,
-    /// Also decode every entry read as an [`AuditEntry`].
+    /// Also decode every entry read as a [`LogEntry`] (a decision or a log event).
     pub decode_entries: bool,
 }
 
@@ -118,7 +118,7 @@ pub enum VerifyError {
         /// The recomputed root, hex.
         computed: String,
     },
-    /// An entry is not a valid [`AuditEntry`] encoding (with `decode_entries`).
+    /// An entry is not a valid [`LogEntry`] encoding (with `decode_entries`).
     #[error("entry {index} does not decode: {error}")]
     Undecodable {
         /// The entry's index.
@@ -367,7 +367,7 @@ pub fn verify_log<S: TileStore + ?Sized>(
                 }
                 row[i] = h;
                 if options.decode_entries && first_undecodable.is_none() {
-                    if let Err(error) = AuditEntry::decode(e) {
+                    if let Err(error) = LogEntry::decode(e) {
                         first_undecodable = Some((index, error));
                     }
                 }

@@ -1,5 +1,6 @@
 //! The storage contract of the log ([`TileStore`]) and its backends: [`FsStore`], the embedded
-//! on-disk backend in the C2SP tlog-tiles layout, and [`MemStore`], an in-memory model.
+//! on-disk backend in the C2SP tlog-tiles layout, [`MemStore`], an in-memory model, and
+//! `PgStore` (feature `postgres`), PostgreSQL tables the database keeps append-only.
 //!
 //! # Contract
 //!
@@ -23,15 +24,19 @@
 //!   writer ([`FsStore`] holds an exclusive file lock).
 //! * Methods are synchronous; async services call them from a blocking thread.
 //!
-//! A SQL backend maps naturally: one table `(kind, index, width) -> bytes` with a primary key
-//! and `INSERT .. ON CONFLICT DO NOTHING` plus a byte comparison, one transaction per
-//! `write_batch`, one row for the checkpoint.
+//! `PgStore` (feature `postgres`) is the SQL backend: `(kind, index, width) -> bytes` tables
+//! with `INSERT .. ON CONFLICT DO NOTHING` plus a byte comparison, one transaction per
+//! `write_batch`, and append-only enforced by the database (its module docs).
 
 mod fs;
 mod mem;
+#[cfg(feature = "postgres")]
+mod pg;
 
 pub use fs::{FsStore, SyncMode};
 pub use mem::MemStore;
+#[cfg(feature = "postgres")]
+pub use pg::PgStore;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod common;
+mod conformance;
 mod crash;
 mod entry;
 mod proofs;
