@@ -3,7 +3,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
-    let files = ["flk/v1/verify.proto", "flk/v1/audit.proto"];
+    let files = [
+        "flk/v1/verify.proto",
+        "flk/v1/audit.proto",
+        "flk/v1/kpi.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={root}/{f}");
     }

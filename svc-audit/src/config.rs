@@ -12,6 +12,11 @@
 //! sync = "file"                       # "file" (fsync per file) or "filesystem" (syncfs)
 //! reconnect_initial_ms = 100          # feed reconnect backoff, doubled up to
 //! reconnect_max_ms = 5000
+//! storage = "embedded"                # "embedded" (tiles in <data_dir>/tlog) or "postgres"
+//! # postgres_url = "postgres://flk_audit@db:5432/flk"  # with storage = "postgres"
+//!
+//! [anchor]                            # checkpoint anchoring: crate::anchoring::config
+//! strategy = "none"                   # (FLK_AUDIT_ANCHOR_* overrides)
 //! ```
 
 use std::net::SocketAddr;
@@ -31,6 +36,20 @@ pub mod env {
     pub const BATCH_MAX_ENTRIES: &str = "FLK_AUDIT_BATCH_MAX_ENTRIES";
     pub const LOG_KEY_FILE: &str = "FLK_AUDIT_LOG_KEY_FILE";
     pub const SYNC: &str = "FLK_AUDIT_SYNC";
+    pub const STORAGE: &str = "FLK_AUDIT_STORAGE";
+    pub const POSTGRES_URL: &str = "FLK_AUDIT_POSTGRES_URL";
+}
+
+/// Where the log's tiles, bundles and checkpoints live (the index, cursor and key stay in
+/// `data_dir` either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageSetting {
+    /// `flk_tlog::FsStore` in `<data_dir>/tlog`.
+    #[default]
+    Embedded,
+    /// `flk_tlog::PgStore` at `postgres_url`: append-only tables enforced by the database.
+    Postgres,
 }
 
 /// How the tile store makes a batch durable (see `flk_tlog::SyncMode`).
@@ -81,6 +100,12 @@ pub struct AuditConfig {
     pub reconnect_initial_ms: u64,
     /// Longest delay between reconnection attempts.
     pub reconnect_max_ms: u64,
+    /// Tile storage backend.
+    pub storage: StorageSetting,
+    /// With `storage = "postgres"`: the database (libpq string or `postgres://` URL).
+    pub postgres_url: Option<String>,
+    /// Checkpoint anchoring ([`crate::anchoring::config`]).
+    pub anchor: crate::anchoring::AnchorConfig,
 }
 
 impl Default for AuditConfig {
@@ -96,6 +121,9 @@ impl Default for AuditConfig {
             sync: SyncSetting::File,
             reconnect_initial_ms: 100,
             reconnect_max_ms: 5000,
+            storage: StorageSetting::Embedded,
+            postgres_url: None,
+            anchor: crate::anchoring::AnchorConfig::default(),
         }
     }
 }
@@ -178,6 +206,22 @@ impl AuditConfig {
                 }
             };
         }
+        if let Some(v) = vars(env::STORAGE) {
+            cfg.storage = match v.as_str() {
+                "embedded" => StorageSetting::Embedded,
+                "postgres" => StorageSetting::Postgres,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: env::STORAGE,
+                        message: format!("unknown storage {other:?} (embedded, postgres)"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = vars(env::POSTGRES_URL) {
+            cfg.postgres_url = Some(v);
+        }
+        cfg.anchor.apply_env(&vars)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -206,12 +250,18 @@ impl AuditConfig {
                 flk_tlog::MAX_BATCH_ENTRIES
             )));
         }
+        if self.storage == StorageSetting::Postgres && self.postgres_url.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "`storage = \"postgres\"` needs `postgres_url` ({})",
+                env::POSTGRES_URL
+            )));
+        }
         if self.reconnect_initial_ms == 0 || self.reconnect_max_ms < self.reconnect_initial_ms {
             return Err(ConfigError::Invalid(
                 "need 0 < `reconnect_initial_ms` <= `reconnect_max_ms`".into(),
             ));
         }
-        Ok(())
+        self.anchor.validate()
     }
 
     pub fn checkpoint_interval(&self) -> Duration {
@@ -225,10 +275,35 @@ impl AuditConfig {
             .unwrap_or_else(|| self.data_dir.join(crate::keys::DEFAULT_KEY_FILE))
     }
 
-    /// The configuration as TOML (it holds no secrets: the key is referenced by path).
+    /// The configuration as TOML, the password of `postgres_url` redacted (the key is
+    /// referenced by path).
     pub fn redacted(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
+        let mut cfg = self.clone();
+        cfg.postgres_url = cfg.postgres_url.as_deref().map(redact_url);
+        toml::to_string(&cfg).unwrap_or_default()
     }
+}
+
+/// A connection URL or libpq string without its password.
+fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:REDACTED@{host}");
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=REDACTED"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -258,6 +333,23 @@ mod tests {
         assert_eq!(cfg.sync, SyncSetting::Filesystem);
         assert_eq!(cfg.key_path(), cfg.data_dir.join("log.key"));
         assert!(cfg.redacted().contains("audit.example/log"));
+        let pg = AuditConfig::load(None, |k| match k {
+            env::STORAGE => Some("postgres".to_owned()),
+            env::POSTGRES_URL => Some("postgres://u:hunter2@db:5432/flk".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(pg.storage, StorageSetting::Postgres);
+        let printed = pg.redacted();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("postgres://u:REDACTED@db:5432/flk"),
+            "{printed}"
+        );
+        assert_eq!(
+            redact_url("host=db user=u password=hunter2"),
+            "host=db user=u password=REDACTED"
+        );
 
         std::fs::write(&path, "orign = \"x\"\n").unwrap();
         let err = AuditConfig::load(Some(&path), |_| None).unwrap_err();
@@ -292,6 +384,12 @@ mod tests {
                 .contains("verify_url")
         );
         assert!(bad(env::SYNC, "never").to_string().contains("sync"));
+        assert!(bad(env::STORAGE, "s3").to_string().contains("STORAGE"));
+        assert!(
+            bad(env::STORAGE, "postgres")
+                .to_string()
+                .contains("postgres_url")
+        );
         assert_eq!(
             AuditConfig::load(None, |_| None).unwrap(),
             AuditConfig::default()

@@ -40,6 +40,15 @@ pub enum AuditError {
     /// A test-only crash point fired (feature `fault-injection`).
     #[error("injected fault: {0}")]
     Injected(&'static str),
+    /// The anchor journal could not be read or written.
+    #[error("anchor journal: {0}")]
+    Anchors(String),
+    /// No anchor has this id.
+    #[error("no anchor with id {0}")]
+    UnknownAnchor(u64),
+    /// Anchoring is not configured (`anchor.strategy = "none"`).
+    #[error("anchoring is not configured")]
+    AnchoringDisabled,
 }
 
 impl AuditError {
@@ -74,6 +83,18 @@ impl From<AuditError> for ApiError {
                     e.to_string(),
                 )
                 .with_retry_after(retry)
+            }
+            AuditError::UnknownAnchor(_) => {
+                ApiError::new(ErrorKind::NotFound, "not_found", e.to_string())
+            }
+            AuditError::AnchoringDisabled => ApiError::new(
+                ErrorKind::FailedPrecondition,
+                "anchoring_disabled",
+                e.to_string(),
+            ),
+            AuditError::Anchors(_) => {
+                ApiError::new(ErrorKind::Unavailable, "anchors_unavailable", e.to_string())
+                    .with_retry_after(retry)
             }
             AuditError::Log(_)
             | AuditError::Inconsistent(_)

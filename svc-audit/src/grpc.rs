@@ -9,6 +9,7 @@ use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind, TENANT_METADATA};
 use tonic::{Request, Response, Status};
 
 use crate::Shared;
+use crate::anchoring::{StoredAnchor, kind_label};
 use crate::error::AuditError;
 use crate::ledger::{CheckpointView, InclusionView, Ledger};
 
@@ -58,6 +59,23 @@ impl From<InclusionView> for v1::InclusionProof {
             checkpoint: Some(v1::AuditCheckpoint::from(&p.checkpoint)),
             entry: p.entry,
             proof: p.proof.iter().map(|h| h.to_vec()).collect(),
+        }
+    }
+}
+
+impl From<&StoredAnchor> for v1::Anchor {
+    fn from(a: &StoredAnchor) -> v1::Anchor {
+        v1::Anchor {
+            id: a.id,
+            checkpoint_size: a.record.checkpoint_size,
+            // The record holds the root as hex (flk_anchor); the wire carries raw bytes.
+            root_hash: hex::decode(&a.record.root_hash).unwrap_or_default(),
+            strategy: a.record.strategy.clone(),
+            kind: kind_label(a.record.kind).to_owned(),
+            created_at_unix: a.record.created_at_unix,
+            proof: a.record.proof.clone(),
+            checkpoint_note: a.note.clone(),
+            complete: a.complete,
         }
     }
 }
@@ -146,5 +164,50 @@ impl AuditService for AuditGrpc {
         let index = request.into_inner().index;
         let entry = query(&self.shared.ledger, move |l| l.entry(index)).await?;
         Ok(Response::new(v1::GetEntryResponse { index, entry }))
+    }
+    async fn list_anchors(
+        &self,
+        request: Request<v1::ListAnchorsRequest>,
+    ) -> Result<Response<v1::ListAnchorsResponse>, Status> {
+        let min = request.into_inner().min_checkpoint_size;
+        let anchors = self
+            .shared
+            .anchors
+            .list()
+            .iter()
+            .filter(|a| a.record.checkpoint_size >= min)
+            .map(v1::Anchor::from)
+            .collect();
+        Ok(Response::new(v1::ListAnchorsResponse { anchors }))
+    }
+
+    async fn get_anchor(
+        &self,
+        request: Request<v1::GetAnchorRequest>,
+    ) -> Result<Response<v1::Anchor>, Status> {
+        let id = request.into_inner().id;
+        let a = self
+            .shared
+            .anchors
+            .get(id)
+            .ok_or(AuditError::UnknownAnchor(id))?;
+        Ok(Response::new(v1::Anchor::from(&a)))
+    }
+
+    async fn anchor_checkpoint(
+        &self,
+        _request: Request<v1::AnchorCheckpointRequest>,
+    ) -> Result<Response<v1::AnchorCheckpointResponse>, Status> {
+        let round = self.shared.anchor_now().await?;
+        let anchored = round
+            .anchored
+            .iter()
+            .filter_map(|&id| self.shared.anchors.get(id))
+            .map(|a| v1::Anchor::from(&a))
+            .collect();
+        Ok(Response::new(v1::AnchorCheckpointResponse {
+            anchored,
+            failed: round.failed.iter().map(|s| (*s).to_owned()).collect(),
+        }))
     }
 }

@@ -5,8 +5,10 @@
 //! | `GET /v1/audit/checkpoint` | `{"note", "size", "root_hash", "verifier_key"}` |
 //! | `GET /v1/audit/proof/{pcs_id}` | `{"leaf_index", "tree_size", "entry", "proof", "checkpoint"}`; 400 malformed `pcs_id`, 404 unknown |
 //! | `GET /v1/audit/consistency?from=m&to=n` | `{"from", "to", "proof"}`; 400 unless `0 < m <= n <= size` |
+//! | `GET /v1/audit/anchors` | `{"anchors": [{"id", "checkpoint_size", "root_hash", "strategy", "kind", "created_at", "created_at_unix", "proof", "checkpoint_note", "complete"}]}`, oldest first ([`anchor_json`]) |
 //!
-//! Hashes and the entry are standard padded base64; `checkpoint` is the checkpoint object at
+//! The shapes are rendered by `flk_proto::audit` (the gateway serves the same ones); hashes
+//! and the entry are standard padded base64; `checkpoint` is the checkpoint object at
 //! `tree_size`; the tenant of a proof is the `X-Tenant-Id` header (default `default`). Errors
 //! are the PROTOCOL.md error body `{"error": {"code", "message"}}` from [`ApiError`].
 
@@ -17,9 +19,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind};
+use flk_proto::{ApiError, DEFAULT_TENANT, audit, v1};
 use serde_json::{Value, json};
 
 use crate::Shared;
@@ -37,28 +37,19 @@ pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router {
         .route("/v1/audit/checkpoint", get(checkpoint))
         .route("/v1/audit/proof/{pcs_id}", get(proof))
         .route("/v1/audit/consistency", get(consistency))
+        .route("/v1/audit/anchors", get(anchors))
         .with_state(shared)
 }
 
-/// The checkpoint object of the REST answers.
+/// The checkpoint object of the REST answers (rendered by [`flk_proto::audit`], shared with
+/// the gateway).
 pub fn checkpoint_json(c: &CheckpointView) -> Value {
-    json!({
-        "note": c.note,
-        "size": c.size,
-        "root_hash": B64.encode(c.root_hash),
-        "verifier_key": c.verifier_key,
-    })
+    audit::checkpoint_json(&v1::AuditCheckpoint::from(c))
 }
 
 /// The proof object of `GET /v1/audit/proof/{pcs_id}`.
-pub fn proof_json(p: &InclusionView) -> Value {
-    json!({
-        "leaf_index": p.leaf_index,
-        "tree_size": p.tree_size,
-        "entry": B64.encode(&p.entry),
-        "proof": p.proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-        "checkpoint": checkpoint_json(&p.checkpoint),
-    })
+pub fn proof_json(p: InclusionView) -> Value {
+    audit::inclusion_json(&v1::InclusionProof::from(p))
 }
 
 fn ok_json(v: &Value) -> Response {
@@ -97,50 +88,21 @@ async fn proof(
     })
     .await
     {
-        Ok(p) => ok_json(&proof_json(&p)),
+        Ok(p) => ok_json(&proof_json(p)),
         Err(e) => error_response(&e),
     }
 }
 
-/// `from` and `to` from the query string: both present, once, canonical decimal.
-fn range(query: Option<&str>) -> Result<(u64, u64), ApiError> {
-    let bad = |m: &str| ApiError::new(ErrorKind::InvalidArgument, "invalid_range", m);
-    let (mut from, mut to) = (None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match k {
-            "from" => &mut from,
-            "to" => &mut to,
-            _ => continue,
-        };
-        let canonical = !v.is_empty()
-            && v.bytes().all(|b| b.is_ascii_digit())
-            && (v == "0" || !v.starts_with('0'));
-        let n = v
-            .parse::<u64>()
-            .ok()
-            .filter(|_| canonical)
-            .ok_or_else(|| bad(&format!("`{k}` must be a decimal tree size")))?;
-        if slot.replace(n).is_some() {
-            return Err(bad(&format!("`{k}` is given twice")));
-        }
-    }
-    match (from, to) {
-        (Some(f), Some(t)) => Ok((f, t)),
-        _ => Err(bad("query needs `from` and `to`")),
-    }
-}
-
 async fn consistency(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
-    let (from, to) = match range(q.as_deref()) {
+    let (from, to) = match audit::parse_range(q.as_deref()) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
     match query(&shared.ledger, move |l| l.consistency(from, to)).await {
-        Ok(proof) => ok_json(&json!({
-            "from": from,
-            "to": to,
-            "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        Ok(proof) => ok_json(&audit::consistency_json(&v1::ConsistencyProof {
+            from_size: from,
+            to_size: to,
+            proof: proof.iter().map(|h| h.to_vec()).collect(),
         })),
         Err(e) => error_response(&e),
     }
@@ -173,28 +135,32 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     json_response(status, body.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One anchor of `GET /v1/audit/anchors`: root hash and proof standard padded base64,
+/// `created_at` RFC 3339 (UTC), `kind` one of `rfc3161`, `opentimestamps`, `evm`.
+pub fn anchor_json(a: &crate::anchoring::StoredAnchor) -> Value {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let created_at = time::OffsetDateTime::from_unix_timestamp(a.record.created_at_unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    json!({
+        "id": a.id,
+        "checkpoint_size": a.record.checkpoint_size,
+        "root_hash": B64.encode(hex::decode(&a.record.root_hash).unwrap_or_default()),
+        "strategy": a.record.strategy,
+        "kind": crate::anchoring::kind_label(a.record.kind),
+        "created_at": created_at,
+        "created_at_unix": a.record.created_at_unix,
+        "proof": B64.encode(&a.record.proof),
+        "checkpoint_note": a.note,
+        "complete": a.complete,
+    })
+}
 
-    #[test]
-    fn ranges_parse_strictly() {
-        assert_eq!(range(Some("from=1&to=5")).unwrap(), (1, 5));
-        assert_eq!(range(Some("to=5&x=y&from=2")).unwrap(), (2, 5));
-        for bad in [
-            None,
-            Some(""),
-            Some("from=1"),
-            Some("from=1&to="),
-            Some("from=01&to=2"),
-            Some("from=-1&to=2"),
-            Some("from=1&to=2&to=3"),
-            Some("from=1&to=99999999999999999999"),
-            Some("from=a&to=2"),
-        ] {
-            let e = range(bad).unwrap_err();
-            assert_eq!(e.kind.http_status(), 400, "{bad:?}");
-            assert_eq!(e.code, "invalid_range");
-        }
-    }
+async fn anchors(State(shared): State<Arc<Shared>>) -> Response {
+    let list: Vec<Value> = shared.anchors.list().iter().map(anchor_json).collect();
+    ok_json(&json!({ "anchors": list }))
 }

@@ -32,8 +32,8 @@ use std::time::Instant;
 use flk_proto::v1;
 use flk_tlog::tile::{TILE_WIDTH, decode_bundle};
 use flk_tlog::{
-    AuditEntry, FsStore, Hash, Log, LogSigner, LogVerifier, MAX_BATCH_ENTRIES, SyncMode, TileKind,
-    TileStore,
+    AuditEntry, EventEntry, FsStore, Hash, Log, LogEntry, LogSigner, LogVerifier,
+    MAX_BATCH_ENTRIES, SyncMode, TileKind, TileStore,
 };
 
 use crate::cursor::Cursor;
@@ -89,7 +89,7 @@ pub struct Integrated {
 
 /// The Merkle log, its index and the feed cursor.
 pub struct Ledger {
-    log: RwLock<Log<FsStore>>,
+    log: RwLock<Log<Box<dyn TileStore>>>,
     index: Index,
     cursor_file: Cursor,
     verifier: LogVerifier,
@@ -164,6 +164,20 @@ impl Ledger {
             .map_err(|e| AuditError::Index(format!("cannot create {}: {e}", data_dir.display())))?;
         let store = FsStore::open_with(data_dir.join(TLOG_DIR), sync)
             .map_err(|e| AuditError::Log(e.into()))?;
+        Ledger::open_with_store(data_dir, Box::new(store), origin, signer, metrics)
+    }
+
+    /// [`Ledger::open`] over another tile store (e.g. `flk_tlog::PgStore`); the index, cursor
+    /// and key stay in `data_dir`.
+    pub fn open_with_store(
+        data_dir: &Path,
+        store: Box<dyn TileStore>,
+        origin: &str,
+        signer: LogSigner,
+        metrics: AuditMetrics,
+    ) -> Result<Ledger, AuditError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| AuditError::Index(format!("cannot create {}: {e}", data_dir.display())))?;
         let verifier = signer.verifier();
         let verifier_key = signer.verifier_key_string();
         let log = Log::open(store, signer, origin)?;
@@ -209,7 +223,7 @@ impl Ledger {
         Ok(ledger)
     }
 
-    fn read_log(&self) -> RwLockReadGuard<'_, Log<FsStore>> {
+    fn read_log(&self) -> RwLockReadGuard<'_, Log<Box<dyn TileStore>>> {
         self.log.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -399,19 +413,22 @@ impl Ledger {
         while start < size {
             let end = size.min(start + REINDEX_CHUNK);
             let entries = read_entries(log.store(), start, end)?;
+            // Log events (version-2 entries, e.g. the anchoring strategy) have no key.
             let decoded = entries
                 .iter()
                 .zip(start..)
-                .map(|(bytes, i)| {
-                    AuditEntry::decode(bytes).map_err(|e| {
-                        AuditError::Inconsistent(format!("log entry {i} does not decode: {e}"))
-                    })
+                .map(|(bytes, i)| match LogEntry::decode(bytes) {
+                    Ok(LogEntry::Decision(e)) => Ok(Some((e, i))),
+                    Ok(LogEntry::Event(_)) => Ok(None),
+                    Err(e) => Err(AuditError::Inconsistent(format!(
+                        "log entry {i} does not decode: {e}"
+                    ))),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let keys: Vec<(&str, &[u8; 32], u64)> = decoded
                 .iter()
-                .zip(start..)
-                .map(|(e, i)| (e.tenant_id.as_str(), &e.pcs_id, i))
+                .flatten()
+                .map(|(e, i)| (e.tenant_id.as_str(), &e.pcs_id, *i))
                 .collect();
             let twice = self.index.commit(&keys, end, true)?;
             if !twice.is_empty() {
@@ -421,6 +438,53 @@ impl Ledger {
             start = end;
         }
         Ok(size - from)
+    }
+
+    /// Appends one log event (a version-2 entry, see `flk_tlog::entry`) in its own batch,
+    /// publishing a checkpoint, under the writer lock; then runs `then` with the event's leaf
+    /// index while still holding it, so that nothing is appended between the two (the
+    /// anchoring journal records the event there: after a crash in between, the event is the
+    /// log's last entry). Returns the leaf index.
+    pub fn append_event<T>(
+        &self,
+        event: &EventEntry,
+        then: impl FnOnce(u64) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        let bytes = event
+            .encode()
+            .map_err(|e| AuditError::Inconsistent(format!("log event does not encode: {e}")))?;
+        let mut writer = lock(&self.writer);
+        if self.fault.load(Ordering::Acquire) == FAULT_HALTED {
+            return Err(AuditError::Injected("halted after an append"));
+        }
+        if self.index.indexed_size()? < self.size() {
+            self.reconcile_locked()?;
+        }
+        let (leaf, size) = {
+            let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+            log.append_batch(&[bytes.as_slice()])?
+        };
+        self.metrics.checkpoints.inc();
+        self.metrics
+            .tree_size
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        self.index.commit(&[], size, true)?;
+        writer.committed(true);
+        then(leaf)
+    }
+
+    /// The log's last entry, decoded (`None` when the log is empty).
+    pub fn last_entry(&self) -> Result<Option<(u64, LogEntry)>, AuditError> {
+        let log = self.read_log();
+        let size = log.size();
+        if size == 0 {
+            return Ok(None);
+        }
+        let bytes = log.entry(size - 1)?;
+        let entry = LogEntry::decode(&bytes).map_err(|e| {
+            AuditError::Inconsistent(format!("log entry {} does not decode: {e}", size - 1))
+        })?;
+        Ok(Some((size - 1, entry)))
     }
 
     /// Makes the index durable up to the latest commit (on a clean shutdown, so that the next
@@ -437,7 +501,7 @@ impl Ledger {
         self.view(&self.read_log())
     }
 
-    fn view(&self, log: &Log<FsStore>) -> CheckpointView {
+    fn view(&self, log: &Log<Box<dyn TileStore>>) -> CheckpointView {
         let cp = log.checkpoint();
         CheckpointView {
             note: log.checkpoint_note().to_owned(),
@@ -540,7 +604,7 @@ impl Ledger {
 }
 
 /// The entries `start..end` (all below the log size) from the stored bundles.
-fn read_entries(store: &FsStore, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+fn read_entries(store: &dyn TileStore, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
     let tile_width = u64::from(TILE_WIDTH);
     let mut out = Vec::with_capacity((end - start) as usize);
     let mut tile = start / tile_width;

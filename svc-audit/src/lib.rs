@@ -13,6 +13,9 @@
 //! * [`ledger`]: the Merkle log, the `(tenant_id, pcs_id)` index and the cursor, and the
 //!   order in which a batch is made durable;
 //! * [`mapping`]: feed record to audit entry; [`index`], [`cursor`], [`keys`]: the files;
+//! * [`anchoring`]: anchors the latest checkpoint to RFC 3161 / OpenTimestamps / EVM
+//!   (`flk-anchor`) on an interval and on demand, keeps the anchor journal, and records the
+//!   anchoring strategy (and every change of it) as an event entry of the log;
 //! * [`grpc`], [`http`]: the thin handlers; [`config`], [`metrics`], [`error`].
 //!
 //! # Data directory
@@ -22,13 +25,16 @@
 //! <data_dir>/index.redb     (tenant_id, pcs_id) -> leaf index, and "indexed up to leaf N"
 //! <data_dir>/feed.cursor    last outcome-feed seq integrated (one decimal line)
 //! <data_dir>/log.key        the log's signer key, mode 0600 (unless `log_key_file` is set)
+//! <data_dir>/anchors.jsonl  checkpoint anchors with their proofs and notes (append-only)
 //! ```
 //!
 //! # Entry mapping
 //!
 //! Each `FeedRecord` of kind `RECORD_KIND_DECISION` becomes one `flk_tlog::AuditEntry`
 //! (encoded as documented in `flk_tlog::entry`); `RECORD_KIND_CONFLICTING_DUPLICATE` records
-//! are counted and skipped (the first decision is already in the log).
+//! are counted and skipped (the first decision is already in the log). Besides decisions the
+//! log holds *log events* (version-2 entries, `flk_tlog::EventEntry`): today only the
+//! anchoring strategy in use and its changes ([`anchoring`] module docs).
 //!
 //! | entry field | from the feed record |
 //! |---|---|
@@ -66,6 +72,7 @@
 //! received decision waits at most `checkpoint_interval_ms` before its batch is integrated
 //! (sooner when the batch fills, or on `PublishCheckpoint`).
 
+pub mod anchoring;
 pub mod config;
 pub mod cursor;
 pub mod error;
@@ -99,6 +106,8 @@ pub type AuditClient =
 
 /// How long `PublishCheckpoint` waits for the integrator.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `AnchorCheckpoint` waits for an anchoring round.
+const ANCHOR_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the handlers share.
 pub(crate) struct Shared {
@@ -106,11 +115,22 @@ pub(crate) struct Shared {
     registry: Registry,
     /// Set once the consumer runs ([`Service::serve`]).
     feed: OnceLock<FeedControl>,
+    /// The anchor journal.
+    anchors: Arc<anchoring::AnchorStore>,
+    /// Set once the anchoring task runs (never with `anchor.strategy = "none"`).
+    anchoring: OnceLock<anchoring::AnchorControl>,
 }
 
 impl Shared {
     fn feed_connected(&self) -> bool {
         self.feed.get().is_some_and(FeedControl::connected)
+    }
+
+    async fn anchor_now(&self) -> Result<anchoring::Round, AuditError> {
+        match self.anchoring.get() {
+            Some(a) => a.anchor_now(ANCHOR_TIMEOUT).await,
+            None => Err(AuditError::AnchoringDisabled),
+        }
     }
 
     async fn publish(&self) -> Result<(), AuditError> {
@@ -126,6 +146,8 @@ pub struct Service {
     shared: Arc<Shared>,
     metrics: AuditMetrics,
     settings: FeedSettings,
+    anchor_cfg: anchoring::AnchorConfig,
+    anchor_strategy: anchoring::Effective,
 }
 
 impl Service {
@@ -143,9 +165,21 @@ impl Service {
             cfg.sync.mode(),
             metrics.clone(),
         );
+        let postgres = match cfg.storage {
+            config::StorageSetting::Embedded => None,
+            config::StorageSetting::Postgres => cfg.postgres_url.clone(),
+        };
         let ledger = tokio::task::spawn_blocking(move || {
             let signer = keys::load_or_generate(&key_path, generate_as.as_deref())?;
-            Ledger::open(&data_dir, &origin, signer, sync, m)
+            match postgres {
+                // On a blocking thread: the store drives its own runtime (flk_tlog::PgStore).
+                Some(url) => {
+                    let store =
+                        flk_tlog::PgStore::open(&url).map_err(|e| AuditError::Log(e.into()))?;
+                    Ledger::open_with_store(&data_dir, Box::new(store), &origin, signer, m)
+                }
+                None => Ledger::open(&data_dir, &origin, signer, sync, m),
+            }
         })
         .await?
         .with_context(|| format!("cannot open the audit log in {}", cfg.data_dir.display()))?;
@@ -157,20 +191,49 @@ impl Service {
             retry_initial: Duration::from_millis(cfg.reconnect_initial_ms),
             retry_max: Duration::from_millis(cfg.reconnect_max_ms),
         };
+        let ledger = Arc::new(ledger);
+        // The anchor journal, and the strategy in effect recorded in the log when it changed
+        // (see the `anchoring` module docs).
+        let anchor_strategy = anchoring::effective(&cfg.anchor)?;
+        let (l, dir, acfg, eff) = (
+            ledger.clone(),
+            cfg.data_dir.clone(),
+            cfg.anchor.clone(),
+            anchor_strategy.clone(),
+        );
+        let anchors = tokio::task::spawn_blocking(move || {
+            let store = anchoring::AnchorStore::open(&dir)?;
+            anchoring::record_strategy(&l, &store, &acfg, &eff)?;
+            Ok::<_, AuditError>(store)
+        })
+        .await?
+        .context("cannot open the anchor journal")?;
+        for a in anchors.list() {
+            metrics.anchored_up_to(a.record.checkpoint_size);
+        }
         Ok(Service {
             shared: Arc::new(Shared {
-                ledger: Arc::new(ledger),
+                ledger,
                 registry,
                 feed: OnceLock::new(),
+                anchors: Arc::new(anchors),
+                anchoring: OnceLock::new(),
             }),
             metrics,
             settings,
+            anchor_cfg: cfg.anchor.clone(),
+            anchor_strategy,
         })
     }
 
     /// The ledger (for tests and embedding).
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.shared.ledger
+    }
+
+    /// The anchor journal (for tests and embedding).
+    pub fn anchors(&self) -> &Arc<anchoring::AnchorStore> {
+        &self.shared.anchors
     }
 
     /// The metrics registry.
@@ -186,6 +249,16 @@ impl Service {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let anchorer = anchoring::AnchorHandle::start(
+            &self.anchor_cfg,
+            &self.anchor_strategy,
+            self.shared.ledger.clone(),
+            self.shared.anchors.clone(),
+            self.metrics.clone(),
+        )?;
+        if let Some(a) = &anchorer {
+            let _ = self.shared.anchoring.set(a.control());
+        }
         let feed = FeedHandle::start(self.settings, self.shared.ledger.clone(), self.metrics);
         let _ = self.shared.feed.set(feed.control());
         let grpc = tonic::service::Routes::new(AuditServiceServer::new(grpc::AuditGrpc::new(
@@ -202,6 +275,7 @@ impl Service {
             .add_routes(tonic::service::Routes::from(router))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        drop(anchorer);
         drop(feed);
         let ledger = self.shared.ledger.clone();
         match tokio::task::spawn_blocking(move || ledger.sync_index()).await {

@@ -1,8 +1,12 @@
 //! svc-audit's Prometheus metrics (`flk_audit_*`), registered on a registry passed in (never
-//! a global). The only label is the skip reason, from the closed set of
-//! [`crate::mapping::Skip::label`].
+//! a global). Labels come from closed sets: the skip reason ([`crate::mapping::Skip::label`]),
+//! the anchor `kind` (`rfc3161`, `opentimestamps`, `evm`) and the anchoring `strategy`
+//! (`flk_anchor::optimizer::StrategyId` names).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    CounterVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 #[derive(Clone)]
 pub struct AuditMetrics {
@@ -38,6 +42,18 @@ pub struct AuditMetrics {
     pub feed_connected: IntGauge,
     /// Entries in the log (size of the latest checkpoint).
     pub tree_size: IntGauge,
+    /// Anchoring attempts, by kind.
+    pub anchor_attempts: IntCounterVec,
+    /// Anchors stored durably, by kind.
+    pub anchor_success: IntCounterVec,
+    /// Failed anchoring attempts (retried with backoff), by kind.
+    pub anchor_failures: IntCounterVec,
+    /// Unix time of the last anchor stored, by kind.
+    pub anchor_last_success: IntGaugeVec,
+    /// The largest checkpoint size anchored.
+    pub anchored_tree_size: IntGauge,
+    /// Anchoring cost from the optimizer's table (USD per batch), by strategy.
+    pub anchor_cost: CounterVec,
 }
 
 impl AuditMetrics {
@@ -120,6 +136,45 @@ impl AuditMetrics {
                 "flk_audit_tree_size",
                 "entries in the audit log (size of the latest checkpoint)",
             )?,
+            anchor_attempts: IntCounterVec::new(
+                Opts::new(
+                    "flk_audit_anchor_attempts_total",
+                    "checkpoint anchoring attempts, by kind",
+                ),
+                &["kind"],
+            )?,
+            anchor_success: IntCounterVec::new(
+                Opts::new(
+                    "flk_audit_anchor_success_total",
+                    "checkpoint anchors stored durably, by kind",
+                ),
+                &["kind"],
+            )?,
+            anchor_failures: IntCounterVec::new(
+                Opts::new(
+                    "flk_audit_anchor_failures_total",
+                    "failed checkpoint anchoring attempts (retried with backoff), by kind",
+                ),
+                &["kind"],
+            )?,
+            anchor_last_success: IntGaugeVec::new(
+                Opts::new(
+                    "flk_audit_anchor_last_success_timestamp_seconds",
+                    "unix time of the last checkpoint anchor stored, by kind",
+                ),
+                &["kind"],
+            )?,
+            anchored_tree_size: IntGauge::new(
+                "flk_audit_anchored_tree_size",
+                "largest checkpoint size anchored",
+            )?,
+            anchor_cost: CounterVec::new(
+                Opts::new(
+                    "flk_audit_anchor_cost_usd_total",
+                    "anchoring cost in USD per the optimizer's strategy table, by strategy",
+                ),
+                &["strategy"],
+            )?,
         };
         for name in ["not_a_decision", "bad_pcs_id", "bad_record"] {
             m.skipped.with_label_values(&[name]);
@@ -140,6 +195,12 @@ impl AuditMetrics {
         registry.register(Box::new(m.feed_reconnects.clone()))?;
         registry.register(Box::new(m.feed_connected.clone()))?;
         registry.register(Box::new(m.tree_size.clone()))?;
+        registry.register(Box::new(m.anchor_attempts.clone()))?;
+        registry.register(Box::new(m.anchor_success.clone()))?;
+        registry.register(Box::new(m.anchor_failures.clone()))?;
+        registry.register(Box::new(m.anchor_last_success.clone()))?;
+        registry.register(Box::new(m.anchored_tree_size.clone()))?;
+        registry.register(Box::new(m.anchor_cost.clone()))?;
         Ok(m)
     }
 
@@ -157,6 +218,14 @@ impl AuditMetrics {
         self.cursor_seq
             .set(i64::try_from(cursor).unwrap_or(i64::MAX));
         self.update_lag();
+    }
+
+    /// Records an anchored checkpoint size (the gauge keeps the largest).
+    pub fn anchored_up_to(&self, size: u64) {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        if size > self.anchored_tree_size.get() {
+            self.anchored_tree_size.set(size);
+        }
     }
 
     fn update_lag(&self) {
