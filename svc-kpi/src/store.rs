@@ -1,0 +1,549 @@
+//! [`Store`]: everything svc-kpi computes from events, in one redb file
+//! (`<data_dir>/kpi.redb`), so it survives restarts.
+//!
+//! # Tables
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `decisions` | `(tenant_id, pcs_id)` | [`DecisionRow`] (outcome, regime, decision time, cost inputs, current verdict, ordinal) |
+//! | `buckets` | `(tenant_id, minute)` | [`Bucket`]: the tenant's counters and histograms of that minute (by decision time) |
+//! | `ordinals` | ordinal | `(minute, tenant_id, pcs_id)`: decisions in the order received, for retention and audit coverage |
+//! | `minute_totals` | minute | decisions of every tenant in that minute (to share anchoring costs) |
+//! | `anchors` | `(minute, strategy)` | anchor batches published |
+//! | `anchor_seen` | `(strategy, checkpoint_size)` | `()`: checkpoints whose anchoring batch is counted (a hybrid batch brings two anchors) |
+//! | `tenants` | tenant_id | `()`: every tenant seen |
+//! | `meta` | name | `cursor` (last feed seq applied), `ordinal` (decisions received), `purged_before` (minute), `anchor_next_id` / `anchor_min_size` (where the import of svc-audit's anchor journal stands) |
+//!
+//! # Exactly-once counting (**CountedOnce**)
+//!
+//! [`Store::apply`] applies a batch of feed records in one write transaction that also moves
+//! the cursor, committed with fsync: a crash leaves either the whole batch (records, buckets,
+//! cursor) or none of it. A record at or below the cursor, or whose `(tenant_id, pcs_id)` is
+//! already stored (a redelivery the cursor did not catch), changes nothing; a conflicting
+//! duplicate is not a decision and is skipped. Feedback ([`Store::feedback`]) updates the
+//! decision's row and the bucket of the decision's minute in one transaction, so a window
+//! always counts each decision once, with its current verdict.
+//!
+//! # Retention
+//!
+//! Each apply removes decisions (oldest received first) and buckets older than
+//! `retention_days` (at least 7, so the 7d window is always whole).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use flk_proto::v1;
+use prost::Message as _;
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+use crate::error::KpiError;
+use crate::model::{Bucket, DecisionRow, Outcome, Regime, Signals, Verdict, minute_of};
+
+/// The database file inside the data directory.
+pub const FILE_NAME: &str = "kpi.redb";
+
+const DECISIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("decisions");
+const BUCKETS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("buckets");
+const ORDINALS: TableDefinition<u64, (u64, &str, &str)> = TableDefinition::new("ordinals");
+const MINUTE_TOTALS: TableDefinition<u64, u64> = TableDefinition::new("minute_totals");
+const ANCHORS: TableDefinition<(u64, &str), u64> = TableDefinition::new("anchors");
+const ANCHOR_SEEN: TableDefinition<(&str, u64), ()> = TableDefinition::new("anchor_seen");
+const TENANTS: TableDefinition<&str, ()> = TableDefinition::new("tenants");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_CURSOR: &str = "cursor";
+const META_ORDINAL: &str = "ordinal";
+const META_PURGED_BEFORE: &str = "purged_before";
+const META_ANCHOR_NEXT_ID: &str = "anchor_next_id";
+const META_ANCHOR_MIN_SIZE: &str = "anchor_min_size";
+
+/// One anchor of svc-audit's journal, as the KPI import needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorSeen {
+    /// Position in svc-audit's anchor journal (dense from 0).
+    pub id: u64,
+    /// The strategy that produced it (`rfc3161`, `polygon`, `hybrid`, ...).
+    pub strategy: String,
+    /// The anchored checkpoint's size: with `strategy`, names the batch.
+    pub checkpoint_size: u64,
+    /// When svc-audit obtained it.
+    pub created_at_unix_ms: i64,
+}
+
+/// Where the import of svc-audit's anchor journal stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnchorImportCursor {
+    /// The first journal id not imported yet.
+    pub next_id: u64,
+    /// The checkpoint size of the newest imported anchor (anchors below it are all imported).
+    pub min_checkpoint_size: u64,
+}
+
+/// Most decisions removed by retention in one apply (keeps batches' latency bounded).
+const PURGE_PER_APPLY: usize = 65_536;
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyReport {
+    /// New decisions counted.
+    pub decisions: u64,
+    /// Records already applied (by cursor or by key).
+    pub redelivered: u64,
+    /// Records that are not decisions (conflicting duplicates) or cannot be read.
+    pub skipped: u64,
+    /// The cursor after the batch.
+    pub cursor: u64,
+    /// Signals of the new decisions, by tenant (for the live histograms).
+    pub signals: Vec<(String, Signals)>,
+}
+
+/// What a verdict did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackReport {
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub previous: Option<Verdict>,
+    pub decided_at_unix_ms: i64,
+}
+
+/// Sums over a window (see [`Store::window`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowSums {
+    pub bucket: Bucket,
+    /// Decisions of every tenant in the window.
+    pub all_decisions: u64,
+    /// Anchor batches in the window, by strategy.
+    pub anchor_batches: Vec<(String, u64)>,
+}
+
+/// The KPI store. Cheap to share (`Arc`); redb serializes writers and lets readers run.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    retention_minutes: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn db_err(e: impl std::fmt::Display) -> KpiError {
+    KpiError::Store(e.to_string())
+}
+
+/// The signals a decision's request claims: from its JSON, else from the structured PCS.
+fn signals_of(rec: &v1::FeedRecord) -> Option<Signals> {
+    if !rec.request_json.is_empty() {
+        return serde_json::from_slice::<Signals>(&rec.request_json).ok();
+    }
+    let p = rec.request_pcs.as_ref()?;
+    Some(Signals {
+        d_hat: p.d_hat?,
+        coh_star: p.coh_star?,
+        r: p.r?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/kpi.redb`.
+    pub fn open(dir: &Path, retention_days: u32) -> Result<Store, KpiError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            KpiError::Store(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path)
+            .map_err(|e| KpiError::Store(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(DECISIONS).map_err(db_err)?;
+            txn.open_table(BUCKETS).map_err(db_err)?;
+            txn.open_table(ORDINALS).map_err(db_err)?;
+            txn.open_table(MINUTE_TOTALS).map_err(db_err)?;
+            txn.open_table(ANCHORS).map_err(db_err)?;
+            txn.open_table(ANCHOR_SEEN).map_err(db_err)?;
+            txn.open_table(TENANTS).map_err(db_err)?;
+            txn.open_table(META).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(Store {
+            db,
+            path,
+            retention_minutes: u64::from(retention_days.max(7)) * 24 * 60,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn meta(&self, name: &str) -> Result<u64, KpiError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(META).map_err(db_err)?;
+        Ok(t.get(name).map_err(db_err)?.map_or(0, |g| g.value()))
+    }
+
+    /// The last feed sequence number applied (0: none).
+    pub fn cursor(&self) -> Result<u64, KpiError> {
+        self.meta(META_CURSOR)
+    }
+
+    /// Decisions received so far, all tenants (including those retention removed).
+    pub fn decisions_received(&self) -> Result<u64, KpiError> {
+        self.meta(META_ORDINAL)
+    }
+
+    /// Applies a batch of feed records in one durable transaction (see the module docs).
+    /// `now_ms` drives retention only.
+    pub fn apply(&self, records: &[v1::FeedRecord], now_ms: i64) -> Result<ApplyReport, KpiError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Immediate);
+        let mut report = ApplyReport::default();
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let mut decisions = txn.open_table(DECISIONS).map_err(db_err)?;
+            let mut ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
+            let mut cursor = meta
+                .get(META_CURSOR)
+                .map_err(db_err)?
+                .map_or(0, |g| g.value());
+            let mut ordinal = meta
+                .get(META_ORDINAL)
+                .map_err(db_err)?
+                .map_or(0, |g| g.value());
+            let mut deltas: HashMap<(String, u64), Bucket> = HashMap::new();
+            let mut totals: HashMap<u64, u64> = HashMap::new();
+            for rec in records {
+                if rec.seq != 0 && rec.seq <= cursor {
+                    report.redelivered += 1;
+                    continue;
+                }
+                cursor = cursor.max(rec.seq);
+                let decision = rec.kind == v1::RecordKind::Decision as i32;
+                let outcome = rec
+                    .outcome
+                    .as_ref()
+                    .and_then(|o| Outcome::from_wire(o.outcome));
+                let (Some(outcome), true) = (outcome, decision && !rec.pcs_id.is_empty()) else {
+                    report.skipped += 1;
+                    continue;
+                };
+                let key = (rec.tenant_id.as_str(), rec.pcs_id.as_str());
+                if decisions.get(key).map_err(db_err)?.is_some() {
+                    report.redelivered += 1;
+                    continue;
+                }
+                ordinal += 1;
+                let regime = Regime::parse(rec.outcome.as_ref().map_or("", |o| o.regime.as_str()));
+                let row = DecisionRow {
+                    outcome,
+                    verdict: None,
+                    regime,
+                    decided_at_unix_ms: rec.decided_at_unix_ms,
+                    verify_cpu_ns: rec.verify_cpu_ns,
+                    // What the decision occupies in the outcome log (its record).
+                    stored_bytes: rec.encoded_len() as u64,
+                    // No cross-region replication exists yet.
+                    replicated_bytes: 0,
+                    ordinal,
+                };
+                let minute = minute_of(rec.decided_at_unix_ms);
+                decisions
+                    .insert(key, row.encode().as_slice())
+                    .map_err(db_err)?;
+                ordinals
+                    .insert(ordinal, (minute, key.0, key.1))
+                    .map_err(db_err)?;
+                let signals = signals_of(rec);
+                deltas
+                    .entry((rec.tenant_id.clone(), minute))
+                    .or_default()
+                    .add_decision(&row, signals.as_ref());
+                *totals.entry(minute).or_default() += 1;
+                if let Some(s) = signals {
+                    report.signals.push((rec.tenant_id.clone(), s));
+                }
+                report.decisions += 1;
+            }
+            let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+            let mut tenants = txn.open_table(TENANTS).map_err(db_err)?;
+            let mut known: Vec<&str> = Vec::new();
+            for ((tenant, minute), delta) in &deltas {
+                let mut b = match buckets.get((tenant.as_str(), *minute)).map_err(db_err)? {
+                    Some(g) => Bucket::decode(g.value())?,
+                    None => Bucket::default(),
+                };
+                b.merge(delta);
+                buckets
+                    .insert((tenant.as_str(), *minute), b.encode().as_slice())
+                    .map_err(db_err)?;
+                if !known.contains(&tenant.as_str()) {
+                    known.push(tenant);
+                    tenants.insert(tenant.as_str(), ()).map_err(db_err)?;
+                }
+            }
+            let mut minute_totals = txn.open_table(MINUTE_TOTALS).map_err(db_err)?;
+            for (minute, n) in totals {
+                let old = minute_totals
+                    .get(minute)
+                    .map_err(db_err)?
+                    .map_or(0, |g| g.value());
+                minute_totals.insert(minute, old + n).map_err(db_err)?;
+            }
+            meta.insert(META_CURSOR, cursor).map_err(db_err)?;
+            meta.insert(META_ORDINAL, ordinal).map_err(db_err)?;
+            report.cursor = cursor;
+
+            // Retention.
+            let cutoff = minute_of(now_ms).saturating_sub(self.retention_minutes);
+            let mut purged = 0;
+            while purged < PURGE_PER_APPLY {
+                let first = match ordinals.first().map_err(db_err)? {
+                    Some((k, v)) => {
+                        let (m, t, p) = v.value();
+                        (k.value(), m, t.to_owned(), p.to_owned())
+                    }
+                    None => break,
+                };
+                if first.1 >= cutoff {
+                    break;
+                }
+                ordinals.remove(first.0).map_err(db_err)?;
+                decisions
+                    .remove((first.2.as_str(), first.3.as_str()))
+                    .map_err(db_err)?;
+                purged += 1;
+            }
+            let purged_before = meta
+                .get(META_PURGED_BEFORE)
+                .map_err(db_err)?
+                .map_or(0, |g| g.value());
+            if cutoff > purged_before {
+                let names: Vec<String> = tenants
+                    .iter()
+                    .map_err(db_err)?
+                    .filter_map(|r| r.ok().map(|(k, _)| k.value().to_owned()))
+                    .collect();
+                for t in &names {
+                    buckets
+                        .retain_in((t.as_str(), 0)..(t.as_str(), cutoff), |_, _| false)
+                        .map_err(db_err)?;
+                }
+                minute_totals
+                    .retain_in(0..cutoff, |_, _| false)
+                    .map_err(db_err)?;
+                let mut anchors = txn.open_table(ANCHORS).map_err(db_err)?;
+                anchors
+                    .retain_in((0, "")..(cutoff, ""), |_, _| false)
+                    .map_err(db_err)?;
+                meta.insert(META_PURGED_BEFORE, cutoff).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(report)
+    }
+
+    /// Records (or replaces) a verdict on the decision `(tenant, pcs_id)`.
+    pub fn feedback(
+        &self,
+        tenant: &str,
+        pcs_id: &str,
+        verdict: Verdict,
+    ) -> Result<FeedbackReport, KpiError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Immediate);
+        let report = {
+            let mut decisions = txn.open_table(DECISIONS).map_err(db_err)?;
+            let mut row = match decisions.get((tenant, pcs_id)).map_err(db_err)? {
+                Some(g) => DecisionRow::decode(g.value())?,
+                None => {
+                    return Err(KpiError::UnknownDecision {
+                        tenant: tenant.to_owned(),
+                        pcs_id: pcs_id.to_owned(),
+                    });
+                }
+            };
+            if !verdict.applies_to(row.outcome) {
+                return Err(KpiError::VerdictNotApplicable {
+                    verdict,
+                    outcome: row.outcome,
+                });
+            }
+            let previous = row.verdict;
+            if previous != Some(verdict) {
+                let minute = minute_of(row.decided_at_unix_ms);
+                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut b = match buckets.get((tenant, minute)).map_err(db_err)? {
+                    Some(g) => Bucket::decode(g.value())?,
+                    None => Bucket::default(),
+                };
+                b.change_verdict(previous, verdict);
+                buckets
+                    .insert((tenant, minute), b.encode().as_slice())
+                    .map_err(db_err)?;
+                row.verdict = Some(verdict);
+                decisions
+                    .insert((tenant, pcs_id), row.encode().as_slice())
+                    .map_err(db_err)?;
+            }
+            FeedbackReport {
+                outcome: row.outcome,
+                verdict,
+                previous,
+                decided_at_unix_ms: row.decided_at_unix_ms,
+            }
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(report)
+    }
+
+    /// Records `batches` anchor batches of `strategy` published at `at_ms`.
+    pub fn record_anchor_batches(
+        &self,
+        strategy: &str,
+        batches: u64,
+        at_ms: i64,
+    ) -> Result<(), KpiError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Immediate);
+        {
+            let mut t = txn.open_table(ANCHORS).map_err(db_err)?;
+            let key = (minute_of(at_ms), strategy);
+            let old = t.get(key).map_err(db_err)?.map_or(0, |g| g.value());
+            t.insert(key, old.saturating_add(batches)).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Where the anchor import stands.
+    pub fn anchor_import_cursor(&self) -> Result<AnchorImportCursor, KpiError> {
+        Ok(AnchorImportCursor {
+            next_id: self.meta(META_ANCHOR_NEXT_ID)?,
+            min_checkpoint_size: self.meta(META_ANCHOR_MIN_SIZE)?,
+        })
+    }
+
+    /// Imports anchors of svc-audit's journal in one durable transaction: each anchor at or
+    /// above the import cursor counts one batch of its strategy in the minute it was obtained,
+    /// unless that strategy's batch for the same checkpoint is already counted (the hybrid
+    /// strategy stores an RFC 3161 and a Polygon anchor for one batch, maybe in different
+    /// rounds). Anchors below the cursor (a re-listed journal) change nothing. Returns the
+    /// batches counted.
+    pub fn import_anchors(&self, anchors: &[AnchorSeen]) -> Result<u64, KpiError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Immediate);
+        let mut counted = 0;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let get = |m: &redb::Table<&str, u64>, k| -> Result<u64, KpiError> {
+                Ok(m.get(k).map_err(db_err)?.map_or(0, |g| g.value()))
+            };
+            let mut next_id = get(&meta, META_ANCHOR_NEXT_ID)?;
+            let mut min_size = get(&meta, META_ANCHOR_MIN_SIZE)?;
+            let mut seen = txn.open_table(ANCHOR_SEEN).map_err(db_err)?;
+            let mut batches = txn.open_table(ANCHORS).map_err(db_err)?;
+            for a in anchors {
+                if a.id < next_id {
+                    continue;
+                }
+                next_id = a.id + 1;
+                min_size = min_size.max(a.checkpoint_size);
+                let batch = (a.strategy.as_str(), a.checkpoint_size);
+                if seen.insert(batch, ()).map_err(db_err)?.is_some() {
+                    continue;
+                }
+                let key = (minute_of(a.created_at_unix_ms), a.strategy.as_str());
+                let old = batches.get(key).map_err(db_err)?.map_or(0, |g| g.value());
+                batches.insert(key, old + 1).map_err(db_err)?;
+                counted += 1;
+            }
+            meta.insert(META_ANCHOR_NEXT_ID, next_id).map_err(db_err)?;
+            meta.insert(META_ANCHOR_MIN_SIZE, min_size)
+                .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(counted)
+    }
+
+    /// One stored decision.
+    pub fn decision(&self, tenant: &str, pcs_id: &str) -> Result<Option<DecisionRow>, KpiError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(DECISIONS).map_err(db_err)?;
+        match t.get((tenant, pcs_id)).map_err(db_err)? {
+            Some(g) => Ok(Some(DecisionRow::decode(g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every tenant seen (sorted).
+    pub fn tenants(&self) -> Result<Vec<String>, KpiError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(TENANTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db_err)? {
+            let (k, _) = r.map_err(db_err)?;
+            out.push(k.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Sums of the tenant's buckets from `start_minute` on (later minutes included: a
+    /// decision stamped ahead of this clock counts in the current windows).
+    pub fn window(&self, tenant: &str, start_minute: u64) -> Result<WindowSums, KpiError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let mut sums = WindowSums::default();
+        let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+        for r in buckets
+            .range((tenant, start_minute)..=(tenant, u64::MAX))
+            .map_err(db_err)?
+        {
+            let (_, v) = r.map_err(db_err)?;
+            sums.bucket.merge(&Bucket::decode(v.value())?);
+        }
+        let totals = txn.open_table(MINUTE_TOTALS).map_err(db_err)?;
+        for r in totals.range(start_minute..).map_err(db_err)? {
+            let (_, v) = r.map_err(db_err)?;
+            sums.all_decisions += v.value();
+        }
+        let anchors = txn.open_table(ANCHORS).map_err(db_err)?;
+        let mut by_strategy: std::collections::BTreeMap<String, u64> = Default::default();
+        for r in anchors.range((start_minute, "")..).map_err(db_err)? {
+            let (k, v) = r.map_err(db_err)?;
+            *by_strategy.entry(k.value().1.to_owned()).or_default() += v.value();
+        }
+        sums.anchor_batches = by_strategy.into_iter().collect();
+        Ok(sums)
+    }
+
+    /// Decisions of `tenant` from `start_minute` on whose ordinal is above `logged`: those a
+    /// log holding the first `logged` decisions (in feed order) does not cover yet. Reads at
+    /// most `limit` ordinals (the newest decisions); `None` when more than that are above.
+    pub fn not_logged(
+        &self,
+        tenant: &str,
+        start_minute: u64,
+        logged: u64,
+        limit: u64,
+    ) -> Result<Option<u64>, KpiError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        let total = meta
+            .get(META_ORDINAL)
+            .map_err(db_err)?
+            .map_or(0, |g| g.value());
+        if total.saturating_sub(logged) > limit {
+            return Ok(None);
+        }
+        let ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
+        let mut n = 0;
+        for r in ordinals.range(logged.saturating_add(1)..).map_err(db_err)? {
+            let (_, v) = r.map_err(db_err)?;
+            let (m, t, _) = v.value();
+            if t == tenant && m >= start_minute {
+                n += 1;
+            }
+        }
+        Ok(Some(n))
+    }
+}
