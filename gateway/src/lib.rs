@@ -4,7 +4,9 @@
 //!
 //! `main.rs` parses config and calls [`serve`] with a bound listener; tests bind port 0.
 
+pub mod audit;
 pub mod grpc;
+mod kpi;
 pub mod ring;
 
 use std::collections::HashMap;
@@ -53,8 +55,18 @@ pub struct GatewayConfig {
     /// Plain text (HTTP/1.1 and h2c) when `None`.
     pub tls: Option<ServerTls>,
     /// TLS towards svc-verify: the CA to trust, optionally a client certificate (mTLS) and a
-    /// server name. Plain h2c when `None`.
+    /// server name. Plain h2c when `None`. svc-audit (`audit_upstream`) is reached the same way.
     pub upstream_tls: Option<UpstreamTls>,
+    /// svc-audit's gRPC address, for `/v1/audit/*`; without it those routes answer 503
+    /// `audit_unavailable`.
+    pub audit_upstream: Option<String>,
+    /// svc-kpi's REST base URL (`http://host:port`), for `POST /v1/feedback` and
+    /// `GET /v1/kpi/report`; without it those routes answer 503 `kpi_unavailable`.
+    pub kpi_upstream: Option<String>,
+    /// More registries exported on `/metrics` after the gateway's own (e.g. the in-process
+    /// services of `flk up`). A metric family already exported by an earlier registry is
+    /// skipped, so each family appears once.
+    pub extra_registries: Vec<Registry>,
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +80,9 @@ impl Default for GatewayConfig {
             limits: HashMap::new(),
             tls: None,
             upstream_tls: None,
+            audit_upstream: None,
+            kpi_upstream: None,
+            extra_registries: Vec::new(),
         }
     }
 }
@@ -86,6 +101,10 @@ pub struct Gateway {
     /// Built from `cfg.tls` once, so a bad certificate fails [`Gateway::new`], not `serve`.
     server_tls: Option<Arc<flk_proto::tls::ServerConfig>>,
     admission: HashMap<String, Admission>,
+    /// svc-audit, when configured.
+    audit: Option<flk_proto::AuditClient>,
+    /// svc-kpi, when configured.
+    kpi: Option<kpi::KpiUpstream>,
     registry: Registry,
     ingest: IntCounter,
     responses: IntCounterVec,
@@ -110,23 +129,28 @@ impl Gateway {
         cfg.upstreams = upstream_urls(&cfg.upstreams, client_tls.is_some())?;
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for u in &cfg.upstreams {
-            let mut endpoint = tonic::transport::Endpoint::from_shared(u.clone())
-                .map_err(|e| anyhow::anyhow!("invalid upstream {u:?}: {e}"))?
-                .connect_timeout(Duration::from_secs(2))
-                // No per-call timeout here: the tower stack's deadline covers unary calls
-                // (answering 504 `timeout`), and stream calls have none.
-                .tcp_nodelay(true);
-            if let Some(tls) = &client_tls {
-                endpoint = endpoint
-                    .tls_config(tls.clone())
-                    .map_err(|e| anyhow::anyhow!("upstream {u:?}: tls: {e}"))?;
-            }
             upstreams.push(Upstream {
                 name: u.clone(),
-                client: VerifyClient::new(endpoint.connect_lazy()),
+                client: VerifyClient::new(lazy_channel(u, client_tls.as_ref())?),
                 healthy: AtomicBool::new(true),
             });
         }
+        let audit = match &cfg.audit_upstream {
+            Some(u) => {
+                let url = upstream_urls(std::slice::from_ref(u), client_tls.is_some())?;
+                let channel = lazy_channel(&url[0], client_tls.as_ref())?;
+                Some(flk_proto::AuditClient::new(channel))
+            }
+            None => None,
+        };
+        let kpi = match &cfg.kpi_upstream {
+            Some(u) => Some(kpi::KpiUpstream::new(
+                u,
+                cfg.upstream_tls.as_ref(),
+                cfg.request_timeout,
+            )?),
+            None => None,
+        };
         let ring = Ring::new(&cfg.upstreams, DEFAULT_VNODES);
         let mut admission = HashMap::new();
         for (tenant, limits) in &cfg.limits {
@@ -164,11 +188,29 @@ impl Gateway {
             cfg,
             server_tls,
             admission,
+            audit,
+            kpi,
             registry,
             ingest,
             responses,
             refused,
         }))
+    }
+
+    /// The metric families of the gateway's registry, then of each extra registry, each
+    /// family name once (the first registry to export a name wins: e.g. svc-verify's own
+    /// `flk_ingest_total` is hidden behind the gateway's in `flk up`).
+    fn gather_metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for registry in std::iter::once(&self.registry).chain(&self.cfg.extra_registries) {
+            for family in registry.gather() {
+                if seen.insert(family.name().to_owned()) {
+                    out.push(family);
+                }
+            }
+        }
+        out
     }
 
     /// Admission control of `tenant` (token bucket, then daily quota).
@@ -230,6 +272,25 @@ impl Gateway {
         }
         Err(no_replica())
     }
+}
+
+/// A channel to `url`, connected on first use.
+fn lazy_channel(
+    url: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| anyhow::anyhow!("invalid upstream {url:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        // No per-call timeout here: the tower stack's deadline covers unary calls (answering
+        // 504 `timeout`), and stream calls have none.
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| anyhow::anyhow!("upstream {url:?}: tls: {e}"))?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 /// The upstream URLs to dial: with TLS every one is `https://` (an `http://` one is upgraded,
@@ -319,6 +380,11 @@ pub fn routes(gw: Arc<Gateway>) -> axum::Router {
         )
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/proof/{pcs_id}", get(audit::proof))
+        .route("/v1/audit/consistency", get(audit::consistency))
+        .route("/v1/feedback", post(kpi::feedback))
+        .route("/v1/kpi/report", get(kpi::report))
         // The submit handler enforces the body limit itself so its 413 carries the contract's
         // JSON error body; other routes take no body.
         .layer(DefaultBodyLimit::disable())
@@ -418,7 +484,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn tenant_of(headers: &HeaderMap) -> String {
+pub(crate) fn tenant_of(headers: &HeaderMap) -> String {
     headers
         .get("x-tenant-id")
         .and_then(|v| v.to_str().ok())
@@ -428,7 +494,7 @@ fn tenant_of(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -437,7 +503,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
     resp
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(crate) fn error_response(e: &ApiError) -> Response {
     let status =
         StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = json_response(status, e.json_body());
@@ -620,6 +686,6 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
     }
     use prometheus::Encoder;
     let mut out = Vec::new();
-    let _ = prometheus::TextEncoder::new().encode(&gw.registry.gather(), &mut out);
+    let _ = prometheus::TextEncoder::new().encode(&gw.gather_metrics(), &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

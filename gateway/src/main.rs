@@ -61,6 +61,14 @@ struct Args {
     /// Name to check svc-verify's certificate against, when not the upstream URL's host.
     #[arg(long, env = "FLK_GATEWAY_UPSTREAM_SERVER_NAME", value_name = "NAME")]
     upstream_server_name: Option<String>,
+    /// svc-audit's gRPC address (e.g. http://127.0.0.1:50061), for /v1/audit/*; without it
+    /// those routes answer 503. Reached with the same TLS settings as svc-verify.
+    #[arg(long, env = "FLK_GATEWAY_AUDIT_UPSTREAM", value_name = "URL")]
+    audit_upstream: Option<String>,
+    /// svc-kpi's REST base URL (e.g. http://127.0.0.1:50071), for POST /v1/feedback and
+    /// GET /v1/kpi/report; without it those routes answer 503.
+    #[arg(long, env = "FLK_GATEWAY_KPI_UPSTREAM", value_name = "URL")]
+    kpi_upstream: Option<String>,
 }
 
 impl Args {
@@ -140,11 +148,20 @@ async fn main() -> anyhow::Result<()> {
         limits,
         tls: tls.clone(),
         upstream_tls,
+        audit_upstream: args.audit_upstream.clone(),
+        kpi_upstream: args.kpi_upstream.clone(),
+        extra_registries: Vec::new(),
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("gateway listening on {scheme}://{}", listener.local_addr()?);
     println!("upstreams: {}", args.upstreams.join(", "));
+    if let Some(audit) = &args.audit_upstream {
+        println!("audit upstream: {audit}");
+    }
+    if let Some(kpi) = &args.kpi_upstream {
+        println!("kpi upstream: {kpi}");
+    }
     gateway::serve(listener, gw, async {
         let _ = tokio::signal::ctrl_c().await;
     })
