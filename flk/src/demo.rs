@@ -63,6 +63,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         listen: a.listen,
         tenants: None,
         hmac_key: Some(secret.clone()),
+        audit: None,
     })
     .await?;
     let url = format!("http://{}", stack.addr);

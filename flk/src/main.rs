@@ -2,8 +2,10 @@
 //! embedded storage; `flk submit` posts PCS JSON to a gateway; `flk keygen` makes keys;
 //! `flk bench` drives a server with a generated workload; `flk demo` does both in one go.
 
+mod audit;
 mod bench;
 mod demo;
+mod report;
 mod stack;
 
 use std::io::Read as _;
@@ -43,6 +45,10 @@ enum Command {
     /// Start the system in this process, feed it a mixed workload for a few seconds and show
     /// what happened.
     Demo(demo::DemoArgs),
+    /// Reports: `report kpi` renders svc-kpi's KPIs (JSON or HTML) from a URL or a data dir.
+    Report(report::ReportArgs),
+    /// The audit log: `audit verify` checks a stored log or a proof bundle offline.
+    Audit(audit::AuditArgs),
 }
 
 #[derive(clap::Args)]
@@ -59,6 +65,11 @@ struct UpArgs {
     /// Shortcut: give the `default` tenant this HMAC secret (digest mode).
     #[arg(long, conflicts_with = "tenants")]
     hmac_key: Option<String>,
+    /// svc-audit's config file (TOML, as for the svc-audit binary; e.g. its `[anchor]`
+    /// section to anchor checkpoints). Its `listen`, `data_dir` and `verify_url` are set by
+    /// `flk up`.
+    #[arg(long)]
+    audit_config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -100,20 +111,49 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(a) => bench::run(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Report(a) => report::run(a).await,
+        // Synchronous file and database reads: off the async runtime.
+        Command::Audit(a) => tokio::task::spawn_blocking(move || audit::run(a)).await?,
     }
 }
 
 async fn up(a: UpArgs) -> anyhow::Result<()> {
+    let audit = match &a.audit_config {
+        // Only the file: `flk up` reads no FLK_AUDIT_* variables.
+        Some(path) => Some(svc_audit::AuditConfig::load(Some(path), |_| None)?),
+        None => None,
+    };
     let stack = stack::Stack::start(&stack::StackConfig {
         data_dir: a.data_dir.clone(),
         listen: a.listen,
         tenants: a.tenants.clone(),
         hmac_key: a.hmac_key.clone(),
+        audit: audit.clone(),
     })
     .await?;
     let (addr, verify_addr) = (stack.addr, stack.verify_addr);
     println!("flk up: data dir {}", a.data_dir.display());
     println!("svc-verify (grpc) on http://{verify_addr}, embedded storage");
+    println!(
+        "svc-audit (grpc, REST /v1/audit/*) on http://{}, consuming svc-verify's outcome feed, log in {}",
+        stack.audit_addr,
+        stack.audit_dir.display()
+    );
+    println!("audit log verifier key: {}", stack.audit_verifier_key);
+    let anchor = audit.as_ref().map(|c| &c.anchor);
+    match anchor.map(|a| (a.strategy, a.interval_secs)) {
+        Some((strategy, every)) if strategy != svc_audit::anchoring::StrategySetting::None => {
+            println!(
+                "audit checkpoint anchoring: {} every {every} s",
+                strategy.name()
+            )
+        }
+        _ => println!("audit checkpoint anchoring: off (--audit-config with an [anchor] section)"),
+    }
+    println!(
+        "svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on http://{}, consuming the outcome feed",
+        stack.kpi_addr
+    );
     println!("tenants: {}", stack.tenants.join(", "));
     match (&a.tenants, &a.hmac_key, &stack.generated_secret) {
         (Some(t), _, _) => println!("keys: from {}", t.display()),
