@@ -61,6 +61,7 @@ fn record(seq: u64, n: usize) -> v1::FeedRecord {
         kind: v1::RecordKind::Decision as i32,
         request_pcs: None,
         verify_cpu_ns: 0,
+        signals: None,
     }
 }
 

@@ -160,6 +160,7 @@ mod tests {
             kind: v1::RecordKind::Decision as i32,
             request_pcs: None,
             verify_cpu_ns: 0,
+            signals: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Sustained apply rate of svc-kpi: synthetic outcome-feed records (JSON requests and
 //! outcomes as svc-verify publishes them, 7 tenants, mixed outcomes and regimes, measured
-//! verification times) applied through `Kpi::apply` in batches, one durable redb write
+//! verification times, the claimed signals svc-verify records) applied through `Kpi::apply`
+//! in batches, one durable redb write
 //! transaction (fsync) per batch: decision rows, ordinals, per-minute buckets, cursor. No
 //! network; the feed's decode cost is not included (tonic decodes before the applier).
 //!
@@ -10,6 +11,11 @@
 //! runs it once unoptimized, as a smoke test (its figure means nothing).
 
 use std::sync::Arc;
+
+// The allocator of the svc-kpi binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use flk_proto::v1;
@@ -61,6 +67,12 @@ fn record(seq: u64, n: usize, at_ms: i64) -> v1::FeedRecord {
         kind: v1::RecordKind::Decision as i32,
         request_pcs: None,
         verify_cpu_ns: 20_000 + (n as u64 % 50) * 1_000,
+        // As svc-verify records them (the same values as the JSON).
+        signals: Some(v1::ClaimedSignals {
+            d_hat: 1.646363045,
+            coh_star: 0.731221,
+            r: 0.504138283,
+        }),
     }
 }
 

@@ -135,8 +135,8 @@ impl Kpi {
         self.metrics.count(Event::Decision, r.decisions);
         self.metrics.count(Event::Redelivered, r.redelivered);
         self.metrics.count(Event::Skipped, r.skipped);
-        for (tenant, s) in &r.signals {
-            self.metrics.observe(tenant, s);
+        for (index, s) in &r.signals {
+            self.metrics.observe(&records[*index].tenant_id, s);
         }
         self.metrics.applied_up_to(r.cursor);
         if r.decisions > 0 {

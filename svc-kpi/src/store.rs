@@ -5,9 +5,9 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `decisions` | `(tenant_id, pcs_id)` | [`DecisionRow`] (outcome, regime, decision time, cost inputs, current verdict, ordinal) |
+//! | `decisions` | [`decision_key`]`(tenant_id, pcs_id)` | [`DecisionRow`] (outcome, regime, decision time, cost inputs, current verdict, ordinal) |
 //! | `buckets` | `(tenant_id, minute)` | [`Bucket`]: the tenant's counters and histograms of that minute (by decision time) |
-//! | `ordinals` | ordinal | `(minute, tenant_id, pcs_id)`: decisions in the order received, for retention and audit coverage |
+//! | `ordinals` | ordinal | `(minute, decision key)`: decisions in the order received, for retention and audit coverage |
 //! | `minute_totals` | minute | decisions of every tenant in that minute (to share anchoring costs) |
 //! | `anchors` | `(minute, strategy)` | anchor batches published |
 //! | `anchor_seen` | `(strategy, checkpoint_size)` | `()`: checkpoints whose anchoring batch is counted (a hybrid batch brings two anchors) |
@@ -29,7 +29,7 @@
 //! Each apply removes decisions (oldest received first) and buckets older than
 //! `retention_days` (at least 7, so the 7d window is always whole).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use flk_proto::v1;
@@ -42,9 +42,11 @@ use crate::model::{Bucket, DecisionRow, Outcome, Regime, Signals, Verdict, minut
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "kpi.redb";
 
-const DECISIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("decisions");
+// Byte keys, not `(&str, &str)`: redb validates UTF-8 on every comparison of a `&str` key,
+// which was the largest single cost of applying a batch (perf, docs/BENCHMARKS.md).
+const DECISIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decisions");
 const BUCKETS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("buckets");
-const ORDINALS: TableDefinition<u64, (u64, &str, &str)> = TableDefinition::new("ordinals");
+const ORDINALS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("ordinals");
 const MINUTE_TOTALS: TableDefinition<u64, u64> = TableDefinition::new("minute_totals");
 const ANCHORS: TableDefinition<(u64, &str), u64> = TableDefinition::new("anchors");
 const ANCHOR_SEEN: TableDefinition<(&str, u64), ()> = TableDefinition::new("anchor_seen");
@@ -93,8 +95,9 @@ pub struct ApplyReport {
     pub skipped: u64,
     /// The cursor after the batch.
     pub cursor: u64,
-    /// Signals of the new decisions, by tenant (for the live histograms).
-    pub signals: Vec<(String, Signals)>,
+    /// Signals of the new decisions, by the index of their record in the batch (for the live
+    /// histograms).
+    pub signals: Vec<(usize, Signals)>,
 }
 
 /// What a verdict did.
@@ -133,8 +136,52 @@ fn db_err(e: impl std::fmt::Display) -> KpiError {
     KpiError::Store(e.to_string())
 }
 
-/// The signals a decision's request claims: from its JSON, else from the structured PCS.
+/// The key of a decision in the `decisions` table: the tenant id's length (u32, big endian),
+/// the tenant id, then the pcs_id: `1` and its 32 bytes when it is 64 lowercase hex digits
+/// (as svc-verify's strict parser requires; half the size, so more rows per page), else `0`
+/// and its text. No two `(tenant_id, pcs_id)` pairs share a key.
+pub fn decision_key(tenant: &str, pcs_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + tenant.len() + pcs_id.len());
+    decision_key_into(&mut k, tenant, pcs_id);
+    k
+}
+
+/// [`decision_key`] into a reused buffer (cleared first).
+fn decision_key_into(k: &mut Vec<u8>, tenant: &str, pcs_id: &str) {
+    k.clear();
+    // Feed records are at most a few MiB, so the length fits.
+    k.extend_from_slice(&(tenant.len() as u32).to_be_bytes());
+    k.extend_from_slice(tenant.as_bytes());
+    let mut raw = [0u8; 32];
+    let is_lower_hex = pcs_id
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if pcs_id.len() == 64 && is_lower_hex && hex::decode_to_slice(pcs_id, &mut raw).is_ok() {
+        k.push(1);
+        k.extend_from_slice(&raw);
+    } else {
+        k.push(0);
+        k.extend_from_slice(pcs_id.as_bytes());
+    }
+}
+
+/// The tenant id of a [`decision_key`].
+fn tenant_of_key(key: &[u8]) -> Option<&str> {
+    let len = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
+    std::str::from_utf8(key.get(4..4 + len)?).ok()
+}
+
+/// The signals a decision's request claims: as svc-verify recorded them, else from the
+/// request's JSON (records written before svc-verify recorded them), else from the
+/// structured PCS.
 fn signals_of(rec: &v1::FeedRecord) -> Option<Signals> {
+    if let Some(s) = &rec.signals {
+        return Some(Signals {
+            d_hat: s.d_hat,
+            coh_star: s.coh_star,
+            r: s.r,
+        });
+    }
     if !rec.request_json.is_empty() {
         return serde_json::from_slice::<Signals>(&rec.request_json).ok();
     }
@@ -212,9 +259,12 @@ impl Store {
                 .get(META_ORDINAL)
                 .map_err(db_err)?
                 .map_or(0, |g| g.value());
-            let mut deltas: HashMap<(String, u64), Bucket> = HashMap::new();
-            let mut totals: HashMap<u64, u64> = HashMap::new();
-            for rec in records {
+            // Ordered maps: a batch touches a few (tenant, minute) buckets, and comparing
+            // them costs less than SipHash-ing every record's key.
+            let mut deltas: BTreeMap<(&str, u64), Bucket> = BTreeMap::new();
+            let mut totals: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut key = Vec::with_capacity(128);
+            for (index, rec) in records.iter().enumerate() {
                 if rec.seq != 0 && rec.seq <= cursor {
                     report.redelivered += 1;
                     continue;
@@ -229,11 +279,7 @@ impl Store {
                     report.skipped += 1;
                     continue;
                 };
-                let key = (rec.tenant_id.as_str(), rec.pcs_id.as_str());
-                if decisions.get(key).map_err(db_err)?.is_some() {
-                    report.redelivered += 1;
-                    continue;
-                }
+                decision_key_into(&mut key, &rec.tenant_id, &rec.pcs_id);
                 ordinal += 1;
                 let regime = Regime::parse(rec.outcome.as_ref().map_or("", |o| o.regime.as_str()));
                 let row = DecisionRow {
@@ -249,20 +295,32 @@ impl Store {
                     ordinal,
                 };
                 let minute = minute_of(rec.decided_at_unix_ms);
-                decisions
-                    .insert(key, row.encode().as_slice())
-                    .map_err(db_err)?;
+                // Insert first and look at what it replaced (one tree walk instead of a get and
+                // an insert): a stored row means a redelivery the cursor did not catch, so
+                // the stored row is put back and nothing is counted.
+                let replaced = decisions
+                    .insert(key.as_slice(), row.encode().as_slice())
+                    .map_err(db_err)?
+                    .map(|old| old.value().to_vec());
+                if let Some(old) = replaced {
+                    decisions
+                        .insert(key.as_slice(), old.as_slice())
+                        .map_err(db_err)?;
+                    ordinal -= 1;
+                    report.redelivered += 1;
+                    continue;
+                }
                 ordinals
-                    .insert(ordinal, (minute, key.0, key.1))
+                    .insert(ordinal, (minute, key.as_slice()))
                     .map_err(db_err)?;
                 let signals = signals_of(rec);
                 deltas
-                    .entry((rec.tenant_id.clone(), minute))
+                    .entry((rec.tenant_id.as_str(), minute))
                     .or_default()
                     .add_decision(&row, signals.as_ref());
                 *totals.entry(minute).or_default() += 1;
                 if let Some(s) = signals {
-                    report.signals.push((rec.tenant_id.clone(), s));
+                    report.signals.push((index, s));
                 }
                 report.decisions += 1;
             }
@@ -270,17 +328,17 @@ impl Store {
             let mut tenants = txn.open_table(TENANTS).map_err(db_err)?;
             let mut known: Vec<&str> = Vec::new();
             for ((tenant, minute), delta) in &deltas {
-                let mut b = match buckets.get((tenant.as_str(), *minute)).map_err(db_err)? {
+                let mut b = match buckets.get((*tenant, *minute)).map_err(db_err)? {
                     Some(g) => Bucket::decode(g.value())?,
                     None => Bucket::default(),
                 };
                 b.merge(delta);
                 buckets
-                    .insert((tenant.as_str(), *minute), b.encode().as_slice())
+                    .insert((*tenant, *minute), b.encode().as_slice())
                     .map_err(db_err)?;
-                if !known.contains(&tenant.as_str()) {
+                if !known.contains(tenant) {
                     known.push(tenant);
-                    tenants.insert(tenant.as_str(), ()).map_err(db_err)?;
+                    tenants.insert(*tenant, ()).map_err(db_err)?;
                 }
             }
             let mut minute_totals = txn.open_table(MINUTE_TOTALS).map_err(db_err)?;
@@ -301,8 +359,8 @@ impl Store {
             while purged < PURGE_PER_APPLY {
                 let first = match ordinals.first().map_err(db_err)? {
                     Some((k, v)) => {
-                        let (m, t, p) = v.value();
-                        (k.value(), m, t.to_owned(), p.to_owned())
+                        let (m, key) = v.value();
+                        (k.value(), m, key.to_vec())
                     }
                     None => break,
                 };
@@ -310,9 +368,7 @@ impl Store {
                     break;
                 }
                 ordinals.remove(first.0).map_err(db_err)?;
-                decisions
-                    .remove((first.2.as_str(), first.3.as_str()))
-                    .map_err(db_err)?;
+                decisions.remove(first.2.as_slice()).map_err(db_err)?;
                 purged += 1;
             }
             let purged_before = meta
@@ -355,7 +411,8 @@ impl Store {
         txn.set_durability(Durability::Immediate);
         let report = {
             let mut decisions = txn.open_table(DECISIONS).map_err(db_err)?;
-            let mut row = match decisions.get((tenant, pcs_id)).map_err(db_err)? {
+            let key = decision_key(tenant, pcs_id);
+            let mut row = match decisions.get(key.as_slice()).map_err(db_err)? {
                 Some(g) => DecisionRow::decode(g.value())?,
                 None => {
                     return Err(KpiError::UnknownDecision {
@@ -384,7 +441,7 @@ impl Store {
                     .map_err(db_err)?;
                 row.verdict = Some(verdict);
                 decisions
-                    .insert((tenant, pcs_id), row.encode().as_slice())
+                    .insert(key.as_slice(), row.encode().as_slice())
                     .map_err(db_err)?;
             }
             FeedbackReport {
@@ -470,7 +527,10 @@ impl Store {
     pub fn decision(&self, tenant: &str, pcs_id: &str) -> Result<Option<DecisionRow>, KpiError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(DECISIONS).map_err(db_err)?;
-        match t.get((tenant, pcs_id)).map_err(db_err)? {
+        match t
+            .get(decision_key(tenant, pcs_id).as_slice())
+            .map_err(db_err)?
+        {
             Some(g) => Ok(Some(DecisionRow::decode(g.value())?)),
             None => Ok(None),
         }
@@ -539,11 +599,40 @@ impl Store {
         let mut n = 0;
         for r in ordinals.range(logged.saturating_add(1)..).map_err(db_err)? {
             let (_, v) = r.map_err(db_err)?;
-            let (m, t, _) = v.value();
-            if t == tenant && m >= start_minute {
+            let (m, key) = v.value();
+            if m >= start_minute && tenant_of_key(key) == Some(tenant) {
                 n += 1;
             }
         }
         Ok(Some(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_keys_are_distinct_and_name_their_tenant() {
+        let hex = "ab".repeat(32);
+        let upper = "AB".repeat(32);
+        let keys = [
+            decision_key("a", &format!("b{}", &hex[1..])),
+            decision_key("ab", &hex[1..]),
+            decision_key("t", &hex),
+            decision_key("t", &upper),
+            decision_key("t", "not-hex"),
+            decision_key("", &hex),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Hex ids take 32 bytes; others keep their text.
+        assert_eq!(decision_key("t", &hex).len(), 4 + 1 + 1 + 32);
+        assert_eq!(tenant_of_key(&decision_key("acme", &hex)), Some("acme"));
+        assert_eq!(tenant_of_key(&decision_key("", "x")), Some(""));
+        assert_eq!(tenant_of_key(&[0, 0]), None);
     }
 }

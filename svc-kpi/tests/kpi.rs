@@ -503,3 +503,24 @@ fn imported_anchors_count_one_batch_per_checkpoint_and_strategy_once() {
     // Prices: rfc3161 at the test table's 0.5, the others at the optimizer's defaults.
     assert_close(r.cost_breakdown_usd.anchoring, 0.5 + 0.02 + 0.01);
 }
+
+#[test]
+fn signals_recorded_by_svc_verify_take_precedence_over_the_request_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let kpi = open(dir.path(), &clock);
+    let mut rec = decision(1, "acme", 1, Accepted, T0 - MINUTE, 1_000_000);
+    // The JSON says D_hat = 1.6; svc-verify recorded 1.1.
+    rec.signals = Some(flk_proto::v1::ClaimedSignals {
+        d_hat: 1.1,
+        coh_star: 0.73,
+        r: 0.52,
+    });
+    let legacy = decision(2, "acme", 2, Accepted, T0 - MINUTE, 1_000_000);
+    kpi.apply(&[rec, legacy]).unwrap();
+    let r = kpi.report("acme", Window::Hour).unwrap();
+    let d = &r.signals["D_hat"];
+    assert_eq!(d.counts.iter().sum::<u64>(), 2);
+    assert_eq!(d.counts[7], 1, "the legacy record's 1.6 is in [1.5, 1.75)");
+    assert_eq!(d.counts[5], 1, "the recorded 1.1 is in [1.0, 1.25)");
+}

@@ -308,6 +308,11 @@ impl Engine {
             v1::RecordKind::Decision,
         );
         feed.verify_cpu_ns = u64::try_from(verify_cpu.as_nanos()).unwrap_or(u64::MAX);
+        feed.signals = Some(v1::ClaimedSignals {
+            d_hat: pcs.d_hat,
+            coh_star: pcs.coh_star,
+            r: pcs.r,
+        });
         let seq = self
             .log
             .append(Bytes::from(feed.encode_to_vec()))
@@ -738,6 +743,7 @@ fn feed_record(
         kind: kind as i32,
         request_pcs,
         verify_cpu_ns: 0,
+        signals: None,
     }
 }
 

@@ -65,6 +65,8 @@ pub fn decision(
         kind: v1::RecordKind::Decision as i32,
         request_pcs: None,
         verify_cpu_ns: cpu_ns,
+        // Older records carry no signals: they come from the JSON above.
+        signals: None,
     }
 }
 
