@@ -14,7 +14,6 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-
 use flk_core::{canonicalize, compute_pcs_id, parse_pcs};
 use flk_proto::v1;
 use flk_tlog::{LogSigner, SyncMode};
