@@ -1,61 +1,85 @@
-//! [`EmbeddedStore`]: the dedup index in one redb file (for `flk up`, tests, single node).
+//! [`EmbeddedStore`]: the dedup index in one fjall keyspace (for `flk up`, tests, single node).
+//!
+//! # Why an LSM tree
+//!
+//! The index takes one insert per fresh decision at a uniformly random key (`pcs_id` is a
+//! hash). A copy-on-write B-tree (redb, which this store used first) rewrites a whole leaf
+//! page per such insert once the tree outgrows a transaction's worth of pages, and sustained
+//! about 12,000 inserts/s on this project's 2-core machine at a million entries; fjall's LSM
+//! tree appends the batch to its journal and sorts it into immutable segments in the
+//! background (about 30,000 inserts/s, set-if-absent read included, in the same test; see
+//! `docs/BENCHMARKS.md`). Point reads of absent keys, the common case, stop at each segment's
+//! bloom filter.
 //!
 //! # Layout
 //!
-//! One file, `<dir>/dedup.redb` ([`FILE_NAME`]), two tables:
+//! One keyspace directory, `<dir>/dedup.fjall` ([`DIR_NAME`]), with an exclusive lock file
+//! `<dir>/dedup.lock`, and two partitions:
 //!
-//! - `dedup_entries`: `(tenant_id: &str, pcs_id: &str)` -> record bytes, format 1:
-//!   `0x01 | expires_at: u64 BE (ms since the Unix epoch) | seq: u64 BE | digest: 32 bytes |
-//!   outcome: rest`. The expiry travels with the entry, so one read decides liveness.
-//! - `dedup_expiry`: `(expires_at_ms: u64, tenant_id, pcs_id)` -> `()`, the index that
-//!   [`DedupStore::purge_expired`] walks in expiry order. Both tables change in the same
-//!   transaction, so they always agree.
+//! - `entries`: key `pcs_id as 32 raw bytes | tenant_id bytes` (a pcs_id is always 64
+//!   lowercase hex characters, so the split is unambiguous and keys differ in their first
+//!   byte) -> record bytes, format 1: `0x01 | expires_at: u64 BE (ms since the Unix epoch) |
+//!   seq: u64 BE | digest: 32 bytes | outcome: rest`. The expiry travels with the entry, so one
+//!   read decides liveness.
+//! - `expiry`: key `expires_at: u64 BE | entry key` -> empty, the index that
+//!   [`DedupStore::purge_expired`] walks in expiry order. Both partitions change in the same
+//!   atomic write batch, so they always agree.
 //!
 //! An entry is live while `now < expires_at` (`now` from the injectable [`Clock`]).
 //!
 //! # Writes: one writer thread, group commit
 //!
-//! redb serializes write transactions, so a put's read-then-insert inside one write
-//! transaction is atomic. A dedicated writer thread takes every queued request (up to
-//! [`EmbeddedOptions::max_batch`]), applies them in order inside one write transaction,
-//! commits once with `Durability::Immediate` (fsync) and only then answers each caller: the
-//! fsync is shared by every put that arrived while the previous commit was running. With
-//! [`EmbeddedOptions::deferred_sync`] the commits skip the fsync (`Durability::None`) and
-//! [`DedupStore::sync`] makes everything committed so far durable. Requests
-//! for the same key in one batch see each other (the first wins). If the commit fails, every
-//! request of the batch gets the error and nothing of it is visible.
+//! A dedicated writer thread takes every queued request (up to [`EmbeddedOptions::max_batch`]),
+//! applies them in order into one atomic write batch, commits it, fsyncs the journal
+//! (`PersistMode::SyncAll`) and only then answers each caller: the fsync is shared by every
+//! put that arrived while the previous one was running. With
+//! [`EmbeddedOptions::deferred_sync`] the commits only hand the journal to the operating
+//! system (a killed process loses nothing; a power cut may lose the tail) and
+//! [`DedupStore::sync`] makes everything committed so far durable. Since only this thread
+//! writes, a put's read-then-insert is atomic; requests for the same key in one batch see each
+//! other through the batch's own map (the first wins). A purge starts a new write batch, so its
+//! scan sees every earlier put. If a commit fails, every request it carried
+//! gets the error and nothing of it is visible.
 //!
-//! Point reads run inline on the caller's thread, each in its own MVCC read transaction: they
-//! never wait for the writer, and a lookup served from redb's page cache takes a few
-//! microseconds, less than a hop to tokio's blocking pool (which is where the slower
-//! `check_ready` and scans go).
+//! Point reads run inline on the caller's thread: they never wait for the writer, and a lookup
+//! answered by a bloom filter or the block cache takes a few microseconds, less than a hop to
+//! tokio's blocking pool.
 //!
 //! # Failure
 //!
-//! An I/O error is [`DedupError::Unavailable`]; redb then refuses further writes until the
-//! store is reopened (a process restart). A record that does not decode is
-//! [`DedupError::Corrupt`] (for that key only; other keys keep working).
+//! An I/O error is [`DedupError::Unavailable`]; after a failed journal fsync fjall refuses
+//! further writes until the store is reopened (a process restart). Data that does not decode
+//! (a record, a segment block, the journal at open) is [`DedupError::Corrupt`] (a bad record
+//! fails that key only; other keys keep working).
 
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock, millis_since_epoch};
 use crate::key::validate_put;
 use crate::{DedupEntry, DedupError, DedupKey, DedupStore, PutOutcome, codec};
 
-/// The database file inside the data directory.
-pub const FILE_NAME: &str = "dedup.redb";
+/// The keyspace directory inside the store's directory.
+pub const DIR_NAME: &str = "dedup.fjall";
+/// The lock file that keeps a second process (or store) off the keyspace.
+pub const LOCK_FILE: &str = "dedup.lock";
+/// The partition of entries.
+pub const ENTRIES: &str = "entries";
+/// The partition ordering entries by expiry.
+pub const EXPIRY: &str = "expiry";
 const BACKEND: &str = "embedded";
-const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dedup_entries");
-const EXPIRY: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("dedup_expiry");
-/// Default upper bound on requests per write transaction.
+/// Default upper bound on requests per write batch.
 const DEFAULT_MAX_BATCH: usize = 4096;
+/// Block cache shared by both partitions.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How to open an [`EmbeddedStore`].
 #[derive(Clone)]
@@ -77,10 +101,10 @@ impl EmbeddedOptions {
         }
     }
 
-    /// Commit puts without fsync (`Durability::None`); they become durable at the next
-    /// [`DedupStore::sync`] (or any later durable commit), and a crash before it loses them.
-    /// Only for an owner that can rebuild them, as svc-verify does from its outcome log below
-    /// a watermark it persists after `sync`. Default: every commit is durable.
+    /// Commit puts without fsync; they become durable at the next [`DedupStore::sync`] (or
+    /// any later durable commit), and a power cut before it may lose them. Only for an owner
+    /// that can rebuild them, as svc-verify does from its outcome log above a watermark it
+    /// persists after `sync`. Default: every commit is durable.
     pub fn deferred_sync(mut self, deferred: bool) -> Self {
         self.deferred_sync = deferred;
         self
@@ -92,7 +116,7 @@ impl EmbeddedOptions {
         self
     }
 
-    /// Most requests applied in one write transaction (one fsync); at least 1.
+    /// Most requests applied in one write batch (one fsync); at least 1.
     pub fn max_batch(mut self, max_batch: usize) -> Self {
         self.max_batch = max_batch.max(1);
         self
@@ -109,18 +133,28 @@ impl std::fmt::Debug for EmbeddedOptions {
     }
 }
 
-/// The redb-backed dedup index. Cheap to clone (clones share one database and writer).
+/// The fjall-backed dedup index. Cheap to clone (clones share one keyspace and writer).
 #[derive(Clone, Debug)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
 }
 
+/// The open keyspace and its partitions.
+#[derive(Clone)]
+struct Db {
+    keyspace: Keyspace,
+    entries: PartitionHandle,
+    expiry: PartitionHandle,
+}
+
 struct Inner {
     path: PathBuf,
-    db: Arc<Database>,
+    db: Option<Db>,
     clock: Arc<dyn Clock>,
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
+    // Released (closed) last, after the keyspace has stopped its background threads.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Inner {
@@ -133,14 +167,16 @@ impl std::fmt::Debug for Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel ends the writer after its current batch; joining it releases
-        // the database file so the directory can be reopened at once.
+        // Closing the channel ends the writer after its current batch; joining it and then
+        // dropping the keyspace (which stops its flush and compaction threads) releases the
+        // directory, so it can be reopened at once.
         drop(self.requests.take());
         if let Some(writer) = self.writer.take() {
             if writer.join().is_err() {
                 tracing::error!(path = %self.path.display(), "dedup writer thread panicked");
             }
         }
+        drop(self.db.take());
     }
 }
 
@@ -159,7 +195,7 @@ enum Op {
     Purge {
         limit: usize,
     },
-    /// Makes every earlier commit durable (its batch commits with fsync).
+    /// Makes every earlier commit durable (its batch fsyncs the journal).
     Sync,
 }
 
@@ -169,7 +205,7 @@ enum Reply {
     Sync(oneshot::Sender<Result<(), DedupError>>),
 }
 
-/// What an op did inside a transaction that then committed.
+/// What an op did inside a write batch that then committed.
 enum Answer {
     /// A corrupt existing record fails only its own put, not the batch.
     Put(Result<PutOutcome, DedupError>),
@@ -198,6 +234,31 @@ fn mismatch() -> DedupError {
     DedupError::backend_failure(BACKEND, "internal error: answer does not match its request")
 }
 
+/// The `entries` key of `key`: the pcs_id's 32 bytes, then the tenant id.
+pub fn entry_key(key: &DedupKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + key.tenant_id.len());
+    let hex = key.pcs_id.as_bytes();
+    // `DedupKey::validate` has checked 64 lowercase hex digits; anything else maps to 0.
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => 0,
+    };
+    out.extend(
+        hex.chunks_exact(2)
+            .map(|p| nibble(p[0]) << 4 | nibble(p[1])),
+    );
+    out.extend_from_slice(key.tenant_id.as_bytes());
+    out
+}
+
+fn expiry_key(expires_at_ms: u64, entry_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + entry_key.len());
+    out.extend_from_slice(&expires_at_ms.to_be_bytes());
+    out.extend_from_slice(entry_key);
+    out
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir` with default options. Blocking: call it at
     /// startup or inside `spawn_blocking`.
@@ -213,22 +274,51 @@ impl EmbeddedStore {
                 format!("cannot create {}: {e}", options.dir.display()),
             )
         })?;
-        let path = options.dir.join(FILE_NAME);
-        let db = Database::create(&path)
-            .map_err(|e| redb_error(e, &format!("opening {}", path.display())))?;
-        let txn = db
-            .begin_write()
-            .map_err(|e| redb_error(e, "creating tables"))?;
-        txn.open_table(ENTRIES)
-            .map_err(|e| redb_error(e, "creating tables"))?;
-        txn.open_table(EXPIRY)
-            .map_err(|e| redb_error(e, "creating tables"))?;
-        txn.commit().map_err(|e| redb_error(e, "creating tables"))?;
+        // fjall does not lock its directory; two writers would corrupt it.
+        let lock_path = options.dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                DedupError::unavailable(
+                    BACKEND,
+                    format!("cannot open {}: {e}", lock_path.display()),
+                )
+            })?;
+        if let Err(e) =
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            let message = if e == rustix::io::Errno::WOULDBLOCK {
+                format!(
+                    "{} is already open in another store or process",
+                    options.dir.display()
+                )
+            } else {
+                format!("cannot lock {}: {e}", lock_path.display())
+            };
+            return Err(DedupError::unavailable(BACKEND, message));
+        }
+        let path = options.dir.join(DIR_NAME);
+        let keyspace = fjall::Config::new(&path)
+            .cache_size(CACHE_BYTES)
+            .open()
+            .map_err(|e| fjall_error(e, &format!("opening {}", path.display())))?;
+        let partition = |name| {
+            keyspace
+                .open_partition(name, PartitionCreateOptions::default())
+                .map_err(|e| fjall_error(e, &format!("opening partition {name}")))
+        };
+        let db = Db {
+            entries: partition(ENTRIES)?,
+            expiry: partition(EXPIRY)?,
+            keyspace: keyspace.clone(),
+        };
 
-        let db = Arc::new(db);
         let (requests, queue) = mpsc::channel();
         let writer = Writer {
-            db: Arc::clone(&db),
+            db: db.clone(),
             clock: Arc::clone(&options.clock),
             max_batch: options.max_batch,
             deferred_sync: options.deferred_sync,
@@ -242,17 +332,25 @@ impl EmbeddedStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
-                db,
+                db: Some(db),
                 clock: options.clock,
                 requests: Some(requests),
                 writer: Some(writer),
+                _lock: lock,
             }),
         })
     }
 
-    /// The database file.
+    /// The keyspace directory.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    fn db(&self) -> Result<&Db, DedupError> {
+        self.inner
+            .db
+            .as_ref()
+            .ok_or_else(|| DedupError::unavailable(BACKEND, "the store is closed"))
     }
 
     fn send(&self, request: Request) -> Result<(), DedupError> {
@@ -265,16 +363,19 @@ impl EmbeddedStore {
             .map_err(|_| gone())
     }
 
-    async fn read<T, F>(&self, what: &'static str, f: F) -> Result<T, DedupError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database, u64) -> Result<T, DedupError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.inner.db);
-        let now_ms = millis_since_epoch(self.inner.clock.now());
-        tokio::task::spawn_blocking(move || f(&db, now_ms))
+    async fn ask<T>(
+        &self,
+        op: Op,
+        reply: impl FnOnce(oneshot::Sender<Result<T, DedupError>>) -> Reply,
+    ) -> Result<T, DedupError> {
+        let (tx, answer) = oneshot::channel();
+        self.send(Request {
+            op,
+            reply: reply(tx),
+        })?;
+        answer
             .await
-            .map_err(|e| DedupError::backend_failure(BACKEND, format!("{what} task failed: {e}")))?
+            .map_err(|_| DedupError::unavailable(BACKEND, "the writer thread has stopped"))?
     }
 }
 
@@ -283,17 +384,16 @@ impl DedupStore for EmbeddedStore {
     async fn get(&self, key: &DedupKey) -> Result<Option<DedupEntry>, DedupError> {
         key.validate()?;
         let now_ms = millis_since_epoch(self.inner.clock.now());
-        let db = &self.inner.db;
-        let txn = db.begin_read().map_err(|e| redb_error(e, "get"))?;
-        let table = txn.open_table(ENTRIES).map_err(|e| redb_error(e, "get"))?;
-        let Some(value) = table
-            .get((key.tenant_id.as_str(), key.pcs_id.as_str()))
-            .map_err(|e| redb_error(e, "get"))?
+        let Some(value) = self
+            .db()?
+            .entries
+            .get(entry_key(key))
+            .map_err(|e| fjall_error(e, "get"))?
         else {
             return Ok(None);
         };
         let (expires_at_ms, entry) =
-            codec::decode_record(value.value()).map_err(|m| corrupt_record(key, &m))?;
+            codec::decode_record(&value).map_err(|m| corrupt_record(key, &m))?;
         Ok((now_ms < expires_at_ms).then_some(entry))
     }
 
@@ -304,28 +404,24 @@ impl DedupStore for EmbeddedStore {
         ttl: Duration,
     ) -> Result<PutOutcome, DedupError> {
         let ttl_ms = validate_put(key, entry, ttl)?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Request {
-            op: Op::Put {
-                key: key.clone(),
-                entry: entry.clone(),
-                ttl_ms,
-            },
-            reply: Reply::Put(reply),
-        })?;
-        answer
-            .await
-            .map_err(|_| DedupError::unavailable(BACKEND, "the writer thread has stopped"))?
+        let op = Op::Put {
+            key: key.clone(),
+            entry: entry.clone(),
+            ttl_ms,
+        };
+        self.ask(op, Reply::Put).await
     }
 
     async fn check_ready(&self) -> Result<(), DedupError> {
-        self.read("ready check", |db, _| {
-            let txn = db.begin_read().map_err(|e| redb_error(e, "ready check"))?;
-            txn.open_table(ENTRIES)
-                .map_err(|e| redb_error(e, "ready check"))?;
-            Ok(())
+        let db = self.db()?.clone();
+        // A read that may touch the disk: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            db.entries
+                .first_key_value()
+                .map_err(|e| fjall_error(e, "ready check"))
         })
-        .await?;
+        .await
+        .map_err(|e| DedupError::backend_failure(BACKEND, format!("ready check failed: {e}")))??;
         if self
             .inner
             .writer
@@ -341,46 +437,38 @@ impl DedupStore for EmbeddedStore {
     }
 
     async fn sync(&self) -> Result<(), DedupError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request {
-            op: Op::Sync,
-            reply: Reply::Sync(reply),
-        })?;
-        answer
-            .await
-            .map_err(|_| DedupError::unavailable(BACKEND, "the writer thread has stopped"))?
+        self.ask(Op::Sync, Reply::Sync).await
     }
 
     async fn purge_expired(&self, limit: usize) -> Result<usize, DedupError> {
         if limit == 0 {
             return Ok(0);
         }
-        let (reply, answer) = oneshot::channel();
-        self.send(Request {
-            op: Op::Purge { limit },
-            reply: Reply::Purge(reply),
-        })?;
-        answer
-            .await
-            .map_err(|_| DedupError::unavailable(BACKEND, "the writer thread has stopped"))?
+        self.ask(Op::Purge { limit }, Reply::Purge).await
     }
 
     fn backend(&self) -> &'static str {
         BACKEND
     }
 
-    /// redb locks its file: one process writes it.
+    /// The lock file keeps the keyspace to one store in one process.
     fn single_writer(&self) -> bool {
         true
     }
 }
 
-/// The single writer: drains the queue into write transactions.
+/// The single writer: drains the queue into write batches.
 struct Writer {
-    db: Arc<Database>,
+    db: Db,
     clock: Arc<dyn Clock>,
     max_batch: usize,
     deferred_sync: bool,
+}
+
+/// What the current write batch has written, for requests later in the same batch.
+#[derive(Default)]
+struct Overlay {
+    records: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl Writer {
@@ -394,126 +482,123 @@ impl Writer {
                 }
             }
             let now_ms = millis_since_epoch(self.clock.now());
-            match self.apply(&batch, now_ms) {
-                Ok(answers) => {
-                    for (request, answer) in batch.into_iter().zip(answers) {
-                        request.reply.send(Ok(answer));
-                    }
+            let mut requests = batch.into_iter().peekable();
+            // A purge starts a new segment: it scans committed data only, so every earlier
+            // put must be committed before it.
+            while let Some(first) = requests.next() {
+                let mut segment = vec![first];
+                while let Some(request) = requests.next_if(|r| !matches!(r.op, Op::Purge { .. })) {
+                    segment.push(request);
                 }
-                Err(e) => {
-                    for request in batch {
-                        request.reply.send(Err(e.clone()));
+                match self.apply(&segment, now_ms) {
+                    Ok(answers) => {
+                        for (request, answer) in segment.into_iter().zip(answers) {
+                            request.reply.send(Ok(answer));
+                        }
+                    }
+                    Err(e) => {
+                        for request in segment {
+                            request.reply.send(Err(e.clone()));
+                        }
+                        for request in requests.by_ref() {
+                            request.reply.send(Err(e.clone()));
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Applies the batch in one write transaction and commits it (durably). On any storage
-    /// error the transaction is dropped, which aborts it: nothing of the batch is visible.
-    fn apply(&self, batch: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|e| redb_error(e, "begin write"))?;
-        let mut answers = Vec::with_capacity(batch.len());
-        {
-            let mut entries = txn
-                .open_table(ENTRIES)
-                .map_err(|e| redb_error(e, "open table"))?;
-            let mut expiry = txn
-                .open_table(EXPIRY)
-                .map_err(|e| redb_error(e, "open table"))?;
-            for request in batch {
-                answers.push(match &request.op {
-                    Op::Put { key, entry, ttl_ms } => {
-                        Answer::Put(put(&mut entries, &mut expiry, key, entry, *ttl_ms, now_ms)?)
-                    }
-                    Op::Purge { limit } => {
-                        Answer::Purged(purge(&mut entries, &mut expiry, *limit, now_ms)?)
-                    }
-                    Op::Sync => Answer::Synced,
-                });
-            }
+    /// Applies `segment` (at most one purge, as its first op) as one atomic write batch, commits
+    /// it and, unless deferred (and no sync asked), fsyncs the journal.
+    fn apply(&self, segment: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
+        let db = &self.db;
+        let mut batch = db.keyspace.batch();
+        let mut overlay = Overlay::default();
+        let mut answers = Vec::with_capacity(segment.len());
+        for request in segment {
+            answers.push(match &request.op {
+                Op::Put { key, entry, ttl_ms } => {
+                    Answer::Put(self.put(&mut batch, &mut overlay, key, entry, *ttl_ms, now_ms)?)
+                }
+                Op::Purge { limit } => Answer::Purged(self.purge(&mut batch, *limit, now_ms)?),
+                Op::Sync => Answer::Synced,
+            });
         }
-        let durable = !self.deferred_sync || batch.iter().any(|r| matches!(r.op, Op::Sync));
-        if !durable {
-            txn.set_durability(redb::Durability::None);
+        batch.commit().map_err(|e| fjall_error(e, "commit"))?;
+        // A Sync makes every commit so far durable: this segment's and all before it.
+        if !self.deferred_sync || segment.iter().any(|r| matches!(r.op, Op::Sync)) {
+            db.keyspace
+                .persist(PersistMode::SyncAll)
+                .map_err(|e| fjall_error(e, "journal fsync"))?;
         }
-        txn.commit().map_err(|e| redb_error(e, "commit"))?;
         Ok(answers)
     }
-}
 
-type Entries<'t> = redb::Table<'t, (&'static str, &'static str), &'static [u8]>;
-type Expiry<'t> = redb::Table<'t, (u64, &'static str, &'static str), ()>;
-
-/// Set-if-absent inside the write transaction. The outer `Err` is a storage failure (abort);
-/// the inner result is this request's answer (a corrupt record fails only this request).
-fn put(
-    entries: &mut Entries<'_>,
-    expiry: &mut Expiry<'_>,
-    key: &DedupKey,
-    entry: &DedupEntry,
-    ttl_ms: u64,
-    now_ms: u64,
-) -> Result<Result<PutOutcome, DedupError>, DedupError> {
-    let id = (key.tenant_id.as_str(), key.pcs_id.as_str());
-    let existing = entries
-        .get(id)
-        .map_err(|e| redb_error(e, "put"))?
-        .map(|value| codec::decode_record(value.value()));
-    match existing {
-        Some(Err(message)) => return Ok(Err(corrupt_record(key, &message))),
-        Some(Ok((expires_at_ms, stored))) if now_ms < expires_at_ms => {
-            return Ok(Ok(PutOutcome::Existing(stored)));
+    /// Set-if-absent into the write batch. The outer `Err` is a storage failure (abort);
+    /// the inner result is this request's answer (a corrupt record fails only this request).
+    fn put(
+        &self,
+        batch: &mut fjall::Batch,
+        overlay: &mut Overlay,
+        key: &DedupKey,
+        entry: &DedupEntry,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<Result<PutOutcome, DedupError>, DedupError> {
+        let id = entry_key(key);
+        let existing = match overlay.records.get(&id) {
+            Some(record) => Some(codec::decode_record(record)),
+            None => self
+                .db
+                .entries
+                .get(&id)
+                .map_err(|e| fjall_error(e, "put"))?
+                .map(|value| codec::decode_record(&value)),
+        };
+        match existing {
+            Some(Err(message)) => return Ok(Err(corrupt_record(key, &message))),
+            Some(Ok((expires_at_ms, stored))) if now_ms < expires_at_ms => {
+                return Ok(Ok(PutOutcome::Existing(stored)));
+            }
+            Some(Ok((expires_at_ms, _))) => {
+                // Expired: behaves as absent and is replaced below.
+                batch.remove(&self.db.expiry, expiry_key(expires_at_ms, &id));
+            }
+            None => {}
         }
-        Some(Ok((expires_at_ms, _))) => {
-            // Expired: behaves as absent and is replaced below.
-            expiry
-                .remove((expires_at_ms, id.0, id.1))
-                .map_err(|e| redb_error(e, "put"))?;
-        }
-        None => {}
+        let expires_at_ms = now_ms.saturating_add(ttl_ms);
+        let record = codec::encode_record(expires_at_ms, entry);
+        batch.insert(&self.db.expiry, expiry_key(expires_at_ms, &id), []);
+        batch.insert(&self.db.entries, id.clone(), record.as_slice());
+        overlay.records.insert(id, record);
+        Ok(Ok(PutOutcome::Inserted))
     }
-    let expires_at_ms = now_ms.saturating_add(ttl_ms);
-    entries
-        .insert(id, codec::encode_record(expires_at_ms, entry).as_slice())
-        .map_err(|e| redb_error(e, "put"))?;
-    expiry
-        .insert((expires_at_ms, id.0, id.1), ())
-        .map_err(|e| redb_error(e, "put"))?;
-    Ok(Ok(PutOutcome::Inserted))
-}
 
-/// Deletes up to `limit` entries with `expires_at <= now`, oldest first.
-fn purge(
-    entries: &mut Entries<'_>,
-    expiry: &mut Expiry<'_>,
-    limit: usize,
-    now_ms: u64,
-) -> Result<usize, DedupError> {
-    let due: Vec<(u64, String, String)> = expiry
-        .range::<(u64, &str, &str)>(..(now_ms.saturating_add(1), "", ""))
-        .map_err(|e| redb_error(e, "purge"))?
-        .take(limit)
-        .map(|item| {
-            item.map(|(k, _)| {
-                let (at, tenant, pcs) = k.value();
-                (at, tenant.to_owned(), pcs.to_owned())
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| redb_error(e, "purge"))?;
-    for (at, tenant, pcs) in &due {
-        expiry
-            .remove((*at, tenant.as_str(), pcs.as_str()))
-            .map_err(|e| redb_error(e, "purge"))?;
-        entries
-            .remove((tenant.as_str(), pcs.as_str()))
-            .map_err(|e| redb_error(e, "purge"))?;
+    /// Deletes up to `limit` entries with `expires_at <= now`, oldest first, in `batch`.
+    /// Only ever the first op of a write batch: the scan sees committed data.
+    fn purge(
+        &self,
+        batch: &mut fjall::Batch,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<usize, DedupError> {
+        let end = now_ms.saturating_add(1).to_be_bytes();
+        let mut purged = 0;
+        for item in self.db.expiry.range(..end.as_slice()).take(limit) {
+            let (k, _) = item.map_err(|e| fjall_error(e, "purge"))?;
+            let Some(entry) = k.get(8..) else {
+                return Err(DedupError::corrupt(
+                    BACKEND,
+                    format!("expiry key of {} bytes", k.len()),
+                ));
+            };
+            batch.remove(&self.db.entries, entry.to_vec());
+            batch.remove(&self.db.expiry, k.to_vec());
+            purged += 1;
+        }
+        Ok(purged)
     }
-    Ok(due.len())
 }
 
 fn corrupt_record(key: &DedupKey, message: &str) -> DedupError {
@@ -526,20 +611,25 @@ fn corrupt_record(key: &DedupKey, message: &str) -> DedupError {
     )
 }
 
-fn redb_error(error: impl Into<redb::Error>, what: &str) -> DedupError {
-    match error.into() {
-        redb::Error::Corrupted(m) => {
-            DedupError::corrupt(BACKEND, format!("{what}: database file corrupted: {m}"))
+fn fjall_error(error: fjall::Error, what: &str) -> DedupError {
+    use fjall::LsmError;
+    match error {
+        fjall::Error::Io(e) | fjall::Error::Storage(LsmError::Io(e)) => {
+            DedupError::unavailable(BACKEND, format!("{what}: {e}"))
         }
-        // redb reports a file that is not a redb database as invalid data.
-        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            DedupError::corrupt(BACKEND, format!("{what}: not a valid database file: {e}"))
-        }
-        redb::Error::Io(e) => DedupError::unavailable(BACKEND, format!("{what}: {e}")),
-        redb::Error::PreviousIo => DedupError::unavailable(
+        fjall::Error::Poisoned => DedupError::unavailable(
             BACKEND,
-            format!("{what}: an earlier i/o error disabled the database until it is reopened"),
+            format!(
+                "{what}: an earlier journal fsync failed; the store refuses writes until it is reopened"
+            ),
         ),
-        other => DedupError::backend_failure(BACKEND, format!("{what}: {other}")),
+        fjall::Error::Decode(_)
+        | fjall::Error::JournalRecovery(_)
+        | fjall::Error::InvalidVersion(_)
+        | fjall::Error::Storage(_) => DedupError::corrupt(
+            BACKEND,
+            format!("{what}: stored data does not decode: {error:?}"),
+        ),
+        other => DedupError::backend_failure(BACKEND, format!("{what}: {other:?}")),
     }
 }

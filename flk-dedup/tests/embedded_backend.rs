@@ -5,16 +5,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flk_dedup::embedded::FILE_NAME;
+use flk_dedup::embedded::{DIR_NAME, ENTRIES, entry_key};
 use flk_dedup::{
     DEFAULT_TTL, DedupError, DedupStore, EmbeddedOptions, EmbeddedStore, ManualClock, PutOutcome,
 };
-use redb::{Database, TableDefinition};
 
 use common::{entry, key};
-
-/// The on-disk table, as documented in `flk_dedup::embedded`.
-const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dedup_entries");
 
 fn open(dir: &std::path::Path, clock: &ManualClock) -> EmbeddedStore {
     EmbeddedStore::open_with(EmbeddedOptions::new(dir).clock(Arc::new(clock.clone())))
@@ -67,21 +63,25 @@ async fn corrupt_records_are_errors_not_panics() {
 
     let (short, unknown_format, empty) = (key("t", 2), key("t", 3), key("t", 4));
     {
-        let db = Database::create(dir.path().join(FILE_NAME)).expect("open raw database");
-        let txn = db.begin_write().expect("write txn");
-        {
-            let mut table = txn.open_table(ENTRIES).expect("entries table");
-            for (k, garbage) in [
-                (&short, &b"\x01short"[..]),
-                (&unknown_format, &[0x7f; 80][..]),
-                (&empty, &b""[..]),
-            ] {
-                table
-                    .insert((k.tenant_id.as_str(), k.pcs_id.as_str()), garbage)
-                    .expect("insert garbage");
-            }
+        // The raw keyspace, as documented in `flk_dedup::embedded`.
+        let keyspace = fjall::Config::new(dir.path().join(DIR_NAME))
+            .open()
+            .expect("open raw keyspace");
+        let entries = keyspace
+            .open_partition(ENTRIES, fjall::PartitionCreateOptions::default())
+            .expect("entries partition");
+        for (k, garbage) in [
+            (&short, &b"\x01short"[..]),
+            (&unknown_format, &[0x7f; 80][..]),
+            (&empty, &b""[..]),
+        ] {
+            entries
+                .insert(entry_key(k), garbage)
+                .expect("insert garbage");
         }
-        txn.commit().expect("commit garbage");
+        keyspace
+            .persist(fjall::PersistMode::SyncAll)
+            .expect("persist garbage");
     }
 
     let store = open(dir.path(), &clock);
@@ -107,9 +107,12 @@ async fn corrupt_records_are_errors_not_panics() {
 }
 
 #[tokio::test]
-async fn a_garbage_file_is_refused_at_open() {
+async fn a_garbage_keyspace_is_refused_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join(FILE_NAME), vec![0xa5; 64 * 1024]).expect("write garbage");
+    drop(EmbeddedStore::open(dir.path()).expect("create"));
+    // fjall's format marker, overwritten.
+    std::fs::write(dir.path().join(DIR_NAME).join("version"), vec![0xa5; 64])
+        .expect("write garbage");
     let err = EmbeddedStore::open(dir.path()).expect_err("garbage file opened");
     assert!(matches!(err, DedupError::Corrupt { .. }), "{err}");
 }
@@ -155,4 +158,38 @@ async fn deferred_sync_puts_are_visible_at_once_and_durable_after_sync() {
     drop(store);
     let reopened = EmbeddedStore::open(dir.path()).expect("reopen");
     assert_eq!(reopened.get(&k).await.expect("get"), Some(entry(7)));
+}
+
+#[tokio::test]
+async fn a_purge_queued_with_replacing_puts_keeps_the_new_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(SystemTime::now());
+    let store = open(dir.path(), &clock);
+    let minute = Duration::from_secs(60);
+    let keys: Vec<_> = (0..64).map(|n| key("t", n)).collect();
+    for k in &keys {
+        let put = store.put_if_absent(k, &entry(1), minute).await;
+        assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    }
+    clock.advance(2 * minute);
+    // Replacing puts of the expired keys and purges, queued together so that the writer
+    // takes them into the same request batches in either order.
+    let replacement = entry(2);
+    let puts = keys
+        .iter()
+        .map(|k| store.put_if_absent(k, &replacement, DEFAULT_TTL));
+    let purges = (0..8).map(|_| store.purge_expired(16));
+    let (puts, purges) = tokio::join!(
+        futures::future::join_all(puts),
+        futures::future::join_all(purges)
+    );
+    for put in puts {
+        assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    }
+    let purged: usize = purges.into_iter().map(|p| p.expect("purge")).sum();
+    assert!(purged <= keys.len(), "purged {purged}");
+    for k in &keys {
+        assert_eq!(store.get(k).await.expect("get"), Some(entry(2)), "{k:?}");
+    }
+    assert_eq!(store.purge_expired(1000).await.expect("purge"), 0);
 }

@@ -15,10 +15,10 @@
 //! Index writes are owed in two cases. With a shared store (Redis, PostgreSQL) the put runs
 //! before the answer, because another replica may have decided the key first; only a put that
 //! failed after the log append is owed (a repair). With a single-writer store (the embedded
-//! redb file, [`DedupStore::single_writer`]) the stripe lock already decides first-write-wins
+//! fjall keyspace, [`DedupStore::single_writer`]) the stripe lock already decides first-write-wins
 //! and the log already holds the decision, so every fresh decision is answered as soon as its
 //! log record is durable and its index write is owed: [`Engine::flush_pending`] writes them
-//! in large batches (one redb transaction and one fsync for thousands of keys) instead of one
+//! in large batches (one write batch and one journal fsync for thousands of keys) instead of one
 //! commit per group of concurrent submissions.
 
 use std::collections::HashMap;
@@ -97,6 +97,10 @@ pub struct Engine {
     dedup: Arc<dyn DedupStore>,
     metrics: VerifyMetrics,
     stripes: Vec<AsyncMutex<()>>,
+    /// Per stripe, decisions made under it so far (bumped under the stripe's lock once the
+    /// decision is visible to lookups): a submission whose stripe saw none since its first
+    /// lookup need not look again under the lock.
+    stripe_decisions: Vec<std::sync::atomic::AtomicU64>,
     hasher: std::collections::hash_map::RandomState,
     /// Held shared from before a log append until the index write is done; the watermark
     /// checkpoint takes it exclusively to see a quiescent point.
@@ -137,6 +141,9 @@ impl Engine {
             dedup,
             metrics,
             stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
+            stripe_decisions: (0..STRIPES)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
             hasher: Default::default(),
             barrier: RwLock::new(()),
             pending: Mutex::new(HashMap::new()),
@@ -260,6 +267,9 @@ impl Engine {
             tenant_id: tenant.id.clone(),
             pcs_id: pcs.pcs_id.clone(),
         };
+        let stripe = self.stripe(&key);
+        let decided_before =
+            self.stripe_decisions[stripe].load(std::sync::atomic::Ordering::Acquire);
         if let Some(entry) = self.lookup(&key).await? {
             return self
                 .answer_stored(tenant, &key, entry, &canon.digest, &request, now)
@@ -278,9 +288,15 @@ impl Engine {
             now,
         );
 
-        let _stripe = self.stripes[self.stripe(&key)].lock().await;
+        let _stripe = self.stripes[stripe].lock().await;
         // A concurrent first submission of the same key may have decided while we verified.
-        if let Some(entry) = self.lookup(&key).await? {
+        // With a single-writer store only this process decides, and every decision bumps its
+        // stripe's count: if the count has not moved, the first lookup still holds. (Shared
+        // stores look again: another replica may have decided.)
+        let unchanged = self.write_behind
+            && self.stripe_decisions[stripe].load(std::sync::atomic::Ordering::Acquire)
+                == decided_before;
+        if !unchanged && let Some(entry) = self.lookup(&key).await? {
             return self
                 .answer_stored(tenant, &key, entry, &canon.digest, &request, now)
                 .await;
@@ -331,6 +347,8 @@ impl Engine {
                 pending.insert(key, Owed::new(entry, ttl));
                 pending.len()
             };
+            // Visible to lookups (pending map) before the count moves.
+            self.stripe_decisions[stripe].fetch_add(1, std::sync::atomic::Ordering::Release);
             if owed >= FLUSH_AT {
                 self.flush_wake.notify_one();
             }

@@ -258,7 +258,7 @@ async fn open_dedup(cfg: &VerifyConfig) -> anyhow::Result<Arc<dyn DedupStore>> {
             let dir = cfg.data_dir.join("dedup");
             // A new (or deleted) index holds nothing: the old index's watermark must not limit
             // the startup replay, or every decision below it would be decided again.
-            if !dir.join(flk_dedup::embedded::FILE_NAME).exists() {
+            if !dir.join(flk_dedup::embedded::DIR_NAME).exists() {
                 let mark = cfg.data_dir.join(engine::WATERMARK_FILE);
                 match std::fs::remove_file(&mark) {
                     Ok(()) => tracing::warn!("new dedup index: replaying the whole outcome log"),

@@ -1,5 +1,5 @@
 //! The submit path's behaviour (PROTOCOL.md sections 4-5 over gRPC), one suite run against
-//! every dedup backend: embedded (redb), Redis and PostgreSQL (private servers).
+//! every dedup backend: embedded (fjall), Redis and PostgreSQL (private servers).
 //!
 //! Each behaviour is an async fn taking a running [`Harness`]; `backend_suite!` turns it into
 //! one test per backend, each with its own service, data directory and store server.
