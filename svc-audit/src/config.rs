@@ -78,7 +78,7 @@ impl SyncSetting {
 pub struct AuditConfig {
     /// gRPC, REST and `/health`, `/ready`, `/metrics`, all on one port.
     pub listen: SocketAddr,
-    /// The log's tiles (`tlog/`), the index (`index.redb`), the feed cursor (`feed.cursor`)
+    /// The log's tiles (`tlog/`), the index (`index.fjall/`), the feed cursor (`feed.cursor`)
     /// and, unless `log_key_file` is set, the log key (`log.key`).
     pub data_dir: PathBuf,
     /// svc-verify's gRPC address, whose `Subscribe` feed is consumed.

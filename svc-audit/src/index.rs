@@ -1,42 +1,66 @@
-//! The `(tenant_id, pcs_id) -> leaf index` index (redb, `<data_dir>/index.redb`): what makes
-//! integration idempotent and what proofs by `pcs_id` look up.
+//! The `(tenant_id, pcs_id) -> leaf index` index (a fjall keyspace, `<data_dir>/index.fjall`):
+//! what makes integration idempotent and what proofs by `pcs_id` look up.
 //!
 //! Besides the keys it records `indexed_size`, the number of log entries it covers: every
 //! entry below it is indexed (**IndexCoversLog**, with `indexed_size <= log size` always,
-//! because the log is appended before the index is committed). Both change in one write
-//! transaction ([`Index::commit`]).
+//! because the log is appended before the index is committed). Both change in one atomic
+//! write batch ([`Index::commit`]).
+//!
+//! # Why an LSM tree
+//!
+//! Every entry inserts one uniformly random key (a `pcs_id` is a hash). redb, which held this
+//! index first, copies a B-tree page per such insert and was about a quarter of the
+//! integration's CPU (`docs/BENCHMARKS.md`); fjall appends the batch to its journal and sorts
+//! it into segments in the background.
+//!
+//! # Layout
+//!
+//! Partition `leaves`: key `pcs_id (32 bytes) | tenant_id bytes` (fixed-length first part, so
+//! unambiguous) -> leaf index, u64 big-endian. Partition `meta`: `indexed_size` -> u64
+//! big-endian. `<data_dir>/index.lock` is held (flock) while the index is open.
+//!
+//! # Durability
 //!
 //! The index is derived data: everything in it can be rebuilt from the log's entries. So a
-//! commit need not be durable at once. Non-durable commits are visible to every later read of
-//! this process; a crash rolls the file back to its last durable commit, still a consistent
-//! `(keys, indexed_size)` pair, and the ledger re-indexes the log above it on the next start.
-//! The ledger makes a commit durable every [`DURABLE_EVERY`] batches or
-//! [`DURABLE_INTERVAL`], which bounds that re-indexing and lets redb reclaim pages (it frees
-//! them only in durable commits).
+//! commit need not be durable at once. A commit is handed to the operating system at once (a
+//! killed process loses nothing) and is visible to every later read; a power cut may lose the
+//! journal's tail, and recovery keeps a prefix of whole commits, still a consistent
+//! `(keys, indexed_size)` pair, so the ledger re-indexes the log above it on the next start.
+//! The ledger makes a commit durable (journal fsync) every [`DURABLE_EVERY`] batches or
+//! [`DURABLE_INTERVAL`], which bounds that re-indexing. An index directory from before this
+//! layout (`index.redb`) is simply not read: the new index starts empty and the ledger
+//! re-indexes the whole log when it opens.
 
+use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use crate::error::AuditError;
 
-/// `(tenant_id, pcs_id bytes) -> leaf index`.
-const LEAVES: TableDefinition<(&str, &[u8]), u64> = TableDefinition::new("leaves");
+/// `pcs_id | tenant_id -> leaf index`.
+const LEAVES: &str = "leaves";
 /// `"indexed_size" -> entries covered`.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const INDEXED_SIZE: &str = "indexed_size";
+const META: &str = "meta";
+const INDEXED_SIZE: &[u8] = b"indexed_size";
 
 /// The most non-durable commits between two durable ones.
 pub const DURABLE_EVERY: u32 = 16;
 /// The longest time between two durable commits while commits happen.
 pub const DURABLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// File name of the index inside the data directory.
-pub const FILE_NAME: &str = "index.redb";
+/// Directory of the index inside the data directory.
+pub const DIR_NAME: &str = "index.fjall";
+/// Lock file next to it.
+pub const LOCK_FILE: &str = "index.lock";
 
-/// The redb index. Reads may run concurrently with one writer.
+/// The index. Reads may run concurrently with one writer.
 pub struct Index {
-    db: Database,
+    leaves: PartitionHandle,
+    meta: PartitionHandle,
+    keyspace: Keyspace,
+    // Released last, after the keyspace (and its background threads) is gone.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Index {
@@ -47,40 +71,72 @@ impl std::fmt::Debug for Index {
 
 /// A consistent read view for a batch of lookups.
 pub struct Snapshot {
-    txn: redb::ReadTransaction,
+    leaves: fjall::Snapshot,
+}
+
+fn key(tenant: &str, pcs_id: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32 + tenant.len());
+    k.extend_from_slice(pcs_id);
+    k.extend_from_slice(tenant.as_bytes());
+    k
+}
+
+fn decode_u64(value: &[u8], what: &str) -> Result<u64, AuditError> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| AuditError::Index(format!("{what}: a {}-byte value, not 8", value.len())))
 }
 
 impl Snapshot {
     /// The leaf of `(tenant, pcs_id)`, if indexed.
     pub fn get(&self, tenant: &str, pcs_id: &[u8; 32]) -> Result<Option<u64>, AuditError> {
-        let table = match self.txn.open_table(LEAVES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(AuditError::index(e)),
-        };
-        Ok(table
-            .get((tenant, pcs_id.as_slice()))
+        self.leaves
+            .get(key(tenant, pcs_id))
             .map_err(AuditError::index)?
-            .map(|v| v.value()))
+            .map(|v| decode_u64(&v, "leaf index"))
+            .transpose()
     }
 }
 
 impl Index {
-    /// Opens (creating if needed) the index at `path`.
-    pub fn open(path: &Path) -> Result<Index, AuditError> {
-        let db = Database::create(path)
-            .map_err(|e| AuditError::Index(format!("cannot open {}: {e}", path.display())))?;
-        let txn = db.begin_write().map_err(AuditError::index)?;
-        txn.open_table(LEAVES).map_err(AuditError::index)?;
-        txn.open_table(META).map_err(AuditError::index)?;
-        txn.commit().map_err(AuditError::index)?;
-        Ok(Index { db })
+    /// Opens (creating if needed) the index in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Index, AuditError> {
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AuditError::Index(format!("cannot open {}: {e}", lock_path.display())))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                AuditError::Index(format!(
+                    "cannot lock {} (is another svc-audit using this data directory?): {e}",
+                    lock_path.display()
+                ))
+            },
+        )?;
+        let path = data_dir.join(DIR_NAME);
+        let keyspace = fjall::Config::new(&path)
+            .open()
+            .map_err(|e| AuditError::Index(format!("cannot open {}: {e:?}", path.display())))?;
+        let partition = |name| {
+            keyspace
+                .open_partition(name, PartitionCreateOptions::default())
+                .map_err(|e| AuditError::Index(format!("cannot open partition {name}: {e:?}")))
+        };
+        Ok(Index {
+            leaves: partition(LEAVES)?,
+            meta: partition(META)?,
+            keyspace,
+            _lock: lock,
+        })
     }
 
     /// A read view.
     pub fn snapshot(&self) -> Result<Snapshot, AuditError> {
         Ok(Snapshot {
-            txn: self.db.begin_read().map_err(AuditError::index)?,
+            leaves: self.leaves.snapshot(),
         })
     }
 
@@ -91,15 +147,13 @@ impl Index {
 
     /// Number of log entries the index covers.
     pub fn indexed_size(&self) -> Result<u64, AuditError> {
-        let txn = self.db.begin_read().map_err(AuditError::index)?;
-        let table = txn.open_table(META).map_err(AuditError::index)?;
-        Ok(table
+        self.meta
             .get(INDEXED_SIZE)
             .map_err(AuditError::index)?
-            .map_or(0, |v| v.value()))
+            .map_or(Ok(0), |v| decode_u64(&v, "indexed_size"))
     }
 
-    /// Adds `keys` (each with its leaf index) and sets `indexed_size`, in one transaction,
+    /// Adds `keys` (each with its leaf index) and sets `indexed_size`, in one write batch,
     /// durable on disk when `durable` (see the module docs). A key already present keeps its
     /// first leaf; the leaves of such keys are returned (they mean the log holds the key
     /// twice, which integration never does).
@@ -109,45 +163,70 @@ impl Index {
         indexed_size: u64,
         durable: bool,
     ) -> Result<Vec<u64>, AuditError> {
-        let mut txn = self.db.begin_write().map_err(AuditError::index)?;
-        if !durable {
-            txn.set_durability(Durability::None);
-        }
+        let mut batch = self.keyspace.batch();
         let mut twice = Vec::new();
-        {
-            let mut leaves = txn.open_table(LEAVES).map_err(AuditError::index)?;
-            for &(tenant, pcs_id, leaf) in keys {
-                let key = (tenant, pcs_id.as_slice());
-                if leaves.get(key).map_err(AuditError::index)?.is_some() {
-                    twice.push(leaf);
-                    continue;
-                }
-                leaves.insert(key, leaf).map_err(AuditError::index)?;
+        let mut added = std::collections::HashSet::with_capacity(keys.len());
+        for &(tenant, pcs_id, leaf) in keys {
+            let k = key(tenant, pcs_id);
+            if added.contains(&k) || self.leaves.contains_key(&k).map_err(AuditError::index)? {
+                twice.push(leaf);
+                continue;
             }
-            let mut meta = txn.open_table(META).map_err(AuditError::index)?;
-            meta.insert(INDEXED_SIZE, indexed_size)
-                .map_err(AuditError::index)?;
+            batch.insert(&self.leaves, k.clone(), leaf.to_be_bytes());
+            added.insert(k);
         }
-        txn.commit().map_err(AuditError::index)?;
+        self.finish(batch, indexed_size, durable)?;
         Ok(twice)
     }
 
-    /// Makes every earlier commit durable (an empty durable transaction).
-    pub fn sync(&self) -> Result<(), AuditError> {
-        let txn = self.db.begin_write().map_err(AuditError::index)?;
-        txn.commit().map_err(AuditError::index)
+    /// [`Index::commit`] of keys the caller has just found absent (through a [`Snapshot`]
+    /// taken under the same exclusive writer) and distinct: no lookup per key, which is most
+    /// of a commit's cost.
+    pub fn commit_absent(
+        &self,
+        keys: &[(&str, &[u8; 32], u64)],
+        indexed_size: u64,
+        durable: bool,
+    ) -> Result<(), AuditError> {
+        let mut batch = self.keyspace.batch();
+        for &(tenant, pcs_id, leaf) in keys {
+            batch.insert(&self.leaves, key(tenant, pcs_id), leaf.to_be_bytes());
+        }
+        self.finish(batch, indexed_size, durable)
     }
 
-    /// Number of indexed keys.
+    fn finish(
+        &self,
+        mut batch: fjall::Batch,
+        indexed_size: u64,
+        durable: bool,
+    ) -> Result<(), AuditError> {
+        batch.insert(&self.meta, INDEXED_SIZE, indexed_size.to_be_bytes());
+        batch.commit().map_err(AuditError::index)?;
+        if durable {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every earlier commit durable (fsyncs the journal).
+    pub fn sync(&self) -> Result<(), AuditError> {
+        self.keyspace
+            .persist(PersistMode::SyncAll)
+            .map_err(AuditError::index)
+    }
+
+    /// Number of indexed keys (counted by a scan: for tests and tools).
     pub fn len(&self) -> Result<u64, AuditError> {
-        let txn = self.db.begin_read().map_err(AuditError::index)?;
-        let table = txn.open_table(LEAVES).map_err(AuditError::index)?;
-        table.len().map_err(AuditError::index)
+        self.leaves
+            .len()
+            .map(|n| n as u64)
+            .map_err(AuditError::index)
     }
 
     /// Whether no key is indexed.
     pub fn is_empty(&self) -> Result<bool, AuditError> {
-        Ok(self.len()? == 0)
+        self.leaves.is_empty().map_err(AuditError::index)
     }
 }
 
@@ -158,8 +237,7 @@ mod tests {
     #[test]
     fn keys_and_size_commit_together_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE_NAME);
-        let index = Index::open(&path).unwrap();
+        let index = Index::open(dir.path()).unwrap();
         assert_eq!(index.indexed_size().unwrap(), 0);
         assert!(index.is_empty().unwrap());
         let twice = index
@@ -171,11 +249,15 @@ mod tests {
         assert_eq!(index.indexed_size().unwrap(), 3);
         index.sync().unwrap();
         drop(index);
-        let index = Index::open(&path).unwrap();
+        let index = Index::open(dir.path()).unwrap();
         assert_eq!(index.indexed_size().unwrap(), 3);
         assert_eq!(index.get("a", &[1; 32]).unwrap(), Some(0));
         assert_eq!(index.get("b", &[1; 32]).unwrap(), Some(1));
         assert_eq!(index.get("a", &[2; 32]).unwrap(), None);
         assert_eq!(index.len().unwrap(), 2);
+        index.commit_absent(&[("c", &[3; 32], 3)], 4, true).unwrap();
+        assert_eq!(index.get("c", &[3; 32]).unwrap(), Some(3));
+        assert_eq!(index.indexed_size().unwrap(), 4);
+        assert!(Index::open(dir.path()).is_err(), "a second open is refused");
     }
 }

@@ -181,7 +181,7 @@ impl Ledger {
         let verifier = signer.verifier();
         let verifier_key = signer.verifier_key_string();
         let log = Log::open(store, signer, origin)?;
-        let index = Index::open(&data_dir.join(index::FILE_NAME))?;
+        let index = Index::open(data_dir)?;
         let cursor_file = Cursor::new(data_dir);
         let cursor = cursor_file.load().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unreadable feed cursor: re-reading the feed from the start");
@@ -352,14 +352,9 @@ impl Ledger {
                 .map(|(m, leaf)| (m.tenant_id.as_str(), &m.pcs_id, leaf))
                 .collect();
             let durable = writer.durable_due();
-            let twice = self.index.commit(&keys, size, durable)?;
+            // Every key was checked against the index (and the batch) under the writer lock.
+            self.index.commit_absent(&keys, size, durable)?;
             writer.committed(durable);
-            if !twice.is_empty() {
-                // Cannot happen: keys were checked against the index under the writer lock.
-                return Err(AuditError::Inconsistent(format!(
-                    "leaves {twice:?} repeat keys already indexed"
-                )));
-            }
         }
         let max_seq = records.iter().map(|r| r.seq).max().unwrap_or(0);
         if max_seq > writer.cursor {

@@ -22,7 +22,8 @@
 //!
 //! ```text
 //! <data_dir>/tlog/          the log: C2SP tlog-tiles (checkpoint, tile/...), servable as files
-//! <data_dir>/index.redb     (tenant_id, pcs_id) -> leaf index, and "indexed up to leaf N"
+//! <data_dir>/index.fjall/   (tenant_id, pcs_id) -> leaf index, and "indexed up to leaf N"
+//! <data_dir>/index.lock    held while the index is open
 //! <data_dir>/feed.cursor    last outcome-feed seq integrated (one decimal line)
 //! <data_dir>/log.key        the log's signer key, mode 0600 (unless `log_key_file` is set)
 //! <data_dir>/anchors.jsonl  checkpoint anchors with their proofs and notes (append-only)

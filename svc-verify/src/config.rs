@@ -26,7 +26,7 @@ pub mod env {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DedupBackend {
-    /// redb file in the data directory.
+    /// fjall keyspace in the data directory.
     #[default]
     Embedded,
     /// Redis at `dedup.url` (`redis://host:port/db`).
