@@ -16,7 +16,7 @@
 //!
 //! | backend | type | atomic put | expiry |
 //! |---|---|---|---|
-//! | `embedded` | [`EmbeddedStore`] (redb file) | read-then-insert inside one serialized write transaction | per-entry expiry, injectable [`Clock`], [`DedupStore::purge_expired`] |
+//! | `embedded` | [`EmbeddedStore`] (fjall keyspace) | read-then-insert by the one writer thread, committed as one atomic write batch | per-entry expiry, injectable [`Clock`], [`DedupStore::purge_expired`] |
 //! | `redis` | [`RedisStore`] | `SET key value NX GET PX ttl` (Redis >= 7.0) | server-side `PX` |
 //! | `postgres` | [`PgStore`] | `INSERT .. ON CONFLICT DO UPDATE .. WHERE expired` + read of the winner | `expires_at` column, database clock, [`DedupStore::purge_expired`] |
 //!
