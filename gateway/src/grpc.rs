@@ -72,7 +72,7 @@ impl VerifyService for GatewayGrpc {
         req.tenant_id = tenant_of(&req.tenant_id, &metadata);
         self.gw.admit(&req.tenant_id)?;
         self.gw.ingest.inc();
-        let pcs_id = pcs_id_of(&req);
+        let pcs_id = self.gw.routing_key(|| pcs_id_of(&req));
         let tenant = req.tenant_id.clone();
         let answer = self
             .gw
@@ -200,7 +200,7 @@ async fn proxy_stream(
             continue;
         }
         gw.ingest.inc();
-        let pcs_id = pcs_id_of(&req);
+        let pcs_id = gw.routing_key(|| pcs_id_of(&req));
         let candidates = gw.ordered_candidates(&req.tenant_id, &pcs_id);
         let mut req = Some(req);
         for replica in candidates {

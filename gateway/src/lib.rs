@@ -241,6 +241,16 @@ impl Gateway {
         healthy
     }
 
+    /// The `pcs_id` to route by, from `find`; with one replica there is nothing to choose, so
+    /// the body is not scanned for it.
+    fn routing_key(&self, find: impl FnOnce() -> String) -> String {
+        if self.upstreams.len() > 1 {
+            find()
+        } else {
+            String::new()
+        }
+    }
+
     /// Marks `replica` unhealthy if `status` is a transport failure.
     fn note_failure(&self, replica: usize, status: &tonic::Status) -> bool {
         let transport = is_transport_failure(status);
@@ -579,7 +589,7 @@ async fn submit_body(gw: &Gateway, tenant: String, body: Bytes) -> Response {
         return error_response(&e);
     }
     gw.ingest.inc();
-    let pcs_id = routing_pcs_id(&body);
+    let pcs_id = gw.routing_key(|| routing_pcs_id(&body));
     let result = gw
         .route(&tenant, &pcs_id, |mut client| {
             let req = v1::SubmitRequest {

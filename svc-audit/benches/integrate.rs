@@ -1,12 +1,15 @@
 //! Sustained integration rate of svc-audit's ledger from a synthetic outcome feed: batches of
 //! `FeedRecord`s (JSON requests, as svc-verify records them) handed straight to
-//! `Ledger::integrate` (no network): mapping and canonicalization, duplicate check, Merkle
+//! `Ledger::integrate` (no network): mapping (the published canonical payload checked against
+//! its digest, or a strict parse and canonicalization of the request), duplicate check, Merkle
 //! append with tiles, bundles and a signed checkpoint per batch, index commit and cursor, all
 //! durable (fsync on) on the embedded backend.
 //!
 //! `cargo bench -p svc-audit --bench integrate` (environment: `FLK_BENCH_RECORDS`, default
 //! 262,144; `FLK_BENCH_BATCH`, default 4,096; `FLK_BENCH_SYNC`, `file` (default) or
-//! `filesystem`; `FLK_BENCH_DIR`, default a temporary directory).
+//! `filesystem`; `FLK_BENCH_DIR`, default a temporary directory; `FLK_BENCH_PAYLOAD=0` leaves
+//! out the `canonical_payload` svc-verify publishes, as in records written before it existed,
+//! so that every entry is derived from the request: the baseline of the same binary).
 
 use std::time::Instant;
 
@@ -37,7 +40,7 @@ fn record(seq: u64, n: usize) -> v1::FeedRecord {
         r#"{{"pcs_id":"{id}","schema":"fractal-lba-kakeya","version":"0.1","shard_id":"{shard}","epoch":{},"attempt":1,"sent_at":"2025-01-01T00:00:00Z","seed":42,"scales":[2,4,8,16],"N_j":{{"2":8,"4":13,"8":46,"16":90}},"coh_star":0.731221,"v_star":[0.0,0.0,1.0],"D_hat":1.646363045,"r":0.504138283,"regime":"mixed","budget":0.289103089,"merkle_root":"{ROOT}","sig":"IRIcwPev1Tzi++hDC7EUC3EfeAu246mcY2CD/ppkvUI=","ft":{{"outbox_seq":{n},"degraded":false,"fallbacks":[],"clock_skew_ms":0}}}}"#,
         1000 + n
     );
-    let digest = canonicalize(&parse_pcs(json.as_bytes()).expect("bench pcs parses")).digest;
+    let canonical = canonicalize(&parse_pcs(json.as_bytes()).expect("bench pcs parses"));
     let kinds = [
         (v1::OutcomeKind::Accepted, "ok"),
         (v1::OutcomeKind::Escalated, "budget_deviation"),
@@ -57,7 +60,7 @@ fn record(seq: u64, n: usize) -> v1::FeedRecord {
             policy_hash: "5f".repeat(32),
             ..Default::default()
         }),
-        canonical_digest: digest.to_vec(),
+        canonical_digest: canonical.digest.to_vec(),
         request_json: json.into_bytes(),
         decided_at_unix_ms: 1_735_689_600_000 + n as i64,
         region: "bench".into(),
@@ -66,6 +69,8 @@ fn record(seq: u64, n: usize) -> v1::FeedRecord {
         request_pcs: None,
         verify_cpu_ns: 0,
         signals: None,
+        // As svc-verify publishes it: the canonical payload it verified.
+        canonical_payload: canonical.payload,
     }
 }
 
@@ -77,7 +82,16 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf())
         .join("audit-bench");
-    let records: Vec<v1::FeedRecord> = (0..total).map(|n| record(n as u64 + 1, n)).collect();
+    let with_payload = std::env::var("FLK_BENCH_PAYLOAD").as_deref() != Ok("0");
+    let records: Vec<v1::FeedRecord> = (0..total)
+        .map(|n| {
+            let mut r = record(n as u64 + 1, n);
+            if !with_payload {
+                r.canonical_payload.clear();
+            }
+            r
+        })
+        .collect();
     let metrics = AuditMetrics::register(&prometheus::Registry::new()).expect("metrics");
     let signer = LogSigner::generate("bench.flk/audit").expect("key");
     let (sync, sync_name) = match std::env::var("FLK_BENCH_SYNC").as_deref() {
@@ -99,9 +113,14 @@ fn main() {
     assert_eq!(ledger.size(), total as u64);
     println!(
         "svc-audit integrate: {total} entries in {} batches of {batch}: {secs:.2} s, {:.0} entries/s \
-         (embedded backend, {sync_name}; mean batch {:.1} ms, slowest {:.1} ms)",
+         (embedded backend, {sync_name}, {}; mean batch {:.1} ms, slowest {:.1} ms)",
         total.div_ceil(batch),
         total as f64 / secs,
+        if with_payload {
+            "published canonical payloads"
+        } else {
+            "requests parsed"
+        },
         secs * 1000.0 / total.div_ceil(batch) as f64,
         slowest * 1000.0
     );

@@ -41,7 +41,7 @@
 //! |---|---|
 //! | `tenant_id` | `tenant_id` |
 //! | `pcs_id` | `pcs_id`, 64 lowercase hex decoded to 32 bytes (anything else: skipped, `bad_pcs_id`) |
-//! | `signed_fields` | the canonical signed payload (PROTOCOL.md section 2) of the request: `request_json` re-parsed with `flk_core::parse_pcs`, or else `request_pcs` through flk-proto's validating conversion, then `flk_core::canonicalize(..).payload` |
+//! | `signed_fields` | the canonical signed payload (PROTOCOL.md section 2) of the request: `canonical_payload` as svc-verify published it, when its SHA-256 is `canonical_digest` and it names the record's `pcs_id`; otherwise (older records) `request_json` re-parsed with `flk_core::parse_pcs`, or else `request_pcs` through flk-proto's validating conversion, then `flk_core::canonicalize(..).payload` |
 //! | `outcome` | `outcome.outcome` (accepted / escalated / rejected) |
 //! | `reason_code` | `outcome.reason_code` |
 //! | `policy_version` | `outcome.policy_version` |

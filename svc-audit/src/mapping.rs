@@ -2,6 +2,7 @@
 //! docs). Pure: no I/O. A record that cannot become an entry is a [`Skip`] with a reason from
 //! a closed set (it is logged and counted by the caller), never a panic.
 
+use flk_core::canon::sha256;
 use flk_core::pcs::is_lower_hex64;
 use flk_core::{Canonical, Pcs, canonicalize, parse_pcs};
 use flk_proto::v1;
@@ -64,11 +65,17 @@ pub fn entry_for(rec: &v1::FeedRecord) -> Result<(AuditEntry, bool), Skip> {
         .map_err(|_| bad("canonical_digest is not 32 bytes"))?;
     let decided_at_unix_ms =
         u64::try_from(rec.decided_at_unix_ms).map_err(|_| bad("decided_at_unix_ms is negative"))?;
-    let pcs = request_pcs(rec)?;
-    if pcs.pcs_id != rec.pcs_id {
-        return Err(bad("the request's pcs_id differs from the record's"));
-    }
-    let Canonical { payload, digest } = canonicalize(&pcs);
+    let (payload, digest) = match published_payload(rec, &request_digest) {
+        Some(payload) => (payload, request_digest),
+        None => {
+            let pcs = request_pcs(rec)?;
+            if pcs.pcs_id != rec.pcs_id {
+                return Err(bad("the request's pcs_id differs from the record's"));
+            }
+            let Canonical { payload, digest } = canonicalize(&pcs);
+            (payload, digest)
+        }
+    };
     let entry = AuditEntry {
         tenant_id: rec.tenant_id.clone(),
         pcs_id,
@@ -96,6 +103,25 @@ pub fn map_record(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
         bytes,
         digest_mismatch,
     })
+}
+
+/// The canonical signing payload svc-verify published with the decision, when it is there,
+/// hashes to the record's `canonical_digest` and names the record's `pcs_id`: then it is the
+/// entry's signed fields as they are, with no parse of the request. Anything else (records
+/// written before the field existed, or a payload that does not check out) is `None`, and the
+/// signed fields are derived from the request instead.
+///
+/// The `pcs_id` check looks for the canonical key `,"pcs_id":"<64 hex>"`: the canonical
+/// encoding escapes every `"` inside a string value, so that byte sequence can only be the key.
+fn published_payload(rec: &v1::FeedRecord, digest: &[u8; 32]) -> Option<Vec<u8>> {
+    let payload = rec.canonical_payload.as_slice();
+    if payload.is_empty() || sha256(payload) != *digest {
+        return None;
+    }
+    let key = b",\"pcs_id\":\"";
+    let at = payload.windows(key.len()).position(|w| w == key)? + key.len();
+    let id = payload.get(at..at + 64)?;
+    (id == rec.pcs_id.as_bytes() && payload.get(at + 64) == Some(&b'"')).then(|| payload.to_vec())
 }
 
 /// The PCS the decision was about: `request_json` re-parsed strictly, else the structured
@@ -161,6 +187,7 @@ mod tests {
             request_pcs: None,
             verify_cpu_ns: 0,
             signals: None,
+            canonical_payload: Vec::new(),
         }
     }
 
@@ -246,6 +273,67 @@ mod tests {
             let skip = map_record(&r).unwrap_err();
             assert_eq!(skip.label(), "bad_record", "{skip:?}");
         }
+    }
+
+    /// A record as svc-verify publishes it now: with the canonical payload it verified.
+    fn published(shard: &str) -> v1::FeedRecord {
+        let rec = record(shard);
+        let payload = canonicalize(&parse_pcs(&rec.request_json).unwrap()).payload;
+        v1::FeedRecord {
+            canonical_payload: payload,
+            ..rec
+        }
+    }
+
+    #[test]
+    fn a_published_payload_gives_the_entry_derived_from_the_request() {
+        let rec = published("s5");
+        let legacy = v1::FeedRecord {
+            canonical_payload: Vec::new(),
+            ..rec.clone()
+        };
+        assert_eq!(map_record(&rec), map_record(&legacy));
+        // The request is not parsed when the payload checks out.
+        let unparsed = v1::FeedRecord {
+            request_json: b"{not json".to_vec(),
+            ..rec.clone()
+        };
+        assert_eq!(map_record(&unparsed), map_record(&legacy));
+    }
+
+    #[test]
+    fn a_payload_that_does_not_check_out_is_ignored() {
+        let rec = published("s6");
+        let legacy = map_record(&v1::FeedRecord {
+            canonical_payload: Vec::new(),
+            ..rec.clone()
+        })
+        .unwrap();
+        // Altered: it no longer hashes to `canonical_digest`.
+        let mut altered = rec.canonical_payload.clone();
+        let last = altered.len() - 2;
+        altered[last] ^= 1;
+        let r = v1::FeedRecord {
+            canonical_payload: altered,
+            ..rec.clone()
+        };
+        assert_eq!(map_record(&r).unwrap(), legacy);
+        // Another PCS's payload with its own digest: the record's pcs_id is not in it, so the
+        // request decides, and its digest disagrees with the record's.
+        let other = published("s7");
+        let r = v1::FeedRecord {
+            canonical_payload: other.canonical_payload.clone(),
+            canonical_digest: other.canonical_digest.clone(),
+            ..rec.clone()
+        };
+        let m = map_record(&r).unwrap();
+        assert!(m.digest_mismatch);
+        let e = AuditEntry::decode(&m.bytes).unwrap();
+        assert_eq!(
+            e.signed_fields,
+            AuditEntry::decode(&legacy.bytes).unwrap().signed_fields
+        );
+        assert_eq!(e.request_digest.to_vec(), other.canonical_digest);
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn record(seq: u64, n: usize, at_ms: i64) -> v1::FeedRecord {
             coh_star: 0.731221,
             r: 0.504138283,
         }),
+        canonical_payload: Vec::new(),
     }
 }
 

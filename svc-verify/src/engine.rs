@@ -329,6 +329,8 @@ impl Engine {
             coh_star: pcs.coh_star,
             r: pcs.r,
         });
+        // The signed fields as verified, so that svc-audit need not parse the request again.
+        feed.canonical_payload = canon.payload;
         let seq = self
             .log
             .append(Bytes::from(feed.encode_to_vec()))
@@ -762,6 +764,7 @@ fn feed_record(
         request_pcs,
         verify_cpu_ns: 0,
         signals: None,
+        canonical_payload: Vec::new(),
     }
 }
 

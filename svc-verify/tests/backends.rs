@@ -172,6 +172,13 @@ async fn conflicting_duplicate_answers_first_write_and_is_recorded(h: &Harness) 
     assert_eq!(conflict.pcs_id, v.pcs_id());
     assert_eq!(conflict.tenant_id, TENANT);
     assert_ne!(conflict.canonical_digest, decision.canonical_digest);
+    // A decision publishes the canonical payload it verified; a conflict event does not.
+    assert_eq!(
+        flk_core::canon::sha256(&decision.canonical_payload).to_vec(),
+        decision.canonical_digest
+    );
+    assert!(decision.canonical_payload.starts_with(b"{\"D_hat\":"));
+    assert!(conflict.canonical_payload.is_empty());
     assert_eq!(
         conflict.request_json,
         serde_json::to_vec(&conflicting).unwrap(),

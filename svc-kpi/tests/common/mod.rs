@@ -67,6 +67,7 @@ pub fn decision(
         verify_cpu_ns: cpu_ns,
         // Older records carry no signals: they come from the JSON above.
         signals: None,
+        canonical_payload: Vec::new(),
     }
 }
 
