@@ -8,7 +8,7 @@
 //! # audit_url = "http://127.0.0.1:50061" # svc-audit, for audit coverage (unset: null)
 //! tenants = ["default"]                  # tenants exported as metric labels
 //! batch_max_records = 4096               # feed records per write transaction at most
-//! batch_interval_ms = 1000               # longest a received record waits to be applied
+//! batch_interval_ms = 100                # longest a received record waits to be applied
 //! retention_days = 8                     # at least 7
 //! metrics_refresh_ms = 15000             # gauges are recomputed at least this often
 //! audit_poll_ms = 5000                   # svc-audit checkpoint polling
@@ -134,11 +134,7 @@ pub struct KpiConfig {
     pub tenants: Vec<String>,
     /// Feed records per write transaction at most.
     pub batch_max_records: usize,
-    /// The longest a received record waits before its batch is applied. A second by default:
-    /// the KPIs are kept per minute, and every batch is one write transaction with its own
-    /// fsync and its own copies of the B-tree pages it touches, so at a few thousand
-    /// decisions per second short intervals cost several times the CPU per record
-    /// (docs/BENCHMARKS.md, issue 4).
+    /// The longest a received record waits before its batch is applied.
     pub batch_interval_ms: u64,
     /// Days of decisions and buckets kept (at least 7).
     pub retention_days: u32,
@@ -162,7 +158,7 @@ impl Default for KpiConfig {
             audit_url: None,
             tenants: vec!["default".to_owned()],
             batch_max_records: 4096,
-            batch_interval_ms: 1000,
+            batch_interval_ms: 100,
             retention_days: 8,
             metrics_refresh_ms: 15_000,
             audit_poll_ms: 5_000,
