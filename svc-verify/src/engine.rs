@@ -213,8 +213,32 @@ impl Engine {
         e
     }
 
-    /// Runs one submission through the whole pipeline.
-    pub async fn submit(&self, tenant_id: &str, body: Body) -> Result<OutcomeRecord, ApiError> {
+    /// Runs one submission through the whole pipeline on a task of its own, and answers.
+    ///
+    /// The task runs to the end even if the caller goes away (a client's deadline, a reset
+    /// stream, a dropped connection): the pipeline must not stop between the log append and
+    /// the index write, or the logged decision would be missing from every lookup and a retry
+    /// of the same PCS would be decided again (`DecidedOnce`).
+    pub async fn submit(
+        self: &Arc<Self>,
+        tenant_id: &str,
+        body: Body,
+    ) -> Result<OutcomeRecord, ApiError> {
+        let engine = Arc::clone(self);
+        let tenant_id = tenant_id.to_owned();
+        let task = tokio::spawn(async move { engine.decide(&tenant_id, body).await });
+        task.await.unwrap_or_else(|e| {
+            Err(ApiError::new(
+                ErrorKind::Internal,
+                "internal",
+                format!("the submission's task failed: {e}"),
+            ))
+        })
+    }
+
+    /// The pipeline of [`Engine::submit`], on the caller's task: not to be dropped once it
+    /// has started.
+    async fn decide(&self, tenant_id: &str, body: Body) -> Result<OutcomeRecord, ApiError> {
         let started = Instant::now();
         let now = OffsetDateTime::now_utc();
         let tenant = self.tenant(tenant_id)?;

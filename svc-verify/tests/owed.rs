@@ -13,6 +13,7 @@ use bytes::Bytes;
 use common::{TENANT, fresh_accepted, pcs_id_of};
 use flk_dedup::{DedupEntry, DedupError, DedupKey, DedupStore, EmbeddedStore, PutOutcome};
 use flk_outcome_log::{LogConfig, OutcomeLog};
+use futures::StreamExt as _;
 use prometheus::Registry;
 use svc_verify::Engine;
 use svc_verify::engine::Body;
@@ -217,4 +218,43 @@ async fn a_single_writer_index_is_written_behind_the_answers() {
         rig.engine.checkpoint_watermark().await.expect("watermark"),
         *seqs.last().expect("seqs")
     );
+}
+
+/// A caller that goes away mid-submission (a client's deadline, a reset stream) must not stop
+/// the pipeline between the log append and the index write: the decision would be in the log
+/// but in no lookup, and the client's retry would be decided a second time.
+#[tokio::test]
+async fn a_submission_whose_caller_goes_away_is_recorded_and_decided_once() {
+    for single_writer in [true, false] {
+        let rig = rig(single_writer).await;
+        let pcs = fresh_accepted(&format!("abandoned-{single_writer}"));
+        {
+            let submit = rig.engine.submit(TENANT, body(&pcs));
+            tokio::pin!(submit);
+            // One poll starts the submission (it waits on the log's fsync), then the caller
+            // drops it.
+            assert!(futures::poll!(submit.as_mut()).is_pending());
+        }
+        // The decision still lands in the log.
+        let (seq, _) = rig
+            .engine
+            .log()
+            .subscribe(1)
+            .next()
+            .await
+            .expect("a record")
+            .expect("readable");
+
+        let retry = rig
+            .engine
+            .submit(TENANT, body(&pcs))
+            .await
+            .expect("answered");
+        assert!(
+            retry.duplicate,
+            "single_writer={single_writer}: the retry must be answered from the first decision"
+        );
+        assert_eq!(retry.seq, seq);
+        assert_eq!(decisions_in_log(&rig.engine), 1);
+    }
 }
