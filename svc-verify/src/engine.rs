@@ -22,8 +22,10 @@
 //! commit per group of concurrent submissions.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -213,27 +215,21 @@ impl Engine {
         e
     }
 
-    /// Runs one submission through the whole pipeline on a task of its own, and answers.
+    /// Runs one submission through the whole pipeline and answers.
     ///
-    /// The task runs to the end even if the caller goes away (a client's deadline, a reset
-    /// stream, a dropped connection): the pipeline must not stop between the log append and
-    /// the index write, or the logged decision would be missing from every lookup and a retry
-    /// of the same PCS would be decided again (`DecidedOnce`).
-    pub async fn submit(
+    /// The pipeline runs to the end even if the caller goes away (a client's deadline, a reset
+    /// stream, a dropped connection): it must not stop between the log append and the index
+    /// write, or the logged decision would be missing from every lookup and a retry of the
+    /// same PCS would be decided again (`DecidedOnce`). It runs on the caller's task; only a
+    /// caller that drops it early hands the rest to a task of its own ([`RunToEnd`]).
+    pub fn submit(
         self: &Arc<Self>,
         tenant_id: &str,
         body: Body,
-    ) -> Result<OutcomeRecord, ApiError> {
+    ) -> impl Future<Output = Result<OutcomeRecord, ApiError>> + Send + 'static {
         let engine = Arc::clone(self);
         let tenant_id = tenant_id.to_owned();
-        let task = tokio::spawn(async move { engine.decide(&tenant_id, body).await });
-        task.await.unwrap_or_else(|e| {
-            Err(ApiError::new(
-                ErrorKind::Internal,
-                "internal",
-                format!("the submission's task failed: {e}"),
-            ))
-        })
+        RunToEnd::new(async move { engine.decide(&tenant_id, body).await })
     }
 
     /// The pipeline of [`Engine::submit`], on the caller's task: not to be dropped once it
@@ -860,4 +856,54 @@ fn write_watermark(path: &Path, mark: u64) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// A future that is polled on its caller's task and, if the caller drops it after it started
+/// but before it is done, is moved to a task of its own and finishes there (its output is then
+/// discarded). A spawned task would do the same on every call, at the price of a scheduler
+/// round trip per submission that shows in unary latency; neither tokio nor futures has a
+/// future that detaches only on drop.
+struct RunToEnd<T: Send + 'static> {
+    work: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
+    started: bool,
+}
+
+impl<T: Send + 'static> RunToEnd<T> {
+    fn new(work: impl Future<Output = T> + Send + 'static) -> RunToEnd<T> {
+        RunToEnd {
+            work: Some(Box::pin(work)),
+            started: false,
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for RunToEnd<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        self.started = true;
+        // Polling a finished future breaks the `Future` contract (async blocks panic too).
+        let work = self
+            .work
+            .as_mut()
+            .expect("RunToEnd polled after it completed");
+        let out = std::task::ready!(work.as_mut().poll(cx));
+        self.work = None;
+        std::task::Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for RunToEnd<T> {
+    fn drop(&mut self) {
+        if self.started
+            && let Some(work) = self.work.take()
+            // Without a runtime (it is shutting down) nothing can run it any more; a decision
+            // left unfinished is found in the log by the replay at the next start.
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = work.await;
+            });
+        }
+    }
 }
