@@ -1,8 +1,10 @@
 //! The whole system in one process, as `flk up` and `flk demo` run it: svc-verify, svc-audit
 //! and svc-kpi (both consuming svc-verify's outcome feed; svc-kpi also reads svc-audit's
 //! checkpoints for audit coverage) on internal ports and the gateway in front of them, over one
-//! data directory. The gateway's `/metrics` also exports the services' registries, so one
-//! scrape target sees every `flk_` metric.
+//! data directory. The gateway calls svc-verify in process (its gRPC service, without HTTP/2
+//! or a socket); the feed consumers use svc-verify's port like any other client. The gateway's
+//! `/metrics` also exports the services' registries, so one scrape target sees every `flk_`
+//! metric.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +72,12 @@ impl Stack {
         let verify_listener = tokio::net::TcpListener::bind(verify_cfg.listen).await?;
         let verify_addr = verify_listener.local_addr()?;
         let verify_registry = service.registry.clone();
+        // The gateway calls this svc-verify directly (no HTTP/2 hop on the two cores the whole
+        // stack shares); the port stays for the feed consumers, probes and other clients.
+        let verify_in_process = gateway::InProcessUpstream::new(
+            format!("svc-verify (in process; also http://{verify_addr})"),
+            service.grpc_server(),
+        );
         let (stop, stop_rx) = watch::channel(false);
         let mut verify_stop = stop_rx.clone();
         let verify = tokio::spawn(service.serve(verify_listener, async move {
@@ -140,7 +148,8 @@ impl Stack {
                 None => Default::default(),
             };
             let gw = gateway::Gateway::new(gateway::GatewayConfig {
-                upstreams: vec![format!("http://{verify_addr}")],
+                upstreams: Vec::new(),
+                in_process: vec![verify_in_process],
                 audit_upstream: Some(format!("http://{audit_addr}")),
                 kpi_upstream: Some(format!("http://{kpi_addr}")),
                 extra_registries: vec![verify_registry, audit_registry, kpi_registry],

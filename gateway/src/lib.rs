@@ -22,9 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flk_core::OutcomeRecord;
 use flk_core::admission::{Admission, Limits};
+use flk_proto::v1::verify_service_client::VerifyServiceClient;
+use flk_proto::v1::verify_service_server::VerifyService;
 use flk_proto::v1::verify_service_server::VerifyServiceServer;
 use flk_proto::v1::{self, submit_request};
-use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind, VerifyClient};
+use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -63,6 +65,9 @@ pub struct GatewayConfig {
     /// svc-kpi's REST base URL (`http://host:port`), for `POST /v1/feedback` and
     /// `GET /v1/kpi/report`; without it those routes answer 503 `kpi_unavailable`.
     pub kpi_upstream: Option<String>,
+    /// svc-verify replicas in the gateway's own process (`flk up`), called directly instead of
+    /// over HTTP/2; they join the ring beside `upstreams`.
+    pub in_process: Vec<InProcessUpstream>,
     /// More registries exported on `/metrics` after the gateway's own (e.g. the in-process
     /// services of `flk up`). A metric family already exported by an earlier registry is
     /// skipped, so each family appears once.
@@ -82,14 +87,78 @@ impl Default for GatewayConfig {
             upstream_tls: None,
             audit_upstream: None,
             kpi_upstream: None,
+            in_process: Vec::new(),
             extra_registries: Vec::new(),
         }
     }
 }
 
+/// How the gateway reaches an svc-verify replica: a tonic channel (HTTP/2 over TCP, TLS when
+/// configured), or the gRPC service of a replica in the same process.
+type Transport = tower::util::BoxCloneSyncService<
+    axum::http::Request<tonic::body::Body>,
+    axum::http::Response<tonic::body::Body>,
+    TransportError,
+>;
+
+/// A [`Transport`]'s failure: the channel's error, shown and chained as it is (tonic looks
+/// through the chain to tell an unreachable replica, `UNAVAILABLE`, from others). A named type
+/// rather than [`tower::BoxError`], whose conversions the generated client's futures cannot
+/// prove `Send` for.
+#[derive(Debug)]
+pub struct TransportError(tower::BoxError);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// A client of one svc-verify replica, whatever its [`Transport`].
+type UpstreamClient = VerifyServiceClient<Transport>;
+
+/// An svc-verify replica in the gateway's own process (`flk up`). Requests still go through
+/// the replica's gRPC service (protobuf in, protobuf out, the same handlers and errors as over
+/// the network) but skip HTTP/2 framing and the loopback socket, which cost as much CPU as the
+/// gateway's own REST handling when everything shares two cores.
+#[derive(Clone)]
+pub struct InProcessUpstream {
+    name: String,
+    transport: Transport,
+}
+
+impl InProcessUpstream {
+    /// `server` is the replica's `VerifyService`, configured as it serves the network (e.g.
+    /// its decoding limit); `name` labels it in logs and `/ready`.
+    pub fn new<T: VerifyService>(name: impl Into<String>, server: VerifyServiceServer<T>) -> Self {
+        let service =
+            tower::ServiceExt::<axum::http::Request<tonic::body::Body>>::map_err(server, |never| {
+                match never {}
+            });
+        InProcessUpstream {
+            name: name.into(),
+            transport: Transport::new(service),
+        }
+    }
+}
+
+impl std::fmt::Debug for InProcessUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessUpstream")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Upstream {
     name: String,
-    client: VerifyClient,
+    client: UpstreamClient,
     healthy: AtomicBool,
 }
 
@@ -115,7 +184,7 @@ impl Gateway {
     /// Builds lazy channels to every upstream (connections are made on first use) and loads
     /// the TLS material of `cfg` (errors name the file).
     pub fn new(mut cfg: GatewayConfig) -> anyhow::Result<Arc<Gateway>> {
-        if cfg.upstreams.is_empty() {
+        if cfg.upstreams.is_empty() && cfg.in_process.is_empty() {
             anyhow::bail!("the gateway needs at least one svc-verify upstream");
         }
         let server_tls = match &cfg.tls {
@@ -127,14 +196,24 @@ impl Gateway {
             None => None,
         };
         cfg.upstreams = upstream_urls(&cfg.upstreams, client_tls.is_some())?;
-        let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
+        let mut upstreams = Vec::with_capacity(cfg.upstreams.len() + cfg.in_process.len());
         for u in &cfg.upstreams {
+            let channel = lazy_channel(u, client_tls.as_ref())?;
+            let transport = tower::ServiceExt::map_err(channel, |e| TransportError(e.into()));
             upstreams.push(Upstream {
                 name: u.clone(),
-                client: VerifyClient::new(lazy_channel(u, client_tls.as_ref())?),
+                client: VerifyServiceClient::new(Transport::new(transport)),
                 healthy: AtomicBool::new(true),
             });
         }
+        for local in &cfg.in_process {
+            upstreams.push(Upstream {
+                name: local.name.clone(),
+                client: VerifyServiceClient::new(local.transport.clone()),
+                healthy: AtomicBool::new(true),
+            });
+        }
+        let names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
         let audit = match &cfg.audit_upstream {
             Some(u) => {
                 let url = upstream_urls(std::slice::from_ref(u), client_tls.is_some())?;
@@ -151,7 +230,7 @@ impl Gateway {
             )?),
             None => None,
         };
-        let ring = Ring::new(&cfg.upstreams, DEFAULT_VNODES);
+        let ring = Ring::new(&names, DEFAULT_VNODES);
         let mut admission = HashMap::new();
         for (tenant, limits) in &cfg.limits {
             let a = Admission::new(*limits)
@@ -266,7 +345,7 @@ impl Gateway {
     /// one cannot be reached (a transport failure, not an answer from the service).
     async fn route<T, F, Fut>(&self, tenant: &str, pcs_id: &str, f: F) -> Result<T, ApiError>
     where
-        F: Fn(VerifyClient) -> Fut,
+        F: Fn(UpstreamClient) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         for i in self.ordered_candidates(tenant, pcs_id) {

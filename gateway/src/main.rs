@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         upstream_tls,
         audit_upstream: args.audit_upstream.clone(),
         kpi_upstream: args.kpi_upstream.clone(),
+        in_process: Vec::new(),
         extra_registries: Vec::new(),
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -89,6 +89,12 @@ impl Drop for Stack {
 /// svc-verify (port 0, private data dir) and a gateway in front of it (port 0) whose limits
 /// come from the same tenants file.
 async fn stack(dedup: DedupConfig, gw_cfg: gateway::GatewayConfig) -> Stack {
+    stack_with(dedup, gw_cfg, false).await
+}
+
+/// [`stack`], with svc-verify reached over HTTP/2 or, `in_process`, called in the gateway's
+/// process as `flk up` does.
+async fn stack_with(dedup: DedupConfig, gw_cfg: gateway::GatewayConfig, in_process: bool) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(&tenants, TENANTS).unwrap();
@@ -103,12 +109,19 @@ async fn stack(dedup: DedupConfig, gw_cfg: gateway::GatewayConfig) -> Stack {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let verify_addr = listener.local_addr().unwrap();
     let (verify_stop, rx) = oneshot::channel::<()>();
+    let (upstreams, in_process) = if in_process {
+        let local = gateway::InProcessUpstream::new("in-process", service.grpc_server());
+        (Vec::new(), vec![local])
+    } else {
+        (vec![format!("http://{verify_addr}")], Vec::new())
+    };
     tokio::spawn(service.serve(listener, async {
         let _ = rx.await;
     }));
 
     let gw = gateway::Gateway::new(gateway::GatewayConfig {
-        upstreams: vec![format!("http://{verify_addr}")],
+        upstreams,
+        in_process,
         limits: gateway::limits_from_tenants_file(&tenants).unwrap(),
         ..gw_cfg
     })
@@ -291,20 +304,14 @@ async fn rest_unary_grpc_and_streaming_grpc_answer_alike() {
         let over_rest = rest(a.gateway, tenant, body).await;
         let over_grpc = unary(&mut grpc_client, tenant, body).await;
         let over_stream = stream.submit(tenant, body).await;
-        // Retry-After is rounded up to whole seconds from a bucket that refills in real time:
-        // compare it as a range, everything else exactly.
-        let strip = |a: &Answer| Answer {
-            retry_after: a.retry_after.map(|s| u64::from((1..=2).contains(&s))),
-            ..a.clone()
-        };
         assert_eq!(
-            strip(&over_rest),
-            strip(&over_grpc),
+            retry_hint_as_range(&over_rest),
+            retry_hint_as_range(&over_grpc),
             "case {i} ({tenant}): REST vs gRPC"
         );
         assert_eq!(
-            strip(&over_rest),
-            strip(&over_stream),
+            retry_hint_as_range(&over_rest),
+            retry_hint_as_range(&over_stream),
             "case {i} ({tenant}): REST vs stream"
         );
     }
@@ -357,6 +364,46 @@ async fn rest_unary_grpc_and_streaming_grpc_answer_alike() {
             .retry_after
             .is_some_and(|s| (1..=2).contains(&s))
     );
+}
+
+/// `flk up` calls svc-verify in its own process: every case answers over REST, unary gRPC and
+/// `SubmitStream` exactly as REST does with svc-verify across the network.
+#[tokio::test]
+async fn an_in_process_replica_answers_like_a_networked_one() {
+    let cfg = gateway::GatewayConfig::default;
+    let (net, a, b, c) = tokio::join!(
+        stack(DedupConfig::default(), cfg()),
+        stack_with(DedupConfig::default(), cfg(), true),
+        stack_with(DedupConfig::default(), cfg(), true),
+        stack_with(DedupConfig::default(), cfg(), true),
+    );
+    let mut grpc_client = channel(b.gateway).await;
+    let mut stream_client = channel(c.gateway).await;
+    let mut stream = StreamCall::open(&mut stream_client).await;
+    for (i, (tenant, body)) in cases().iter().enumerate() {
+        let expected = retry_hint_as_range(&rest(net.gateway, tenant, body).await);
+        let answers = [
+            ("REST", rest(a.gateway, tenant, body).await),
+            ("unary gRPC", unary(&mut grpc_client, tenant, body).await),
+            ("SubmitStream", stream.submit(tenant, body).await),
+        ];
+        for (how, got) in answers {
+            assert_eq!(
+                expected,
+                retry_hint_as_range(&got),
+                "case {i} ({tenant}): {how} in process vs REST over the network"
+            );
+        }
+    }
+}
+
+/// Retry-After is rounded up to whole seconds from a bucket that refills in real time: compare
+/// it as a range, everything else exactly.
+fn retry_hint_as_range(a: &Answer) -> Answer {
+    Answer {
+        retry_after: a.retry_after.map(|s| u64::from((1..=2).contains(&s))),
+        ..a.clone()
+    }
 }
 
 #[tokio::test]

@@ -34,6 +34,12 @@ pub use engine::{Body, Engine};
 use metrics::{LogMetrics, VerifyMetrics};
 use tenants::TenantRegistry;
 
+/// The gRPC service over `engine` (requests up to 4 MiB: a 1 MiB PCS with room to spare).
+fn grpc_server(engine: &Arc<Engine>) -> VerifyServiceServer<grpc::VerifyGrpc> {
+    VerifyServiceServer::new(grpc::VerifyGrpc::new(Arc::clone(engine)))
+        .max_decoding_message_size(4 * 1024 * 1024)
+}
+
 /// An opened svc-verify: stores recovered, engine ready, not yet serving.
 pub struct Service {
     pub engine: Arc<Engine>,
@@ -85,6 +91,13 @@ impl Service {
         })
     }
 
+    /// The `flk.v1.VerifyService` gRPC service as [`Service::serve`] serves it, for a caller in
+    /// the same process (the gateway of `flk up`). Its submissions need the background tasks
+    /// of [`Service::serve`] (the index flusher among them), so serve the service too.
+    pub fn grpc_server(&self) -> VerifyServiceServer<grpc::VerifyGrpc> {
+        grpc_server(&self.engine)
+    }
+
     /// Whether [`Service::serve`] terminates TLS.
     pub fn tls_enabled(&self) -> bool {
         self.tls.is_some()
@@ -124,10 +137,7 @@ impl Service {
                     async move { readiness(&engine).await }
                 }),
             );
-        let grpc = tonic::service::Routes::new(
-            VerifyServiceServer::new(grpc::VerifyGrpc::new(engine.clone()))
-                .max_decoding_message_size(4 * 1024 * 1024),
-        );
+        let grpc = tonic::service::Routes::new(grpc_server(&engine));
         let router = grpc.into_axum_router().merge(http);
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
