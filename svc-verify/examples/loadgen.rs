@@ -28,13 +28,13 @@ use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, ValueEnum};
 use flk_bench::{Mix, Workload, WorkloadConfig};
 use flk_core::{HmacMode, SigningMaterial};
-use flk_proto::VerifyClient;
+use flk_proto::v1::verify_service_client::VerifyServiceClient;
 use flk_proto::v1::{self, OutcomeKind, submit_request, submit_stream_response};
 use hdrhistogram::Histogram;
 use svc_verify::{DedupBackend, Service, VerifyConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 // The same allocator as the service binaries.
 #[global_allocator]
@@ -98,6 +98,70 @@ struct Args {
     /// In-process only: turn fsync off (never for published numbers).
     #[arg(long)]
     no_fsync: bool,
+    /// gRPC client: `hyper` drives each HTTP/2 connection directly; `channel` is tonic's
+    /// `Channel`, whose buffer task adds a task hop each way per call (the client shares the
+    /// 2 cores with the server, so that costs the server CPU; figures before 2026-12-02 used it).
+    #[arg(long, value_enum, default_value_t = GrpcClient::Hyper)]
+    client: GrpcClient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GrpcClient {
+    Hyper,
+    Channel,
+}
+
+/// The transport under a [`Client`]: one HTTP/2 connection, either way.
+type Transport = tower::util::BoxCloneService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    TransportError,
+>;
+
+type Client = VerifyServiceClient<Transport>;
+
+/// A transport's failure, shown and chained as it is. A named type: with `tower::BoxError` the
+/// generated client's futures cannot be proven `Send`.
+#[derive(Debug)]
+struct TransportError(tower::BoxError);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// hyper's HTTP/2 client connection as a tower service.
+#[derive(Clone)]
+struct HyperConn(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower::Service<http::Request<tonic::body::Body>> for HyperConn {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = TransportError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, TransportError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), TransportError>> {
+        self.0.poll_ready(cx).map_err(|e| TransportError(e.into()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let answer = self.0.send_request(req);
+        Box::pin(async move {
+            let response = answer.await.map_err(|e| TransportError(e.into()))?;
+            Ok(response.map(tonic::body::Body::new))
+        })
+    }
 }
 
 /// Warm-up end and run end.
@@ -343,13 +407,34 @@ struct Report {
     cpu: Option<CpuDelta>,
 }
 
-async fn connect(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .tcp_nodelay(true)
-        .initial_stream_window_size(4 * 1024 * 1024)
-        .initial_connection_window_size(16 * 1024 * 1024)
-        .connect()
-        .await?)
+async fn connect(url: &str, kind: GrpcClient) -> anyhow::Result<Client> {
+    let origin: http::Uri = url.parse()?;
+    let transport = match kind {
+        GrpcClient::Channel => {
+            let channel = Endpoint::from_shared(url.to_owned())?
+                .tcp_nodelay(true)
+                .initial_stream_window_size(4 * 1024 * 1024)
+                .initial_connection_window_size(16 * 1024 * 1024)
+                .connect()
+                .await?;
+            Transport::new(tower::ServiceExt::map_err(channel, |e| {
+                TransportError(e.into())
+            }))
+        }
+        GrpcClient::Hyper => {
+            let tcp = tokio::net::TcpStream::connect(addr_of(url)?).await?;
+            tcp.set_nodelay(true)?;
+            let (send, connection) =
+                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .initial_stream_window_size(4 * 1024 * 1024)
+                    .initial_connection_window_size(16 * 1024 * 1024)
+                    .handshake(hyper_util::rt::TokioIo::new(tcp))
+                    .await?;
+            tokio::spawn(connection);
+            Transport::new(HyperConn(send))
+        }
+    };
+    Ok(VerifyServiceClient::with_origin(transport, origin))
 }
 
 async fn drive(
@@ -365,12 +450,13 @@ async fn drive(
     let connections = args.connections.unwrap_or(callers).clamp(1, callers);
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections {
-        channels.push(connect(url).await?);
+        channels.push(connect(url, args.client).await?);
     }
 
     // Pre-flight: one submission must come back ACCEPTED as a fresh decision.
     let first = pool.take().context("no records")?;
-    let outcome = VerifyClient::new(channels[0].clone())
+    let outcome = channels[0]
+        .clone()
         .submit(first)
         .await
         .context("pre-flight Submit failed")?
@@ -390,7 +476,8 @@ async fn drive(
     let observer = tokio::spawn(observe(addr, clock));
     let mut tasks = Vec::with_capacity(callers);
     for i in 0..callers {
-        let client = VerifyClient::new(channels[i % connections].clone())
+        let client = channels[i % connections]
+            .clone()
             .max_decoding_message_size(16 * 1024 * 1024);
         let pool = pool.clone();
         tasks.push(match args.mode {
@@ -428,11 +515,7 @@ fn outcome_label(o: &v1::Outcome) -> String {
     }
 }
 
-async fn unary_caller(
-    mut client: VerifyClient,
-    pool: Arc<Pool>,
-    clock: Clock,
-) -> anyhow::Result<Stats> {
+async fn unary_caller(mut client: Client, pool: Arc<Pool>, clock: Clock) -> anyhow::Result<Stats> {
     let mut stats = Stats::new();
     while Instant::now() < clock.end {
         let Some(req) = pool.take() else { break };
@@ -451,54 +534,63 @@ async fn unary_caller(
     Ok(stats)
 }
 
-/// One HTTP/1.1 keep-alive connection looping `POST /v1/pcs/submit`.
+/// One HTTP/1.1 keep-alive connection looping `POST /v1/pcs/submit`, driven by hyper directly
+/// (a connection of its own; no pool to look it up in on every call).
 async fn rest_caller(url: String, pool: Arc<Pool>, clock: Clock) -> anyhow::Result<Stats> {
-    let client = reqwest::Client::builder()
-        .http1_only()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(1)
-        .build()?;
-    let submit = format!("{}/v1/pcs/submit", url.trim_end_matches('/'));
+    let authority = url
+        .strip_prefix("http://")
+        .context("--target must look like http://host:port")?
+        .trim_end_matches('/')
+        .to_owned();
+    let addr = addr_of(&url)?;
+    let mut conn = rest_connection(addr).await?;
     let mut stats = Stats::new();
     while Instant::now() < clock.end {
         let Some(req) = pool.take() else { break };
         let Some(submit_request::Body::PcsJson(body)) = req.body else {
             bail!("REST needs JSON bodies");
         };
-        let sent = Instant::now();
-        let res = client
-            .post(&submit)
-            .header("content-type", "application/json")
+        let request = http::Request::post("/v1/pcs/submit")
+            .header(http::header::HOST, &authority)
+            .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-tenant-id", "default")
-            .body(body)
-            .send()
-            .await;
-        let label = match res {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                // Read the whole body: the connection is reused only after it.
-                let _ = r.bytes().await;
-                match status {
-                    200 => "accepted".to_owned(),
-                    s => format!("http:{s}"),
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        let sent = Instant::now();
+        let label = match conn.send_request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                // Read the whole body: the connection takes the next request only after it.
+                match http_body_util::BodyExt::collect(response.into_body()).await {
+                    Ok(_) if status == 200 => "accepted".to_owned(),
+                    Ok(_) => format!("http:{status}"),
+                    Err(_) => "error:transport".to_owned(),
                 }
             }
-            Err(e) => format!(
-                "error:{}",
-                if e.is_timeout() {
-                    "timeout"
-                } else {
-                    "transport"
-                }
-            ),
+            Err(_) => "error:transport".to_owned(),
         };
+        let failed = label == "error:transport";
         stats.record(&clock, sent, Instant::now(), label);
+        if failed {
+            // The connection is gone: the next request goes on a new one.
+            conn = rest_connection(addr).await?;
+        }
     }
     Ok(stats)
 }
 
+async fn rest_connection(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (conn, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(connection);
+    Ok(conn)
+}
+
 async fn stream_caller(
-    mut client: VerifyClient,
+    mut client: Client,
     pool: Arc<Pool>,
     clock: Clock,
     window: usize,
