@@ -6,6 +6,7 @@ pub mod audit;
 pub mod convert;
 pub mod error;
 pub mod tls;
+pub mod transport;
 
 /// Generated `flk.v1` messages and services.
 pub mod v1 {

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flk_core::OutcomeRecord;
 use flk_core::admission::{Admission, Limits};
+use flk_proto::transport::TransportError;
 use flk_proto::v1::verify_service_client::VerifyServiceClient;
 use flk_proto::v1::verify_service_server::VerifyService;
 use flk_proto::v1::verify_service_server::VerifyServiceServer;
@@ -100,25 +101,6 @@ type Transport = tower::util::BoxCloneSyncService<
     axum::http::Response<tonic::body::Body>,
     TransportError,
 >;
-
-/// A [`Transport`]'s failure: the channel's error, shown and chained as it is (tonic looks
-/// through the chain to tell an unreachable replica, `UNAVAILABLE`, from others). A named type
-/// rather than [`tower::BoxError`], whose conversions the generated client's futures cannot
-/// prove `Send` for.
-#[derive(Debug)]
-pub struct TransportError(tower::BoxError);
-
-impl std::fmt::Display for TransportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for TransportError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.0.as_ref())
-    }
-}
 
 /// A client of one svc-verify replica, whatever its [`Transport`].
 type UpstreamClient = VerifyServiceClient<Transport>;
@@ -199,7 +181,7 @@ impl Gateway {
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len() + cfg.in_process.len());
         for u in &cfg.upstreams {
             let channel = lazy_channel(u, client_tls.as_ref())?;
-            let transport = tower::ServiceExt::map_err(channel, |e| TransportError(e.into()));
+            let transport = tower::ServiceExt::map_err(channel, TransportError::new);
             upstreams.push(Upstream {
                 name: u.clone(),
                 client: VerifyServiceClient::new(Transport::new(transport)),

@@ -28,6 +28,7 @@ use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, ValueEnum};
 use flk_bench::{Mix, Workload, WorkloadConfig};
 use flk_core::{HmacMode, SigningMaterial};
+use flk_proto::transport::TransportError;
 use flk_proto::v1::verify_service_client::VerifyServiceClient;
 use flk_proto::v1::{self, OutcomeKind, submit_request, submit_stream_response};
 use hdrhistogram::Histogram;
@@ -120,23 +121,6 @@ type Transport = tower::util::BoxCloneService<
 
 type Client = VerifyServiceClient<Transport>;
 
-/// A transport's failure, shown and chained as it is. A named type: with `tower::BoxError` the
-/// generated client's futures cannot be proven `Send`.
-#[derive(Debug)]
-struct TransportError(tower::BoxError);
-
-impl std::fmt::Display for TransportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for TransportError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.0.as_ref())
-    }
-}
-
 /// hyper's HTTP/2 client connection as a tower service.
 #[derive(Clone)]
 struct HyperConn(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
@@ -152,13 +136,13 @@ impl tower::Service<http::Request<tonic::body::Body>> for HyperConn {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), TransportError>> {
-        self.0.poll_ready(cx).map_err(|e| TransportError(e.into()))
+        self.0.poll_ready(cx).map_err(TransportError::new)
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let answer = self.0.send_request(req);
         Box::pin(async move {
-            let response = answer.await.map_err(|e| TransportError(e.into()))?;
+            let response = answer.await.map_err(TransportError::new)?;
             Ok(response.map(tonic::body::Body::new))
         })
     }
@@ -417,9 +401,7 @@ async fn connect(url: &str, kind: GrpcClient) -> anyhow::Result<Client> {
                 .initial_connection_window_size(16 * 1024 * 1024)
                 .connect()
                 .await?;
-            Transport::new(tower::ServiceExt::map_err(channel, |e| {
-                TransportError(e.into())
-            }))
+            Transport::new(tower::ServiceExt::map_err(channel, TransportError::new))
         }
         GrpcClient::Hyper => {
             let tcp = tokio::net::TcpStream::connect(addr_of(url)?).await?;
