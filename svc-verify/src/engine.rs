@@ -860,8 +860,8 @@ fn write_watermark(path: &Path, mark: u64) -> std::io::Result<()> {
 
 /// A future that is polled on its caller's task and, if the caller drops it after it started
 /// but before it is done, is moved to a task of its own and finishes there (its output is then
-/// discarded). A spawned task would do the same on every call, at the price of a scheduler
-/// round trip per submission that shows in unary latency; neither tokio nor futures has a
+/// discarded). Spawning every submission would do the same, but a task per item cost 5-11 % of
+/// SubmitStream throughput when measured (docs/BENCHMARKS.md); neither tokio nor futures has a
 /// future that detaches only on drop.
 struct RunToEnd<T: Send + 'static> {
     work: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
