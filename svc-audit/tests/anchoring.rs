@@ -323,7 +323,15 @@ async fn tsa_outage_is_counted_and_retried_until_the_anchor_is_stored() {
     record
         .verify(&note, audit.ledger().verifier(), &ctx)
         .expect("the retried anchor verifies");
-    let m = audit.metrics();
+    // The listing shows the anchor as soon as its journal line is stored; the round counts
+    // the success just after, so wait for the counter rather than read it once.
+    let m = poll_until("the success is counted", || {
+        let m = registry_text();
+        async move {
+            (metric(&m, r#"flk_audit_anchor_success_total{kind="rfc3161"}"#) >= 1.0).then_some(m)
+        }
+    })
+    .await;
     let attempts = metric(&m, r#"flk_audit_anchor_attempts_total{kind="rfc3161"}"#);
     let failures = metric(&m, r#"flk_audit_anchor_failures_total{kind="rfc3161"}"#);
     assert_eq!(
