@@ -182,6 +182,34 @@ impl From<ApiError> for Status {
     }
 }
 
+impl From<&ApiError> for crate::v1::ItemError {
+    /// The per-item error of a `SubmitStream` answer: the same code, message and retry hint
+    /// the unary call would carry in its status.
+    fn from(e: &ApiError) -> crate::v1::ItemError {
+        crate::v1::ItemError {
+            grpc_code: e.kind.grpc_code() as i32,
+            http_status: u32::from(e.kind.http_status()),
+            code: e.code.clone(),
+            message: e.message.clone(),
+            retry_after_secs: e.retry_after_secs().unwrap_or(0) as u32,
+        }
+    }
+}
+
+impl From<crate::v1::ItemError> for ApiError {
+    /// Recovers the error a service answered for one `SubmitStream` item.
+    fn from(e: crate::v1::ItemError) -> ApiError {
+        let kind = ErrorKind::from_grpc(Code::from_i32(e.grpc_code));
+        ApiError {
+            kind,
+            code: e.code,
+            message: e.message,
+            retry_after: (e.retry_after_secs > 0)
+                .then(|| Duration::from_secs(u64::from(e.retry_after_secs))),
+        }
+    }
+}
+
 impl From<flk_core::ParseError> for ApiError {
     fn from(e: flk_core::ParseError) -> ApiError {
         ApiError::new(ErrorKind::InvalidArgument, e.kind.code(), e.message)
@@ -215,5 +243,30 @@ mod tests {
         assert_eq!(back.kind.http_status(), 503);
         let body: serde_json::Value = serde_json::from_str(&e.json_body()).unwrap();
         assert_eq!(body["error"]["code"], "store_unavailable");
+    }
+
+    #[test]
+    fn round_trips_through_a_stream_item_error() {
+        for (e, http) in [
+            (
+                ApiError::new(ErrorKind::RateLimited, "rate_limited", "slow down")
+                    .with_retry_after(Duration::from_millis(200)),
+                429,
+            ),
+            (
+                ApiError::new(ErrorKind::Unauthenticated, "bad_signature", "no"),
+                401,
+            ),
+        ] {
+            let item = crate::v1::ItemError::from(&e);
+            assert_eq!(item.http_status, http);
+            let back = ApiError::from(item);
+            assert_eq!(back.kind, e.kind);
+            assert_eq!(
+                (back.code.as_str(), back.message.as_str()),
+                (e.code.as_str(), e.message.as_str())
+            );
+            assert_eq!(back.retry_after_secs(), e.retry_after_secs());
+        }
     }
 }

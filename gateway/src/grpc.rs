@@ -74,14 +74,13 @@ impl VerifyService for GatewayGrpc {
         self.gw.ingest.inc();
         let pcs_id = self.gw.routing_key(|| pcs_id_of(&req));
         let tenant = req.tenant_id.clone();
-        let answer = self
+        let outcome = self
             .gw
-            .route(&tenant, &pcs_id, |mut client| {
-                let req = req.clone();
-                async move { client.submit(req).await.map(|r| r.into_inner()) }
-            })
+            .route(&tenant, &pcs_id, |up| up.submit(req.clone()))
             .await?;
-        Ok(Response::new(answer))
+        Ok(Response::new(v1::SubmitResponse {
+            outcome: Some(outcome),
+        }))
     }
 
     type SubmitStreamStream = BoxStream<v1::SubmitStreamResponse>;
@@ -111,7 +110,8 @@ impl VerifyService for GatewayGrpc {
         let (tenant, pcs_id) = (req.tenant_id.clone(), req.pcs_id.clone());
         let answer = self
             .gw
-            .route(&tenant, &pcs_id, |mut client| {
+            .route(&tenant, &pcs_id, |up| {
+                let mut client = up.client.clone();
                 let req = req.clone();
                 async move { client.get_outcome(req).await.map(|r| r.into_inner()) }
             })
@@ -156,13 +156,9 @@ struct Lane {
 fn item_answer(index: u64, e: &ApiError) -> v1::SubmitStreamResponse {
     v1::SubmitStreamResponse {
         index,
-        result: Some(submit_stream_response::Result::Error(v1::ItemError {
-            grpc_code: e.kind.grpc_code() as i32,
-            http_status: u32::from(e.kind.http_status()),
-            code: e.code.clone(),
-            message: e.message.clone(),
-            retry_after_secs: e.retry_after_secs().unwrap_or(0) as u32,
-        })),
+        result: Some(submit_stream_response::Result::Error(v1::ItemError::from(
+            e,
+        ))),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod grpc;
 mod kpi;
+mod lanes;
 pub mod ring;
 
 use std::collections::HashMap;
@@ -69,6 +70,10 @@ pub struct GatewayConfig {
     /// svc-verify replicas in the gateway's own process (`flk up`), called directly instead of
     /// over HTTP/2; they join the ring beside `upstreams`.
     pub in_process: Vec<InProcessUpstream>,
+    /// Long-lived upstream `SubmitStream`s per replica that carry the unary submissions (REST
+    /// and gRPC `Submit`) as stream items (see `lanes`); 0 sends each submission as a unary
+    /// call of its own.
+    pub upstream_streams: usize,
     /// More registries exported on `/metrics` after the gateway's own (e.g. the in-process
     /// services of `flk up`). A metric family already exported by an earlier registry is
     /// skipped, so each family appears once.
@@ -89,10 +94,14 @@ impl Default for GatewayConfig {
             audit_upstream: None,
             kpi_upstream: None,
             in_process: Vec::new(),
+            upstream_streams: DEFAULT_UPSTREAM_STREAMS,
             extra_registries: Vec::new(),
         }
     }
 }
+
+/// Default of [`GatewayConfig::upstream_streams`].
+pub const DEFAULT_UPSTREAM_STREAMS: usize = 2;
 
 /// How the gateway reaches an svc-verify replica: a tonic channel (HTTP/2 over TCP, TLS when
 /// configured), or the gRPC service of a replica in the same process.
@@ -103,7 +112,7 @@ type Transport = tower::util::BoxCloneSyncService<
 >;
 
 /// A client of one svc-verify replica, whatever its [`Transport`].
-type UpstreamClient = VerifyServiceClient<Transport>;
+pub(crate) type UpstreamClient = VerifyServiceClient<Transport>;
 
 /// An svc-verify replica in the gateway's own process (`flk up`). Requests still go through
 /// the replica's gRPC service (protobuf in, protobuf out, the same handlers and errors as over
@@ -141,7 +150,40 @@ impl std::fmt::Debug for InProcessUpstream {
 struct Upstream {
     name: String,
     client: UpstreamClient,
+    /// The shared submission streams, unless submissions go as unary calls.
+    lanes: Option<lanes::Lanes>,
     healthy: AtomicBool,
+}
+
+impl Upstream {
+    fn new(name: String, client: UpstreamClient, streams: usize) -> Upstream {
+        Upstream {
+            lanes: (streams > 0).then(|| lanes::Lanes::new(client.clone(), streams)),
+            name,
+            client,
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Submits `req` to this replica: as an item of a shared stream, or as a unary call when
+    /// there are none or it is too large for one.
+    async fn submit(&self, req: v1::SubmitRequest) -> Result<v1::Outcome, tonic::Status> {
+        match &self.lanes {
+            Some(lanes) if lanes::fits(&req) => lanes.submit(req).await,
+            _ => {
+                let mut client = self.client.clone();
+                client
+                    .submit(req)
+                    .await?
+                    .into_inner()
+                    .outcome
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorKind::Internal, "bad_upstream_answer", "empty answer")
+                            .into()
+                    })
+            }
+        }
+    }
 }
 
 /// Gateway state shared by the handlers.
@@ -182,18 +224,18 @@ impl Gateway {
         for u in &cfg.upstreams {
             let channel = lazy_channel(u, client_tls.as_ref())?;
             let transport = tower::ServiceExt::map_err(channel, TransportError::new);
-            upstreams.push(Upstream {
-                name: u.clone(),
-                client: VerifyServiceClient::new(Transport::new(transport)),
-                healthy: AtomicBool::new(true),
-            });
+            upstreams.push(Upstream::new(
+                u.clone(),
+                VerifyServiceClient::new(Transport::new(transport)),
+                cfg.upstream_streams,
+            ));
         }
         for local in &cfg.in_process {
-            upstreams.push(Upstream {
-                name: local.name.clone(),
-                client: VerifyServiceClient::new(local.transport.clone()),
-                healthy: AtomicBool::new(true),
-            });
+            upstreams.push(Upstream::new(
+                local.name.clone(),
+                VerifyServiceClient::new(local.transport.clone()),
+                cfg.upstream_streams,
+            ));
         }
         let names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
         let audit = match &cfg.audit_upstream {
@@ -293,6 +335,10 @@ impl Gateway {
     /// The replicas for `(tenant, pcs_id)` in ring order, healthy ones first (unhealthy ones
     /// are still tried last: the health flag may be stale).
     fn ordered_candidates(&self, tenant: &str, pcs_id: &str) -> Vec<usize> {
+        if self.upstreams.len() == 1 {
+            // Nothing to choose (and no key to hash: see `routing_key`).
+            return vec![0];
+        }
         let (mut healthy, unhealthy): (Vec<usize>, Vec<usize>) = self
             .ring
             .candidates(tenant, pcs_id)
@@ -325,14 +371,14 @@ impl Gateway {
 
     /// Calls `f` on the owner of `(tenant, pcs_id)`, failing over to the next replicas when
     /// one cannot be reached (a transport failure, not an answer from the service).
-    async fn route<T, F, Fut>(&self, tenant: &str, pcs_id: &str, f: F) -> Result<T, ApiError>
+    async fn route<'a, T, F, Fut>(&'a self, tenant: &str, pcs_id: &str, f: F) -> Result<T, ApiError>
     where
-        F: Fn(UpstreamClient) -> Fut,
+        F: Fn(&'a Upstream) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         for i in self.ordered_candidates(tenant, pcs_id) {
             let up = &self.upstreams[i];
-            match f(up.client.clone()).await {
+            match f(up).await {
                 Ok(v) => {
                     up.healthy.store(true, Ordering::Relaxed);
                     return Ok(v);
@@ -355,7 +401,11 @@ fn lazy_channel(
         .connect_timeout(Duration::from_secs(2))
         // No per-call timeout here: the tower stack's deadline covers unary calls (answering
         // 504 `timeout`), and stream calls have none.
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // The submission lanes stay open for the gateway's lifetime: pings find a peer that
+        // vanished without closing the connection (its items then fail over).
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
     if let Some(tls) = tls {
         endpoint = endpoint
             .tls_config(tls.clone())
@@ -652,21 +702,15 @@ async fn submit_body(gw: &Gateway, tenant: String, body: Bytes) -> Response {
     gw.ingest.inc();
     let pcs_id = gw.routing_key(|| routing_pcs_id(&body));
     let result = gw
-        .route(&tenant, &pcs_id, |mut client| {
-            let req = v1::SubmitRequest {
+        .route(&tenant, &pcs_id, |up| {
+            up.submit(v1::SubmitRequest {
                 tenant_id: tenant.clone(),
                 body: Some(submit_request::Body::PcsJson(body.to_vec())),
-            };
-            async move { client.submit(req).await.map(|r| r.into_inner()) }
+            })
         })
         .await;
     match result {
-        Ok(v1::SubmitResponse { outcome: Some(o) }) => outcome_response(&o),
-        Ok(_) => error_response(&ApiError::new(
-            ErrorKind::Internal,
-            "bad_upstream_answer",
-            "empty answer",
-        )),
+        Ok(o) => outcome_response(&o),
         Err(e) => error_response(&e),
     }
 }
@@ -678,7 +722,8 @@ async fn get_outcome(
 ) -> Response {
     let tenant = tenant_of(&headers);
     let result = gw
-        .route(&tenant, &pcs_id, |mut client| {
+        .route(&tenant, &pcs_id, |up| {
+            let mut client = up.client.clone();
             let req = v1::GetOutcomeRequest {
                 tenant_id: tenant.clone(),
                 pcs_id: pcs_id.clone(),

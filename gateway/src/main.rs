@@ -69,6 +69,10 @@ struct Args {
     /// GET /v1/kpi/report; without it those routes answer 503.
     #[arg(long, env = "FLK_GATEWAY_KPI_UPSTREAM", value_name = "URL")]
     kpi_upstream: Option<String>,
+    /// Long-lived SubmitStreams per svc-verify replica that carry REST and unary gRPC
+    /// submissions as stream items; 0 sends each submission as a unary call of its own.
+    #[arg(long, env = "FLK_GATEWAY_UPSTREAM_STREAMS", default_value_t = gateway::DEFAULT_UPSTREAM_STREAMS)]
+    upstream_streams: usize,
 }
 
 impl Args {
@@ -151,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         audit_upstream: args.audit_upstream.clone(),
         kpi_upstream: args.kpi_upstream.clone(),
         in_process: Vec::new(),
+        upstream_streams: args.upstream_streams,
         extra_registries: Vec::new(),
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

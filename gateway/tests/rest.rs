@@ -32,7 +32,7 @@ struct Replica {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Replica {
@@ -40,14 +40,18 @@ impl Replica {
         let dir = tempfile::tempdir().unwrap();
         let tenants = dir.path().join("tenants.toml");
         std::fs::write(&tenants, TENANTS).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Replica::serve(dir, listener).await
+    }
+
+    async fn serve(dir: tempfile::TempDir, listener: TcpListener) -> Replica {
         let mut cfg = VerifyConfig {
             data_dir: dir.path().join("data"),
             ..Default::default()
         };
-        cfg.tenants_file = Some(tenants);
+        cfg.tenants_file = Some(dir.path().join("tenants.toml"));
         cfg.log.fsync = false;
         let service = Service::open(&cfg).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(service.serve(listener, async {
@@ -57,25 +61,43 @@ impl Replica {
             addr,
             stop: Some(tx),
             task,
-            _dir: dir,
+            dir,
         }
     }
 
-    async fn stop(mut self) {
+    /// Stops the service: its graceful shutdown returns once every call has ended, including
+    /// the gateway's long-lived submission streams.
+    async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.task).await;
+        (&mut self.task)
+            .await
+            .expect("svc-verify task")
+            .expect("svc-verify shut down cleanly");
+        self.dir
+    }
+
+    /// Stops the service and starts it again on the same address and data.
+    async fn restart(self) -> Replica {
+        let addr = self.addr;
+        let dir = self.stop().await;
+        let listener = TcpListener::bind(addr).await.unwrap();
+        Replica::serve(dir, listener).await
     }
 }
 
 async fn gateway(upstreams: Vec<String>, auth: Option<(String, String)>) -> SocketAddr {
-    let gw = gateway::Gateway::new(gateway::GatewayConfig {
+    gateway_with(gateway::GatewayConfig {
         upstreams,
         metrics_auth: auth,
         ..Default::default()
     })
-    .unwrap();
+    .await
+}
+
+async fn gateway_with(cfg: gateway::GatewayConfig) -> SocketAddr {
+    let gw = gateway::Gateway::new(cfg).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(gateway::serve(
@@ -428,4 +450,108 @@ async fn routes_by_key_and_fails_over() {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
     b.stop().await;
+}
+
+/// REST submissions of many callers at once share the gateway's few upstream streams (and,
+/// with `upstream_streams = 0`, go as unary calls): each caller gets the answer to its own
+/// PCS, first as a decision, then as a duplicate, and tampered copies racing the originals
+/// get their 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_each_get_their_own_answer() {
+    for streams in [2, 0] {
+        let replica = Replica::start().await;
+        let gw = gateway_with(gateway::GatewayConfig {
+            upstreams: vec![format!("http://{}", replica.addr)],
+            upstream_streams: streams,
+            ..Default::default()
+        })
+        .await;
+        let mut cases: Vec<(Vec<u8>, u16, String)> = Vec::new();
+        for v in vectors() {
+            let body = serde_json::to_vec(&v["pcs"]).unwrap();
+            let status = v["expect"]["http_status"].as_u64().unwrap() as u16;
+            let reason = v["expect"]["reason_code"].as_str().unwrap().to_owned();
+            if cases.len().is_multiple_of(4) {
+                let mut tampered = v["pcs"].clone();
+                tampered["D_hat"] = Value::from(tampered["D_hat"].as_f64().unwrap() + 0.001);
+                let tampered = serde_json::to_vec(&tampered).unwrap();
+                cases.push((tampered, 401, "signature_invalid".into()));
+            }
+            cases.push((body, status, reason));
+        }
+        for round in 0..2 {
+            let answers = futures::future::join_all(
+                cases
+                    .iter()
+                    .map(|(body, _, _)| http(gw, "POST", "/v1/pcs/submit", &[], body)),
+            )
+            .await;
+            for ((body, status, reason), r) in cases.iter().zip(answers) {
+                let json = r.json();
+                let pcs: Value = serde_json::from_slice(body).unwrap();
+                assert_eq!(r.status, *status, "streams={streams} round {round}: {json}");
+                if *status == 401 {
+                    assert_eq!(json["error"]["code"], "signature_invalid");
+                    continue;
+                }
+                assert_eq!(json["pcs_id"], pcs["pcs_id"], "streams={streams}: {json}");
+                assert_eq!(
+                    json["reason_code"],
+                    reason.as_str(),
+                    "streams={streams}: {json}"
+                );
+                assert_eq!(json["duplicate"], round == 1, "streams={streams}: {json}");
+            }
+        }
+        replica.stop().await;
+    }
+}
+
+/// A replica that restarts ends the gateway's submission streams to it: while it is down,
+/// submissions are 503 with a retry hint; once it is back, the next submissions open new
+/// streams and see everything it decided before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_gets_new_submission_streams() {
+    let replica = Replica::start().await;
+    let addr = replica.addr;
+    let gw = gateway(vec![format!("http://{addr}")], None).await;
+    let ok: Vec<Vec<u8>> = vectors()
+        .iter()
+        .filter(|v| v["expect"]["reason_code"] == "ok")
+        .take(3)
+        .map(|v| serde_json::to_vec(&v["pcs"]).unwrap())
+        .collect();
+    let r = http(gw, "POST", "/v1/pcs/submit", &[], &ok[0]).await;
+    assert_eq!(r.status, 200, "{}", r.json());
+
+    // Down: the streams end with it (its shutdown does not wait on them), and submissions are
+    // refused with a retry hint, not left hanging.
+    let dir = replica.stop().await;
+    let r = http(gw, "POST", "/v1/pcs/submit", &[], &ok[1]).await;
+    assert_eq!(r.status, 503, "{}", r.json());
+    assert_eq!(r.json()["error"]["code"], "upstream_unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+
+    // Back on the same address and data: new streams, same decisions.
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let replica = Replica::serve(dir, listener).await;
+    let r = http(gw, "POST", "/v1/pcs/submit", &[], &ok[0]).await;
+    assert_eq!(
+        (r.status, r.json()["duplicate"].clone()),
+        (200, Value::from(true))
+    );
+    let r = http(gw, "POST", "/v1/pcs/submit", &[], &ok[1]).await;
+    assert_eq!(
+        (r.status, r.json()["duplicate"].clone()),
+        (200, Value::from(false))
+    );
+
+    // A restart while the streams are open and idle.
+    let replica = replica.restart().await;
+    let r = http(gw, "POST", "/v1/pcs/submit", &[], &ok[2]).await;
+    assert_eq!(
+        (r.status, r.json()["duplicate"].clone()),
+        (200, Value::from(false))
+    );
+    replica.stop().await;
 }

@@ -18,11 +18,46 @@ const STREAM_CONCURRENCY: usize = 512;
 
 pub struct VerifyGrpc {
     engine: Arc<Engine>,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl VerifyGrpc {
-    pub fn new(engine: Arc<Engine>) -> VerifyGrpc {
-        VerifyGrpc { engine }
+    /// Handlers over `engine`; their streams end once `closing` turns true (or its sender is
+    /// gone): `SubmitStream` stops reading items, answers those it has read and ends,
+    /// `Subscribe` ends at a record boundary. Both callers resume on another connection.
+    pub fn new(engine: Arc<Engine>, closing: tokio::sync::watch::Receiver<bool>) -> VerifyGrpc {
+        VerifyGrpc { engine, closing }
+    }
+
+    /// Resolves when the service starts shutting down.
+    fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.clone();
+        async move {
+            let _ = closing.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Appended to a stream cut short by [`VerifyGrpc::closing`]: ends the call with
+    /// `UNAVAILABLE` `shutting_down` (retry elsewhere or later) rather than a plain end, which
+    /// a caller could take for a complete answer. Empty when the stream ended by itself.
+    fn closing_tail<T: Send + 'static>(
+        &self,
+    ) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
+        let closing = self.closing.clone();
+        futures::stream::iter(
+            std::iter::once_with(move || *closing.borrow() || closing.has_changed().is_err())
+                .filter(|closed| *closed)
+                .map(|_| {
+                    Err(Status::from(
+                        ApiError::new(
+                            ErrorKind::Unavailable,
+                            "shutting_down",
+                            "svc-verify is shutting down",
+                        )
+                        .with_retry_after(std::time::Duration::from_secs(1)),
+                    ))
+                }),
+        )
     }
 }
 
@@ -78,6 +113,7 @@ impl VerifyService for VerifyGrpc {
         let default_tenant = tenant_of("", &metadata);
         let engine = self.engine.clone();
         let out = inbound
+            .take_until(self.closing())
             .enumerate()
             .map(move |(index, item)| {
                 let engine = engine.clone();
@@ -103,12 +139,15 @@ impl VerifyService for VerifyGrpc {
                             Ok(rec) => {
                                 submit_stream_response::Result::Outcome(v1::Outcome::from(&rec))
                             }
-                            Err(e) => submit_stream_response::Result::Error(item_error(&e)),
+                            Err(e) => {
+                                submit_stream_response::Result::Error(v1::ItemError::from(&e))
+                            }
                         }),
                     })
                 }
             })
-            .buffered(STREAM_CONCURRENCY);
+            .buffered(STREAM_CONCURRENCY)
+            .chain(self.closing_tail());
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -150,16 +189,7 @@ impl VerifyService for VerifyGrpc {
                 format!("outcome log read failed: {e}"),
             ))),
         });
+        let stream = stream.take_until(self.closing()).chain(self.closing_tail());
         Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-fn item_error(e: &ApiError) -> v1::ItemError {
-    v1::ItemError {
-        grpc_code: e.kind.grpc_code() as i32,
-        http_status: u32::from(e.kind.http_status()),
-        code: e.code.clone(),
-        message: e.message.clone(),
-        retry_after_secs: e.retry_after_secs().unwrap_or(0) as u32,
     }
 }

@@ -34,9 +34,13 @@ pub use engine::{Body, Engine};
 use metrics::{LogMetrics, VerifyMetrics};
 use tenants::TenantRegistry;
 
-/// The gRPC service over `engine` (requests up to 4 MiB: a 1 MiB PCS with room to spare).
-fn grpc_server(engine: &Arc<Engine>) -> VerifyServiceServer<grpc::VerifyGrpc> {
-    VerifyServiceServer::new(grpc::VerifyGrpc::new(Arc::clone(engine)))
+/// The gRPC service over `engine` (requests up to 4 MiB: a 1 MiB PCS with room to spare); its
+/// streams end once `closing` turns true.
+fn grpc_server(
+    engine: &Arc<Engine>,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> VerifyServiceServer<grpc::VerifyGrpc> {
+    VerifyServiceServer::new(grpc::VerifyGrpc::new(Arc::clone(engine), closing))
         .max_decoding_message_size(4 * 1024 * 1024)
 }
 
@@ -48,6 +52,11 @@ pub struct Service {
     pub generated_secret: Option<PathBuf>,
     /// The listener's TLS (from `[tls]`), loaded at open so bad files fail early.
     tls: Option<Arc<flk_proto::tls::ServerConfig>>,
+    /// Turned true when [`Service::serve`]'s shutdown begins: the long-lived streams
+    /// (`SubmitStream`, `Subscribe`) then end, so that the graceful shutdown, which waits for
+    /// every open call, does not wait on callers that never hang up (the gateway's submission
+    /// lanes, the feed consumers).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
@@ -88,6 +97,7 @@ impl Service {
             registry,
             generated_secret,
             tls,
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -95,7 +105,7 @@ impl Service {
     /// the same process (the gateway of `flk up`). Its submissions need the background tasks
     /// of [`Service::serve`] (the index flusher among them), so serve the service too.
     pub fn grpc_server(&self) -> VerifyServiceServer<grpc::VerifyGrpc> {
-        grpc_server(&self.engine)
+        grpc_server(&self.engine, self.closing.subscribe())
     }
 
     /// Whether [`Service::serve`] terminates TLS.
@@ -137,7 +147,12 @@ impl Service {
                     async move { readiness(&engine).await }
                 }),
             );
-        let grpc = tonic::service::Routes::new(grpc_server(&engine));
+        let grpc = tonic::service::Routes::new(grpc_server(&engine, self.closing.subscribe()));
+        let closing = self.closing;
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         let router = grpc.into_axum_router().merge(http);
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
