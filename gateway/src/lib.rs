@@ -70,9 +70,9 @@ pub struct GatewayConfig {
     /// svc-verify replicas in the gateway's own process (`flk up`), called directly instead of
     /// over HTTP/2; they join the ring beside `upstreams`.
     pub in_process: Vec<InProcessUpstream>,
-    /// Long-lived upstream `SubmitStream`s per replica that carry the unary submissions (REST
-    /// and gRPC `Submit`) as stream items (see `lanes`); 0 sends each submission as a unary
-    /// call of its own.
+    /// Long-lived upstream `SubmitStream`s per networked replica that carry the unary
+    /// submissions (REST and gRPC `Submit`) as stream items (see `lanes`); 0 sends each
+    /// submission as a unary call of its own, as is always done for `in_process` replicas.
     pub upstream_streams: usize,
     /// More registries exported on `/metrics` after the gateway's own (e.g. the in-process
     /// services of `flk up`). A metric family already exported by an earlier registry is
@@ -231,10 +231,12 @@ impl Gateway {
             ));
         }
         for local in &cfg.in_process {
+            // No lanes in process: a unary call there has no HTTP/2 request to save, and runs
+            // on the caller's task rather than on a lane's (measured in docs/BENCHMARKS.md).
             upstreams.push(Upstream::new(
                 local.name.clone(),
                 VerifyServiceClient::new(local.transport.clone()),
-                cfg.upstream_streams,
+                0,
             ));
         }
         let names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();

@@ -225,7 +225,7 @@ fn main() -> anyhow::Result<()> {
     let records = args.records.unwrap_or_else(|| {
         let rate = match args.mode {
             Mode::Stream => 45_000,
-            Mode::Unary | Mode::Rest => 20_000,
+            Mode::Unary | Mode::Rest => 30_000,
         };
         rate * (args.duration + args.warmup) as usize + 1_000
     });
