@@ -12,6 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={root}/{f}");
     }
     let fds = protox::compile(files, [root])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        // A submission's JSON body as `Bytes`: the gateway forwards the REST body without a
+        // copy, and a submission kept for a resend costs a reference count, not a copy.
+        .bytes(".flk.v1.SubmitRequest.pcs_json")
+        .compile_fds(fds)?;
     Ok(())
 }

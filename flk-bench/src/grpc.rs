@@ -73,7 +73,7 @@ pub(crate) async fn connect(url: &str, cfg: &RunConfig) -> Result<Vec<Worker>, E
 fn request(tenant: &str, job: &Job) -> v1::SubmitRequest {
     v1::SubmitRequest {
         tenant_id: tenant.to_owned(),
-        body: Some(submit_request::Body::PcsJson(job.item.body.to_vec())),
+        body: Some(submit_request::Body::PcsJson(job.item.body.clone())),
     }
 }
 

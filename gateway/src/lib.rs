@@ -707,7 +707,7 @@ async fn submit_body(gw: &Gateway, tenant: String, body: Bytes) -> Response {
         .route(&tenant, &pcs_id, |up| {
             up.submit(v1::SubmitRequest {
                 tenant_id: tenant.clone(),
-                body: Some(submit_request::Body::PcsJson(body.to_vec())),
+                body: Some(submit_request::Body::PcsJson(body.clone())),
             })
         })
         .await;

@@ -191,7 +191,7 @@ async fn channel(addr: SocketAddr) -> VerifyClient {
 fn request(tenant: &str, body: &[u8]) -> v1::SubmitRequest {
     v1::SubmitRequest {
         tenant_id: tenant.to_owned(),
-        body: Some(submit_request::Body::PcsJson(body.to_vec())),
+        body: Some(submit_request::Body::PcsJson(body.to_vec().into())),
     }
 }
 

@@ -230,7 +230,7 @@ async fn grpc_submit(
         .submit(v1::SubmitRequest {
             tenant_id: "default".into(),
             body: Some(submit_request::Body::PcsJson(
-                serde_json::to_vec(pcs).unwrap(),
+                serde_json::to_vec(pcs).unwrap().into(),
             )),
         })
         .await

@@ -117,7 +117,7 @@ async fn submit(client: &mut VerifyClient, pcs: &Value) -> v1::Outcome {
         .submit(v1::SubmitRequest {
             tenant_id: "default".to_owned(),
             body: Some(submit_request::Body::PcsJson(
-                serde_json::to_vec(pcs).unwrap(),
+                serde_json::to_vec(pcs).unwrap().into(),
             )),
         })
         .await

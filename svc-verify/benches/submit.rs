@@ -40,7 +40,7 @@ fn request(signer: &SigningMaterial, n: u64) -> v1::SubmitRequest {
         .replace("\"SIG\"", &format!("\"{}\"", signer.sign_b64(&canon)));
     v1::SubmitRequest {
         tenant_id: String::new(),
-        body: Some(submit_request::Body::PcsJson(body.into_bytes())),
+        body: Some(submit_request::Body::PcsJson(body.into_bytes().into())),
     }
 }
 

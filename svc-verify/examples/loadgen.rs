@@ -300,7 +300,7 @@ fn generate(n: usize, secret: &str) -> anyhow::Result<Vec<v1::SubmitRequest>> {
         .into_iter()
         .map(|item| v1::SubmitRequest {
             tenant_id: String::new(),
-            body: Some(submit_request::Body::PcsJson(item.body.to_vec())),
+            body: Some(submit_request::Body::PcsJson(item.body)),
         })
         .collect())
 }
@@ -536,7 +536,7 @@ async fn rest_caller(url: String, pool: Arc<Pool>, clock: Clock) -> anyhow::Resu
             .header(http::header::HOST, &authority)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-tenant-id", "default")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+            .body(http_body_util::Full::new(body))?;
         let sent = Instant::now();
         let label = match conn.send_request(request).await {
             Ok(response) => {

@@ -76,7 +76,7 @@ fn tenant_of(field: &str, metadata: &tonic::metadata::MetadataMap) -> String {
 
 fn body_of(req: v1::SubmitRequest) -> Result<Body, ApiError> {
     match req.body {
-        Some(submit_request::Body::PcsJson(b)) => Ok(Body::Json(b.into())),
+        Some(submit_request::Body::PcsJson(b)) => Ok(Body::Json(b)),
         Some(submit_request::Body::Pcs(p)) => Ok(Body::Structured(Box::new(p))),
         None => Err(ApiError::new(
             ErrorKind::InvalidArgument,

@@ -470,7 +470,7 @@ pub fn json_request(tenant: &str, pcs: &Value) -> v1::SubmitRequest {
     v1::SubmitRequest {
         tenant_id: tenant.to_owned(),
         body: Some(submit_request::Body::PcsJson(
-            serde_json::to_vec(pcs).expect("json"),
+            serde_json::to_vec(pcs).expect("json").into(),
         )),
     }
 }

@@ -477,7 +477,7 @@ pub fn json_request(tenant: &str, pcs: &Value) -> v1::SubmitRequest {
 pub fn raw_request(tenant: &str, body: Vec<u8>) -> v1::SubmitRequest {
     v1::SubmitRequest {
         tenant_id: tenant.to_owned(),
-        body: Some(submit_request::Body::PcsJson(body)),
+        body: Some(submit_request::Body::PcsJson(body.into())),
     }
 }
 
