@@ -33,6 +33,9 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// The answer did not come within the deadline: 504 / DEADLINE_EXCEEDED.
     DeadlineExceeded,
+    /// A credential that is valid but not for this (an X-Tenant-Id that disagrees with the
+    /// token, a tenant token on an admin route): 403 / PERMISSION_DENIED.
+    PermissionDenied,
 }
 
 impl ErrorKind {
@@ -47,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Internal => Code::Internal,
             ErrorKind::FailedPrecondition => Code::FailedPrecondition,
             ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
         }
     }
 
@@ -61,13 +65,15 @@ impl ErrorKind {
             ErrorKind::Internal => 500,
             ErrorKind::FailedPrecondition => 409,
             ErrorKind::DeadlineExceeded => 504,
+            ErrorKind::PermissionDenied => 403,
         }
     }
 
     fn from_grpc(code: Code) -> ErrorKind {
         match code {
             Code::InvalidArgument => ErrorKind::InvalidArgument,
-            Code::Unauthenticated | Code::PermissionDenied => ErrorKind::Unauthenticated,
+            Code::Unauthenticated => ErrorKind::Unauthenticated,
+            Code::PermissionDenied => ErrorKind::PermissionDenied,
             Code::NotFound => ErrorKind::NotFound,
             Code::OutOfRange => ErrorKind::PayloadTooLarge,
             Code::ResourceExhausted => ErrorKind::RateLimited,

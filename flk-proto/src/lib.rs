@@ -5,7 +5,6 @@
 pub mod audit;
 pub mod convert;
 pub mod error;
-pub mod tls;
 pub mod transport;
 
 /// Generated `flk.v1` messages and services.

@@ -23,6 +23,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use flk_runtime::ConfigError;
+use flk_runtime::config::{EnvVar, ServiceConfig, redact_url};
+use flk_runtime::security::{AuthSettings, PeerSettings, TlsSettings};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable names (each overrides the file).
@@ -106,6 +109,13 @@ pub struct AuditConfig {
     pub postgres_url: Option<String>,
     /// Checkpoint anchoring ([`crate::anchoring::config`]).
     pub anchor: crate::anchoring::AnchorConfig,
+    /// TLS on the listen port; with `client_ca`, clients need a certificate it signed (mTLS).
+    pub tls: TlsSettings,
+    /// Without mTLS: the bearer token every call needs (generated in
+    /// `<data_dir>/admin.token` when unset).
+    pub auth: AuthSettings,
+    /// How svc-verify is reached: CA, client certificate, token.
+    pub peer: PeerSettings,
 }
 
 impl Default for AuditConfig {
@@ -124,103 +134,60 @@ impl Default for AuditConfig {
             storage: StorageSetting::Embedded,
             postgres_url: None,
             anchor: crate::anchoring::AnchorConfig::default(),
+            tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
+            peer: PeerSettings::default(),
         }
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid value for {name}: {message}")]
-    Env { name: &'static str, message: String },
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
+impl ServiceConfig for AuditConfig {
+    const ENV: &'static [EnvVar] = &[
+        EnvVar::string(env::LISTEN, "listen"),
+        EnvVar::string(env::DATA_DIR, "data_dir"),
+        EnvVar::string(env::VERIFY_URL, "verify_url"),
+        EnvVar::string(env::ORIGIN, "origin"),
+        EnvVar::number(env::CHECKPOINT_INTERVAL_MS, "checkpoint_interval_ms"),
+        EnvVar::number(env::BATCH_MAX_ENTRIES, "batch_max_entries"),
+        EnvVar::optional(env::LOG_KEY_FILE, "log_key_file"),
+        EnvVar::string(env::SYNC, "sync"),
+        EnvVar::string(env::STORAGE, "storage"),
+        EnvVar::optional(env::POSTGRES_URL, "postgres_url"),
+    ];
+    const MORE_ENV: &'static [&'static [EnvVar]] = &[
+        &flk_runtime::server_env!("FLK_AUDIT"),
+        &flk_runtime::peer_env!("FLK_AUDIT"),
+    ];
 
-fn env_number<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse().map_err(|e: T::Err| ConfigError::Env {
-        name,
-        message: e.to_string(),
-    })
+    fn validate(&self) -> Result<(), ConfigError> {
+        AuditConfig::validate(self)
+    }
+
+    fn redact(&mut self) {
+        self.postgres_url = self.postgres_url.as_deref().map(redact_url);
+    }
 }
 
 impl AuditConfig {
-    /// Reads `path` (if any), then applies environment overrides from `vars`, then validates.
+    /// Reads `path` (if any), then applies environment overrides from `vars` (the
+    /// `[anchor]` ones too), then validates.
     pub fn load(
         path: Option<&Path>,
         vars: impl Fn(&str) -> Option<String>,
     ) -> Result<AuditConfig, ConfigError> {
-        let mut cfg = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_owned(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path: p.to_owned(),
-                    message: e.to_string(),
-                })?
-            }
-            None => AuditConfig::default(),
-        };
-        if let Some(v) = vars(env::LISTEN) {
-            cfg.listen = env_number(env::LISTEN, &v)?;
-        }
-        if let Some(v) = vars(env::DATA_DIR) {
-            cfg.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = vars(env::VERIFY_URL) {
-            cfg.verify_url = v;
-        }
-        if let Some(v) = vars(env::ORIGIN) {
-            cfg.origin = v;
-        }
-        if let Some(v) = vars(env::CHECKPOINT_INTERVAL_MS) {
-            cfg.checkpoint_interval_ms = env_number(env::CHECKPOINT_INTERVAL_MS, &v)?;
-        }
-        if let Some(v) = vars(env::BATCH_MAX_ENTRIES) {
-            cfg.batch_max_entries = env_number(env::BATCH_MAX_ENTRIES, &v)?;
-        }
-        if let Some(v) = vars(env::LOG_KEY_FILE) {
-            cfg.log_key_file = Some(PathBuf::from(v));
-        }
-        if let Some(v) = vars(env::SYNC) {
-            cfg.sync = match v.as_str() {
-                "file" => SyncSetting::File,
-                "filesystem" => SyncSetting::Filesystem,
-                other => {
-                    return Err(ConfigError::Env {
-                        name: env::SYNC,
-                        message: format!("unknown sync mode {other:?} (file, filesystem)"),
-                    });
-                }
-            };
-        }
-        if let Some(v) = vars(env::STORAGE) {
-            cfg.storage = match v.as_str() {
-                "embedded" => StorageSetting::Embedded,
-                "postgres" => StorageSetting::Postgres,
-                other => {
-                    return Err(ConfigError::Env {
-                        name: env::STORAGE,
-                        message: format!("unknown storage {other:?} (embedded, postgres)"),
-                    });
-                }
-            };
-        }
-        if let Some(v) = vars(env::POSTGRES_URL) {
-            cfg.postgres_url = Some(v);
-        }
+        let mut cfg: AuditConfig = flk_runtime::config::load(path, &vars)?;
+        cfg.anchor.apply_env(&vars)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`AuditConfig::load`] of a parsed document (`flk up`'s `[audit]` section).
+    pub fn from_table(
+        table: toml::Table,
+        origin: &str,
+        vars: impl Fn(&str) -> Option<String>,
+    ) -> Result<AuditConfig, ConfigError> {
+        let mut cfg: AuditConfig = flk_runtime::config::from_table(table, origin, &vars)?;
         cfg.anchor.apply_env(&vars)?;
         cfg.validate()?;
         Ok(cfg)
@@ -233,12 +200,10 @@ impl AuditConfig {
                 self.origin
             ))
         })?;
-        if !(self.verify_url.starts_with("http://") || self.verify_url.starts_with("https://")) {
-            return Err(ConfigError::Invalid(format!(
-                "`verify_url` {:?} must start with http:// or https://",
-                self.verify_url
-            )));
-        }
+        flk_runtime::config::check_http_url("verify_url", &self.verify_url)?;
+        self.tls.validate("tls")?;
+        self.auth.validate("auth")?;
+        self.peer.validate("peer")?;
         if self.checkpoint_interval_ms == 0 || self.checkpoint_interval_ms > 60_000 {
             return Err(ConfigError::Invalid(
                 "`checkpoint_interval_ms` must be in 1..=60000".into(),
@@ -278,32 +243,8 @@ impl AuditConfig {
     /// The configuration as TOML, the password of `postgres_url` redacted (the key is
     /// referenced by path).
     pub fn redacted(&self) -> String {
-        let mut cfg = self.clone();
-        cfg.postgres_url = cfg.postgres_url.as_deref().map(redact_url);
-        toml::to_string(&cfg).unwrap_or_default()
+        flk_runtime::config::to_toml(self)
     }
-}
-
-/// A connection URL or libpq string without its password.
-fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@')
-            && let Some((user, _)) = userinfo.split_once(':')
-        {
-            return format!("{scheme}://{user}:REDACTED@{host}");
-        }
-        return url.to_owned();
-    }
-    url.split_whitespace()
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=REDACTED"
-            } else {
-                kv
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
@@ -343,12 +284,12 @@ mod tests {
         let printed = pg.redacted();
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(
-            printed.contains("postgres://u:REDACTED@db:5432/flk"),
+            printed.contains("postgres://u:<redacted>@db:5432/flk"),
             "{printed}"
         );
         assert_eq!(
             redact_url("host=db user=u password=hunter2"),
-            "host=db user=u password=REDACTED"
+            "host=db user=u password=<redacted>"
         );
 
         std::fs::write(&path, "orign = \"x\"\n").unwrap();

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use flk_proto::{ApiError, ErrorKind};
 
 /// Why an audit operation failed.
@@ -112,28 +110,7 @@ impl From<AuditError> for tonic::Status {
     }
 }
 
-/// A JSON response with `Content-Type: application/json`.
-pub fn json_response(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// The REST answer to an error: its status, the error body, and `Retry-After` when set.
-pub fn error_response(e: &ApiError) -> Response {
-    let status =
-        StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = json_response(status, e.json_body());
-    if let Some(secs) = e.retry_after_secs()
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
+pub use flk_runtime::http::{error_response, json_response};
 
 #[cfg(test)]
 mod tests {

@@ -31,7 +31,7 @@
 //! layout (`index.redb`) is simply not read: the new index starts empty and the ledger
 //! re-indexes the whole log when it opens.
 
-use std::fs::{File, OpenOptions};
+
 use std::path::Path;
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
@@ -60,7 +60,7 @@ pub struct Index {
     meta: PartitionHandle,
     keyspace: Keyspace,
     // Released last, after the keyspace (and its background threads) is gone.
-    _lock: File,
+    _lock: flk_runtime::lock::DirLock,
 }
 
 impl std::fmt::Debug for Index {
@@ -101,21 +101,11 @@ impl Snapshot {
 impl Index {
     /// Opens (creating if needed) the index in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Index, AuditError> {
-        let lock_path = data_dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| AuditError::Index(format!("cannot open {}: {e}", lock_path.display())))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |e| {
-                AuditError::Index(format!(
-                    "cannot lock {} (is another svc-audit using this data directory?): {e}",
-                    lock_path.display()
-                ))
-            },
-        )?;
+        let lock = flk_runtime::lock::DirLock::acquire(data_dir.join(LOCK_FILE)).map_err(|e| {
+            AuditError::Index(format!(
+                "{e} (is another svc-audit using this data directory?)"
+            ))
+        })?;
         let path = data_dir.join(DIR_NAME);
         let keyspace = fjall::Config::new(&path)
             .open()

@@ -97,13 +97,13 @@ use tokio::net::TcpListener;
 
 pub use config::AuditConfig;
 pub use error::AuditError;
-use feed::{FeedControl, FeedHandle, FeedSettings};
+use flk_runtime::feed::{FeedConsumer, FeedControl, FeedSettings};
+use flk_runtime::security::ServerSecurity;
 pub use ledger::Ledger;
 use metrics::AuditMetrics;
 
 /// Client facade for svc-audit.
-pub type AuditClient =
-    flk_proto::v1::audit_service_client::AuditServiceClient<tonic::transport::Channel>;
+pub use flk_runtime::client::AuditClient;
 
 /// How long `PublishCheckpoint` waits for the integrator.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,7 +136,10 @@ impl Shared {
 
     async fn publish(&self) -> Result<(), AuditError> {
         match self.feed.get() {
-            Some(feed) => feed.publish(PUBLISH_TIMEOUT).await,
+            Some(feed) => feed
+                .flush(PUBLISH_TIMEOUT)
+                .await
+                .map_err(|_| AuditError::Busy(PUBLISH_TIMEOUT)),
             None => Err(AuditError::Busy(Duration::ZERO)),
         }
     }
@@ -147,6 +150,7 @@ pub struct Service {
     shared: Arc<Shared>,
     metrics: AuditMetrics,
     settings: FeedSettings,
+    security: ServerSecurity,
     anchor_cfg: anchoring::AnchorConfig,
     anchor_strategy: anchoring::Effective,
 }
@@ -184,11 +188,17 @@ impl Service {
         })
         .await?
         .with_context(|| format!("cannot open the audit log in {}", cfg.data_dir.display()))?;
+        let peer = flk_runtime::client::Peer::resolve(&cfg.peer, |k| std::env::var(k).ok())
+            .context("peer settings")?;
+        let security = ServerSecurity::resolve(&cfg.tls, &cfg.auth, &cfg.data_dir, |k| {
+            std::env::var(k).ok()
+        })?;
         let settings = FeedSettings {
             verify_url: cfg.verify_url.clone(),
+            peer,
             from_seq: ledger.cursor().saturating_add(1),
-            checkpoint_interval: cfg.checkpoint_interval(),
-            batch_max_entries: cfg.batch_max_entries,
+            batch_interval: cfg.checkpoint_interval(),
+            batch_max: cfg.batch_max_entries,
             retry_initial: Duration::from_millis(cfg.reconnect_initial_ms),
             retry_max: Duration::from_millis(cfg.reconnect_max_ms),
         };
@@ -222,6 +232,7 @@ impl Service {
             }),
             metrics,
             settings,
+            security,
             anchor_cfg: cfg.anchor.clone(),
             anchor_strategy,
         })
@@ -235,6 +246,21 @@ impl Service {
     /// The anchor journal (for tests and embedding).
     pub fn anchors(&self) -> &Arc<anchoring::AnchorStore> {
         &self.shared.anchors
+    }
+
+    /// The port's security, as resolved at open.
+    pub fn security(&self) -> &ServerSecurity {
+        &self.security
+    }
+
+    /// Replaces the port's security (`flk up` and tests, which configure it in code).
+    pub fn set_security(&mut self, security: ServerSecurity) {
+        self.security = security;
+    }
+
+    /// Replaces the credentials towards svc-verify.
+    pub fn set_peer(&mut self, peer: flk_runtime::client::Peer) {
+        self.settings.peer = peer;
     }
 
     /// The metrics registry.
@@ -260,7 +286,13 @@ impl Service {
         if let Some(a) = &anchorer {
             let _ = self.shared.anchoring.set(a.control());
         }
-        let feed = FeedHandle::start(self.settings, self.shared.ledger.clone(), self.metrics);
+        let feed = FeedConsumer::start(
+            self.settings,
+            Arc::new(feed::AuditSink {
+                ledger: self.shared.ledger.clone(),
+                metrics: self.metrics,
+            }),
+        );
         let _ = self.shared.feed.set(feed.control());
         let grpc = tonic::service::Routes::new(AuditServiceServer::new(grpc::AuditGrpc::new(
             self.shared.clone(),
@@ -268,14 +300,7 @@ impl Service {
         let router = grpc
             .into_axum_router()
             .merge(http::routes(self.shared.clone()));
-        // `Server::tcp_nodelay` does not apply to a caller-supplied incoming stream.
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .add_routes(tonic::service::Routes::from(router))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+        let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         drop(anchorer);
         drop(feed);
         let ledger = self.shared.ledger.clone();
@@ -301,26 +326,15 @@ pub async fn run(cfg: AuditConfig) -> anyhow::Result<()> {
     );
     println!("data dir: {}", cfg.data_dir.display());
     println!("outcome feed: {}", cfg.verify_url);
+    if service.security.mutual {
+        println!("clients: mTLS (certificates signed by tls.client_ca)");
+    } else if let Some(path) = &service.security.generated_token {
+        println!("clients: bearer token in {}", path.display());
+    }
     println!("log verifier key: {}", cp.verifier_key);
     println!("log size: {} entries", cp.size);
     service.serve(listener, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
+pub use flk_runtime::shutdown::signal as shutdown_signal;

@@ -22,12 +22,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    flk_runtime::telemetry::init("info");
     let args = Args::parse();
     let cfg = AuditConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     if args.print_config {

@@ -18,6 +18,7 @@ use flk_tlog::{
 };
 use serde_json::Value;
 use tonic::Code;
+use svc_audit::AuditClient;
 
 fn b64_hash(v: &Value) -> Hash {
     let raw = B64
@@ -440,7 +441,8 @@ async fn rest_and_grpc_answer_in_the_documented_shapes() {
     let (status, ready) = get_json(audit.addr(), "/ready", None).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["dependencies"]["outcome_feed"], "ok");
-    let (status, text) = http_get(audit.addr(), "/metrics", &[]).await;
+    let auth = format!("Bearer {TOKEN}");
+    let (status, text) = http_get(audit.addr(), "/metrics", &[("Authorization", &auth)]).await;
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "flk_audit_entries_appended_total"), 5.0);
     assert_eq!(metric(&text, "flk_audit_tree_size"), 5.0);
@@ -504,4 +506,63 @@ async fn an_independent_python_verifier_accepts_rest_proofs_and_rejects_corrupte
         bad["proof"].as_array_mut().unwrap().pop();
         assert!(!run(&bad, &id), "python refuses a truncated proof");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_rpc_or_route_answers_a_client_without_the_token() {
+    let verify = Verify::start().await;
+    let audit = Audit::start(&verify.url()).await;
+    let mut client = verify.client().await;
+    let pcs = mixed("locked", 3);
+    for p in &pcs {
+        submit(&mut client, json_request(TENANT, p)).await;
+    }
+    audit.wait_caught_up(verify.last_seq()).await;
+    let url = format!("http://{}", audit.addr());
+
+    for token in [None, Some("not-the-token")] {
+        let channel = match token {
+            None => flk_runtime::client::Peer::plain(),
+            Some(t) => flk_runtime::client::Peer::with_token(t).expect("token"),
+        }
+        .connect(&url, flk_runtime::client::EndpointOptions::default())
+        .await
+        .expect("connect");
+        let mut grpc = AuditClient::new(channel);
+        // Reads included: an entry names a tenant and its decision.
+        let err = grpc
+            .get_entry(v1::GetEntryRequest { index: 0 })
+            .await
+            .expect_err("GetEntry without the token");
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+        let err = grpc
+            .get_checkpoint(v1::GetCheckpointRequest::default())
+            .await
+            .expect_err("GetCheckpoint without the token");
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+        let err = grpc
+            .publish_checkpoint(v1::PublishCheckpointRequest::default())
+            .await
+            .expect_err("PublishCheckpoint without the token");
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+        let err = grpc
+            .anchor_checkpoint(v1::AnchorCheckpointRequest::default())
+            .await
+            .expect_err("AnchorCheckpoint without the token");
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+        let headers: Vec<(&str, String)> =
+            token.map(|t| ("Authorization", format!("Bearer {t}"))).into_iter().collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let proof = format!("/v1/audit/proof/{}", pcs_id_of(&pcs[0]));
+        for path in ["/v1/audit/checkpoint", proof.as_str(), "/v1/audit/consistency?first=1&second=3", "/metrics"] {
+            let (status, body) = http_get(audit.addr(), path, &headers).await;
+            assert_eq!(status, 401, "{path}: {body}");
+            let json: Value = serde_json::from_str(&body).expect("json error body");
+            assert_eq!(json["error"]["code"], "unauthenticated", "{path}: {body}");
+        }
+    }
+    // Probes stay open, for kubelets and load balancers.
+    let (status, _) = http_get(audit.addr(), "/health", &[]).await;
+    assert_eq!(status, 200);
 }

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use common::*;
-use flk_proto::VerifyClient;
+use flk_runtime::client::VerifyClient;
+
 use serde_json::Value;
 
 /// Checks the audit log against the feed: one leaf per decision (each found by its key),

@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flk_proto::v1;
-use flk_proto::v1::audit_service_client::AuditServiceClient;
-use tonic::transport::Channel;
-
-use crate::feed::endpoint;
+use flk_runtime::client::{AuditClient, EndpointOptions, Peer};
 use crate::store::AnchorSeen;
 use crate::{Kpi, blocking};
 
@@ -22,7 +19,7 @@ fn status(s: tonic::Status) -> String {
 }
 
 /// One poll: the checkpoint size, then the new anchors.
-async fn poll_once(client: &mut AuditServiceClient<Channel>, kpi: &Arc<Kpi>) -> Result<(), String> {
+async fn poll_once(client: &mut AuditClient, kpi: &Arc<Kpi>) -> Result<(), String> {
     let cp = client
         .get_checkpoint(v1::GetCheckpointRequest {})
         .await
@@ -59,20 +56,17 @@ async fn poll_once(client: &mut AuditServiceClient<Channel>, kpi: &Arc<Kpi>) -> 
 }
 
 /// Polls forever (the task is aborted with the service).
-pub async fn poll(url: String, every: Duration, kpi: Arc<Kpi>) {
-    let mut client: Option<AuditServiceClient<Channel>> = None;
+pub async fn poll(url: String, peer: Peer, every: Duration, kpi: Arc<Kpi>) {
+    let mut client: Option<AuditClient> = None;
     loop {
         let result = match &mut client {
             Some(c) => poll_once(c, &kpi).await,
-            None => match endpoint(&url) {
-                Ok(e) => match e.connect().await {
-                    Ok(ch) => {
-                        let c = client.insert(AuditServiceClient::new(ch));
-                        poll_once(c, &kpi).await
-                    }
-                    Err(e) => Err(e.to_string()),
-                },
-                Err(e) => Err(e),
+            None => match peer.connect(&url, EndpointOptions::default()).await {
+                Ok(ch) => {
+                    let c = client.insert(AuditClient::new(ch));
+                    poll_once(c, &kpi).await
+                }
+                Err(e) => Err(format!("{e:#}")),
             },
         };
         if let Err(e) = result {

@@ -33,6 +33,13 @@
 //! containment_min = 0.98
 //! escalation_max = 0.02
 //! verify_latency_p95_ms_max = 5.0
+//!
+//! [tls]                                  # the listen port (flk_runtime::security)
+//! # cert = "kpi.pem"; key = "kpi.key"; client_ca = "ca.pem"   # client_ca: mTLS
+//! [auth]                                 # without mTLS: the bearer token every call needs
+//! # token_sha256 = "<hex>"               # default: generated in <data_dir>/admin.token
+//! [peer]                                 # how svc-verify and svc-audit are reached
+//! # ca = "ca.pem"; cert = "kpi-client.pem"; key = "kpi-client.key"; token_file = "admin.token"
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +47,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use flk_runtime::ConfigError;
+use flk_runtime::config::{EnvVar, ServiceConfig};
+use flk_runtime::security::{AuthSettings, PeerSettings, TlsSettings};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable names (each overrides the file).
@@ -147,6 +157,13 @@ pub struct KpiConfig {
     pub reconnect_max_ms: u64,
     pub prices: Prices,
     pub slo: SloTargets,
+    /// TLS on the listen port; with `client_ca`, clients need a certificate it signed (mTLS).
+    pub tls: TlsSettings,
+    /// Without mTLS: the bearer token every call needs (generated in
+    /// `<data_dir>/admin.token` when unset).
+    pub auth: AuthSettings,
+    /// How svc-verify and svc-audit are reached: CA, client certificate, token.
+    pub peer: PeerSettings,
 }
 
 impl Default for KpiConfig {
@@ -166,38 +183,34 @@ impl Default for KpiConfig {
             reconnect_max_ms: 5_000,
             prices: Prices::default(),
             slo: SloTargets::default(),
+            tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
+            peer: PeerSettings::default(),
         }
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid value for {name}: {message}")]
-    Env { name: &'static str, message: String },
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
+impl ServiceConfig for KpiConfig {
+    const ENV: &'static [EnvVar] = &[
+        EnvVar::string(env::LISTEN, "listen"),
+        EnvVar::string(env::DATA_DIR, "data_dir"),
+        EnvVar::string(env::VERIFY_URL, "verify_url"),
+        EnvVar::optional(env::AUDIT_URL, "audit_url"),
+        EnvVar::list(env::TENANTS, "tenants"),
+        EnvVar::number(env::BATCH_MAX_RECORDS, "batch_max_records"),
+        EnvVar::number(env::BATCH_INTERVAL_MS, "batch_interval_ms"),
+        EnvVar::number(env::RETENTION_DAYS, "retention_days"),
+        EnvVar::number(env::METRICS_REFRESH_MS, "metrics_refresh_ms"),
+        EnvVar::number(env::AUDIT_POLL_MS, "audit_poll_ms"),
+    ];
+    const MORE_ENV: &'static [&'static [EnvVar]] = &[
+        &flk_runtime::server_env!("FLK_KPI"),
+        &flk_runtime::peer_env!("FLK_KPI"),
+    ];
 
-fn env_number<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse().map_err(|e: T::Err| ConfigError::Env {
-        name,
-        message: e.to_string(),
-    })
-}
-
-fn is_url(u: &str) -> bool {
-    u.starts_with("http://") || u.starts_with("https://")
+    fn validate(&self) -> Result<(), ConfigError> {
+        KpiConfig::validate(self)
+    }
 }
 
 impl KpiConfig {
@@ -206,73 +219,27 @@ impl KpiConfig {
         path: Option<&Path>,
         vars: impl Fn(&str) -> Option<String>,
     ) -> Result<KpiConfig, ConfigError> {
-        let mut cfg = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_owned(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path: p.to_owned(),
-                    message: e.to_string(),
-                })?
-            }
-            None => KpiConfig::default(),
-        };
-        if let Some(v) = vars(env::LISTEN) {
-            cfg.listen = env_number(env::LISTEN, &v)?;
-        }
-        if let Some(v) = vars(env::DATA_DIR) {
-            cfg.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = vars(env::VERIFY_URL) {
-            cfg.verify_url = v;
-        }
-        if let Some(v) = vars(env::AUDIT_URL) {
-            cfg.audit_url = (!v.is_empty()).then_some(v);
-        }
-        if let Some(v) = vars(env::TENANTS) {
-            cfg.tenants = v
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(v) = vars(env::BATCH_MAX_RECORDS) {
-            cfg.batch_max_records = env_number(env::BATCH_MAX_RECORDS, &v)?;
-        }
-        if let Some(v) = vars(env::BATCH_INTERVAL_MS) {
-            cfg.batch_interval_ms = env_number(env::BATCH_INTERVAL_MS, &v)?;
-        }
-        if let Some(v) = vars(env::RETENTION_DAYS) {
-            cfg.retention_days = env_number(env::RETENTION_DAYS, &v)?;
-        }
-        if let Some(v) = vars(env::METRICS_REFRESH_MS) {
-            cfg.metrics_refresh_ms = env_number(env::METRICS_REFRESH_MS, &v)?;
-        }
-        if let Some(v) = vars(env::AUDIT_POLL_MS) {
-            cfg.audit_poll_ms = env_number(env::AUDIT_POLL_MS, &v)?;
-        }
-        cfg.validate()?;
-        Ok(cfg)
+        flk_runtime::config::load(path, vars)
+    }
+
+    /// [`KpiConfig::load`] of a parsed document (`flk up`'s `[kpi]` section).
+    pub fn from_table(
+        table: toml::Table,
+        origin: &str,
+        vars: impl Fn(&str) -> Option<String>,
+    ) -> Result<KpiConfig, ConfigError> {
+        flk_runtime::config::from_table(table, origin, vars)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if !is_url(&self.verify_url) {
-            return bad(format!(
-                "`verify_url` {:?} must start with http:// or https://",
-                self.verify_url
-            ));
+        flk_runtime::config::check_http_url("verify_url", &self.verify_url)?;
+        if let Some(a) = &self.audit_url {
+            flk_runtime::config::check_http_url("audit_url", a)?;
         }
-        if let Some(a) = &self.audit_url
-            && !is_url(a)
-        {
-            return bad(format!(
-                "`audit_url` {a:?} must start with http:// or https://"
-            ));
-        }
+        self.tls.validate("tls")?;
+        self.auth.validate("auth")?;
+        self.peer.validate("peer")?;
         if self.tenants.len() > 1000 || self.tenants.iter().any(|t| t.is_empty()) {
             return bad("`tenants` must hold at most 1000 non-empty ids".into());
         }
@@ -328,9 +295,9 @@ impl KpiConfig {
         )
     }
 
-    /// The configuration as TOML (it holds no secrets).
+    /// The configuration as TOML (tokens are referenced by file or variable, not held).
     pub fn redacted(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
+        flk_runtime::config::to_toml(self)
     }
 }
 

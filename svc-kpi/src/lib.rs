@@ -55,6 +55,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use flk_proto::v1;
 use flk_proto::v1::kpi_service_server::KpiServiceServer;
+use flk_runtime::client::Peer;
+use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings};
+use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -69,7 +72,7 @@ pub use store::Store;
 use store::{ApplyReport, FeedbackReport};
 
 /// Client facade for svc-kpi.
-pub use flk_proto::KpiClient;
+pub use flk_runtime::client::KpiClient;
 
 /// Sentinel of "no audit size known".
 const NO_AUDIT: u64 = u64::MAX;
@@ -255,6 +258,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub struct Service {
     kpi: Arc<Kpi>,
     cfg: KpiConfig,
+    security: ServerSecurity,
+    peer: Peer,
 }
 
 impl Service {
@@ -270,10 +275,31 @@ impl Service {
     ) -> anyhow::Result<Service> {
         let c = cfg.clone();
         let kpi = tokio::task::spawn_blocking(move || Kpi::open(&c, clock)).await??;
+        let peer = Peer::resolve(&cfg.peer, |k| std::env::var(k).ok()).context("peer settings")?;
+        let security = ServerSecurity::resolve(&cfg.tls, &cfg.auth, &cfg.data_dir, |k| {
+            std::env::var(k).ok()
+        })?;
         Ok(Service {
             kpi: Arc::new(kpi),
             cfg: cfg.clone(),
+            security,
+            peer,
         })
+    }
+
+    /// The port's security, as resolved at open.
+    pub fn security(&self) -> &ServerSecurity {
+        &self.security
+    }
+
+    /// Replaces the port's security (`flk up` and tests, which configure it in code).
+    pub fn set_security(&mut self, security: ServerSecurity) {
+        self.security = security;
+    }
+
+    /// Replaces the credentials towards svc-verify and svc-audit.
+    pub fn set_peer(&mut self, peer: Peer) {
+        self.peer = peer;
     }
 
     /// The KPI core (for tests, embedding and the REST router).
@@ -299,25 +325,27 @@ impl Service {
             tokio::task::spawn_blocking(move || k.store.cursor()).await??
         };
         let (retry_initial, retry_max) = self.cfg.reconnect();
-        let feed = feed::FeedHandle::start(
-            feed::FeedSettings {
+        let feed = FeedConsumer::start(
+            FeedSettings {
                 verify_url: self.cfg.verify_url.clone(),
+                peer: self.peer.clone(),
                 from_seq: cursor.saturating_add(1),
                 batch_interval: Duration::from_millis(self.cfg.batch_interval_ms),
-                batch_max_records: self.cfg.batch_max_records,
+                batch_max: self.cfg.batch_max_records,
                 retry_initial,
                 retry_max,
             },
-            self.kpi.clone(),
+            Arc::new(feed::KpiSink(self.kpi.clone())),
         );
         let _audit = self.cfg.audit_url.clone().map(|url| {
-            feed::AbortOnDrop(tokio::spawn(audit::poll(
+            AbortOnDrop(tokio::spawn(audit::poll(
                 url,
+                self.peer.clone(),
                 Duration::from_millis(self.cfg.audit_poll_ms),
                 self.kpi.clone(),
             )))
         });
-        let _refresher = feed::AbortOnDrop(tokio::spawn(refresh_loop(
+        let _refresher = AbortOnDrop(tokio::spawn(refresh_loop(
             self.kpi.clone(),
             Duration::from_millis(self.cfg.metrics_refresh_ms),
         )));
@@ -327,13 +355,7 @@ impl Service {
         let router = grpc
             .into_axum_router()
             .merge(http::routes(self.kpi.clone()));
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .add_routes(tonic::service::Routes::from(router))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+        let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         drop(feed);
         result.context("kpi server failed")
     }
@@ -366,6 +388,11 @@ pub async fn run(cfg: KpiConfig) -> anyhow::Result<()> {
     );
     println!("data dir: {}", cfg.data_dir.display());
     println!("outcome feed: {}", cfg.verify_url);
+    if service.security.mutual {
+        println!("clients: mTLS (certificates signed by tls.client_ca)");
+    } else if let Some(path) = &service.security.generated_token {
+        println!("clients: bearer token in {}", path.display());
+    }
     match &cfg.audit_url {
         Some(a) => println!("audit coverage from: {a}"),
         None => println!("audit coverage: not configured (null)"),
@@ -374,20 +401,4 @@ pub async fn run(cfg: KpiConfig) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
+pub use flk_runtime::shutdown::signal as shutdown_signal;

@@ -2,7 +2,7 @@
 //! (embedded dedup store, HMAC, fsync on): a fresh decision (parse, signature, dedup miss,
 //! verification, outcome-log append + fsync, dedup insert) and a duplicate (answered from the
 //! dedup index, no log write). One caller, so no group commit: the fresh number is bounded by
-//! one fsync. Sustained throughput is measured by `examples/loadgen.rs`.
+//! one fsync. Sustained throughput is measured by `flk bench` (docs/BENCHMARKS.md).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use flk_runtime::config::{EnvVar, ServiceConfig};
+pub use flk_runtime::security::{AuthSettings, TlsSettings};
+pub use flk_runtime::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable names (each overrides the file).
@@ -20,6 +23,8 @@ pub mod env {
     pub const TLS_CERT: &str = "FLK_TLS_CERT";
     pub const TLS_KEY: &str = "FLK_TLS_KEY";
     pub const TLS_CLIENT_CA: &str = "FLK_TLS_CLIENT_CA";
+    pub const AUTH_TOKEN_FILE: &str = "FLK_VERIFY_AUTH_TOKEN_FILE";
+    pub const AUTH_TOKEN_SHA256: &str = "FLK_VERIFY_AUTH_TOKEN_SHA256";
 }
 
 /// Which dedup index backend to use.
@@ -70,34 +75,6 @@ impl Default for LogSettings {
     }
 }
 
-/// TLS on the listen port (gRPC and the HTTP endpoints alike). Off unless `cert` and `key`
-/// are both set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsSettings {
-    /// PEM certificate chain, leaf first.
-    pub cert: Option<PathBuf>,
-    /// PEM private key of `cert`.
-    pub key: Option<PathBuf>,
-    /// PEM CA bundle: when set, clients (the gateway) must present a certificate signed by
-    /// it (mTLS).
-    pub client_ca: Option<PathBuf>,
-}
-
-impl TlsSettings {
-    /// The listener's TLS, or `None` for plain text (call after [`VerifyConfig::validate`]).
-    pub fn server_tls(&self) -> Option<flk_proto::tls::ServerTls> {
-        match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => Some(flk_proto::tls::ServerTls {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: self.client_ca.clone(),
-            }),
-            _ => None,
-        }
-    }
-}
-
 /// svc-verify configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,7 +94,12 @@ pub struct VerifyConfig {
     pub max_body_bytes: usize,
     pub dedup: DedupConfig,
     pub log: LogSettings,
+    /// TLS on the listen port (gRPC and the HTTP endpoints alike); with `client_ca`, clients
+    /// (the gateway, the feed consumers) must present a certificate it signed (mTLS).
     pub tls: TlsSettings,
+    /// Without mTLS: the bearer token every call needs (`flk_runtime::security`); generated
+    /// in `<data_dir>/admin.token` when neither is configured.
+    pub auth: AuthSettings,
 }
 
 impl Default for VerifyConfig {
@@ -132,105 +114,29 @@ impl Default for VerifyConfig {
             dedup: DedupConfig::default(),
             log: LogSettings::default(),
             tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid value for {name}: {message}")]
-    Env { name: &'static str, message: String },
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
+impl ServiceConfig for VerifyConfig {
+    const ENV: &'static [EnvVar] = &[
+        EnvVar::string(env::LISTEN, "listen"),
+        EnvVar::string(env::DATA_DIR, "data_dir"),
+        EnvVar::string(env::REGION, "region"),
+        EnvVar::optional(env::TENANTS_FILE, "tenants_file"),
+        EnvVar::optional(env::HMAC_KEY, "hmac_key"),
+        EnvVar::string(env::DEDUP_BACKEND, "dedup.backend"),
+        EnvVar::optional(env::DEDUP_URL, "dedup.url"),
+        EnvVar::bool(env::FSYNC, "log.fsync"),
+        EnvVar::optional(env::TLS_CERT, "tls.cert"),
+        EnvVar::optional(env::TLS_KEY, "tls.key"),
+        EnvVar::optional(env::TLS_CLIENT_CA, "tls.client_ca"),
+        EnvVar::optional(env::AUTH_TOKEN_FILE, "auth.token_file"),
+        EnvVar::optional(env::AUTH_TOKEN_SHA256, "auth.token_sha256"),
+    ];
 
-impl VerifyConfig {
-    /// Reads `path` (if any), then applies environment overrides from `vars`.
-    pub fn load(
-        path: Option<&Path>,
-        vars: impl Fn(&str) -> Option<String>,
-    ) -> Result<VerifyConfig, ConfigError> {
-        let mut cfg = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_owned(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path: p.to_owned(),
-                    message: e.to_string(),
-                })?
-            }
-            None => VerifyConfig::default(),
-        };
-        if let Some(v) = vars(env::LISTEN) {
-            cfg.listen = v.parse().map_err(|e| ConfigError::Env {
-                name: env::LISTEN,
-                message: format!("{e}"),
-            })?;
-        }
-        if let Some(v) = vars(env::DATA_DIR) {
-            cfg.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = vars(env::REGION) {
-            cfg.region = v;
-        }
-        if let Some(v) = vars(env::TENANTS_FILE) {
-            cfg.tenants_file = Some(PathBuf::from(v));
-        }
-        if let Some(v) = vars(env::HMAC_KEY) {
-            cfg.hmac_key = Some(v);
-        }
-        if let Some(v) = vars(env::DEDUP_BACKEND) {
-            cfg.dedup.backend = match v.as_str() {
-                "embedded" => DedupBackend::Embedded,
-                "redis" => DedupBackend::Redis,
-                "postgres" => DedupBackend::Postgres,
-                other => {
-                    return Err(ConfigError::Env {
-                        name: env::DEDUP_BACKEND,
-                        message: format!("unknown backend {other:?} (embedded, redis, postgres)"),
-                    });
-                }
-            };
-        }
-        if let Some(v) = vars(env::DEDUP_URL) {
-            cfg.dedup.url = Some(v);
-        }
-        if let Some(v) = vars(env::FSYNC) {
-            cfg.log.fsync = match v.as_str() {
-                "1" | "true" | "on" => true,
-                "0" | "false" | "off" => false,
-                _ => {
-                    return Err(ConfigError::Env {
-                        name: env::FSYNC,
-                        message: "expected true or false".into(),
-                    });
-                }
-            };
-        }
-        if let Some(v) = vars(env::TLS_CERT) {
-            cfg.tls.cert = Some(PathBuf::from(v));
-        }
-        if let Some(v) = vars(env::TLS_KEY) {
-            cfg.tls.key = Some(PathBuf::from(v));
-        }
-        if let Some(v) = vars(env::TLS_CLIENT_CA) {
-            cfg.tls.client_ca = Some(PathBuf::from(v));
-        }
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.region.is_empty() {
             return Err(ConfigError::Invalid("`region` must not be empty".into()));
         }
@@ -246,60 +152,37 @@ impl VerifyConfig {
                 env::DEDUP_URL
             )));
         }
-        match (&self.tls.cert, &self.tls.key, &self.tls.client_ca) {
-            (Some(_), None, _) => {
-                return Err(ConfigError::Invalid(format!(
-                    "`tls.cert` needs `tls.key` (or {})",
-                    env::TLS_KEY
-                )));
-            }
-            (None, Some(_), _) => {
-                return Err(ConfigError::Invalid(format!(
-                    "`tls.key` needs `tls.cert` (or {})",
-                    env::TLS_CERT
-                )));
-            }
-            (None, None, Some(_)) => {
-                return Err(ConfigError::Invalid(
-                    "`tls.client_ca` needs `tls.cert` and `tls.key`".into(),
-                ));
-            }
-            _ => {}
-        }
-        Ok(())
+        self.tls.validate("tls")?;
+        self.auth.validate("auth")
     }
 
-    /// The configuration as TOML with secrets redacted (for startup logs).
-    pub fn redacted(&self) -> String {
-        let mut c = self.clone();
-        if c.hmac_key.is_some() {
-            c.hmac_key = Some("<redacted>".into());
+    fn redact(&mut self) {
+        if self.hmac_key.is_some() {
+            self.hmac_key = Some("<redacted>".into());
         }
-        if let Some(url) = &c.dedup.url {
-            c.dedup.url = Some(redact_url(url));
+        if let Some(url) = &self.dedup.url {
+            self.dedup.url = Some(flk_runtime::config::redact_url(url));
         }
-        toml::to_string(&c).unwrap_or_default()
     }
 }
 
-/// Hides a password in `scheme://user:password@host` URLs and `password=...` strings.
-fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((auth, host)) = rest.split_once('@')
-        && let Some((user, _)) = auth.split_once(':')
-    {
-        return format!("{scheme}://{user}:<redacted>@{host}");
+impl VerifyConfig {
+    /// Reads `path` (if any), then applies environment overrides from `vars`.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl Fn(&str) -> Option<String>,
+    ) -> Result<VerifyConfig, ConfigError> {
+        flk_runtime::config::load(path, vars)
     }
-    url.split(' ')
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=<redacted>"
-            } else {
-                kv
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+
+    /// The configuration as TOML with secrets redacted.
+    pub fn redacted(&self) -> String {
+        flk_runtime::config::to_toml(self)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ServiceConfig::validate(self)
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use flk_dedup::{
 };
 use flk_outcome_log::{LogConfig, OutcomeLog};
 use flk_proto::v1::verify_service_server::VerifyServiceServer;
+use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 
@@ -50,8 +51,9 @@ pub struct Service {
     pub registry: Registry,
     /// Where the `default` tenant's generated secret was written, if one was generated.
     pub generated_secret: Option<PathBuf>,
-    /// The listener's TLS (from `[tls]`), loaded at open so bad files fail early.
-    tls: Option<Arc<flk_proto::tls::ServerConfig>>,
+    /// The port's TLS and credentials (`[tls]`, `[auth]`), loaded at open so bad files fail
+    /// early.
+    security: ServerSecurity,
     /// Turned true when [`Service::serve`]'s shutdown begins: the long-lived streams
     /// (`SubmitStream`, `Subscribe`) then end, so that the graceful shutdown, which waits for
     /// every open call, does not wait on callers that never hang up (the gateway's submission
@@ -62,12 +64,11 @@ pub struct Service {
 impl Service {
     /// Opens the outcome log (recovering a torn tail), the dedup store, and the engine.
     pub async fn open(cfg: &VerifyConfig) -> anyhow::Result<Service> {
-        let tls = match cfg.tls.server_tls() {
-            Some(tls) => Some(flk_proto::tls::server_config(&tls)?),
-            None => None,
-        };
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+        let security = ServerSecurity::resolve(&cfg.tls, &cfg.auth, &cfg.data_dir, |k| {
+            std::env::var(k).ok()
+        })?;
         let (tenants, generated_secret) = load_tenants(cfg)?;
         let registry = Registry::new();
         let metrics = VerifyMetrics::register(&registry)?;
@@ -96,7 +97,7 @@ impl Service {
             engine,
             registry,
             generated_secret,
-            tls,
+            security,
             closing: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -110,7 +111,17 @@ impl Service {
 
     /// Whether [`Service::serve`] terminates TLS.
     pub fn tls_enabled(&self) -> bool {
-        self.tls.is_some()
+        self.security.tls.is_some()
+    }
+
+    /// The port's security, as resolved at open.
+    pub fn security(&self) -> &ServerSecurity {
+        &self.security
+    }
+
+    /// Replaces the port's security (`flk up` and tests, which configure it in code).
+    pub fn set_security(&mut self, security: ServerSecurity) {
+        self.security = security;
     }
 
     /// Serves gRPC and the HTTP endpoints on `listener` until `shutdown` resolves (through TLS
@@ -154,32 +165,7 @@ impl Service {
             closing.send_replace(true);
         };
         let router = grpc.into_axum_router().merge(http);
-        let server = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .add_routes(tonic::service::Routes::from(router));
-        let result = async {
-            match &self.tls {
-                Some(tls) => {
-                    // Sets TCP_NODELAY itself and yields only completed handshakes.
-                    let incoming = flk_proto::tls::TlsListener::new(listener, tls.clone())?;
-                    server
-                        .serve_with_incoming_shutdown(incoming, shutdown)
-                        .await?;
-                }
-                None => {
-                    // `Server::tcp_nodelay` does not apply to a caller-supplied incoming
-                    // stream, so the accepted sockets get TCP_NODELAY here (without it, small
-                    // answers wait on Nagle).
-                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
-                        .with_nodelay(Some(true));
-                    server
-                        .serve_with_incoming_shutdown(incoming, shutdown)
-                        .await?;
-                }
-            }
-            anyhow::Ok(())
-        }
-        .await;
+        let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         maintenance.abort();
         flusher.abort();
         // Wait until the tasks are really gone: they hold the engine (and so the stores), and
@@ -357,6 +343,13 @@ pub async fn run(cfg: VerifyConfig) -> anyhow::Result<()> {
     };
     println!("svc-verify listening on {scheme}://{addr} (grpc; /health /ready /metrics)");
     println!("data dir: {}", cfg.data_dir.display());
+    if service.security.mutual {
+        println!("clients: mTLS (certificates signed by tls.client_ca)");
+    } else if let Some(path) = &service.security.generated_token {
+        println!("clients: bearer token in {}", path.display());
+    } else {
+        println!("clients: bearer token (auth)");
+    }
     println!("dedup backend: {}", service.engine.dedup().backend());
     for id in service.engine.tenants().ids() {
         println!("tenant: {id}");
@@ -371,20 +364,4 @@ pub async fn run(cfg: VerifyConfig) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
+pub use flk_runtime::shutdown::signal as shutdown_signal;

@@ -9,77 +9,11 @@ use base64::Engine as _;
 use flk_core::admission::{Admission, Limits};
 use flk_core::{HmacMode, KeyMaterial, KeySet, Policy, TenantKey};
 use flk_proto::ApiError;
-use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// The tenants file:
-///
-/// ```toml
-/// [[tenant]]
-/// id = "acme"
-/// rate_limit_per_sec = 500.0   # optional token bucket
-/// burst = 1000                 # optional, default = one second of rate
-/// daily_quota = 1000000        # optional, per UTC day
-/// signing = true               # false: signatures are not checked
-/// policy = { version = "acme-2", tol_D = 0.2 }   # optional partial override
-///
-/// [[tenant.keys]]
-/// id = "k-2026"
-/// algorithm = "hmac"           # or "ed25519"
-/// secret = "..."               # hmac: the secret (or secret_env = "VAR")
-/// mode = "digest"              # hmac: digest (default) | payload
-/// # public_key = "base64"      # ed25519: 32-byte public key
-/// not_before = "2026-01-01T00:00:00Z"
-/// not_after = "2027-01-01T00:00:00Z"
-/// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantsFile {
-    #[serde(default, rename = "tenant")]
-    pub tenants: Vec<TenantSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantSpec {
-    pub id: String,
-    #[serde(default)]
-    pub rate_limit_per_sec: Option<f64>,
-    #[serde(default)]
-    pub burst: Option<f64>,
-    #[serde(default)]
-    pub daily_quota: Option<u64>,
-    #[serde(default = "yes")]
-    pub signing: bool,
-    #[serde(default)]
-    pub policy: Option<Policy>,
-    #[serde(default)]
-    pub keys: Vec<KeySpec>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeySpec {
-    pub id: String,
-    pub algorithm: String,
-    #[serde(default)]
-    pub secret: Option<String>,
-    #[serde(default)]
-    pub secret_env: Option<String>,
-    #[serde(default)]
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub public_key: Option<String>,
-    #[serde(default)]
-    pub not_before: Option<String>,
-    #[serde(default)]
-    pub not_after: Option<String>,
-}
+/// The tenants file's format (one parser for every reader: `flk_runtime::tenants`).
+pub use flk_runtime::tenants::{KeySpec, TenantSpec, TenantsFile};
 
 /// A tenants file or spec that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -131,10 +65,7 @@ impl TenantRegistry {
 
     /// Reads and validates a tenants file.
     pub fn from_file(path: &Path) -> Result<TenantRegistry, TenantConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TenantConfigError(format!("cannot read {}: {e}", path.display())))?;
-        let file: TenantsFile = toml::from_str(&text)
-            .map_err(|e| TenantConfigError(format!("{}: {e}", path.display())))?;
+        let file = TenantsFile::read(path).map_err(|e| TenantConfigError(e.0))?;
         TenantRegistry::from_specs(file.tenants, |name| std::env::var(name).ok())
     }
 
@@ -168,6 +99,7 @@ impl TenantRegistry {
             daily_quota: None,
             signing: true,
             policy: None,
+            api_tokens: Vec::new(),
             keys: vec![KeySpec {
                 id: "default-hmac".into(),
                 algorithm: "hmac".into(),
@@ -259,8 +191,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<TenantRegistry, TenantConfigError> {
-        let file: TenantsFile =
-            toml::from_str(text).map_err(|e| TenantConfigError(e.to_string()))?;
+        let file = TenantsFile::parse(text).map_err(|e| TenantConfigError(e.0))?;
         TenantRegistry::from_specs(file.tenants, |v| (v == "ACME_SECRET").then(|| "s3".into()))
     }
 

@@ -266,7 +266,7 @@ async fn unknown_tenant_is_unauthenticated(h: &Harness) {
 }
 
 async fn submit_ok_req(
-    client: &mut flk_proto::VerifyClient,
+    client: &mut common::VerifyClient,
     req: tonic::Request<v1::SubmitRequest>,
 ) -> v1::Outcome {
     client
@@ -513,7 +513,7 @@ async fn structured_pcs_decides_like_json(h: &Harness) {
 }
 
 async fn stream_all(
-    client: &mut flk_proto::VerifyClient,
+    client: &mut common::VerifyClient,
     requests: Vec<v1::SubmitRequest>,
 ) -> Vec<v1::Outcome> {
     let n = requests.len();

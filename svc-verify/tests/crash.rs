@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use flk_outcome_log::{LogConfig, OutcomeLog};
-use flk_proto::VerifyClient;
+use flk_runtime::client::VerifyClient;
 use flk_proto::v1::{self, submit_stream_response};
 use futures::StreamExt as _;
 use serde_json::Value;
@@ -32,6 +32,9 @@ const STREAM_TASKS: usize = 2;
 const ACKS_BEFORE_KILL: usize = 48;
 
 /// A running `svc-verify` process.
+/// The bearer token the process requires (configured by its digest).
+const TOKEN: &str = "crash-test-token";
+
 struct Process {
     child: Child,
     addr: SocketAddr,
@@ -64,6 +67,8 @@ impl Process {
             svc_verify::config::env::DEDUP_BACKEND,
             svc_verify::config::env::DEDUP_URL,
             svc_verify::config::env::FSYNC,
+            svc_verify::config::env::AUTH_TOKEN_FILE,
+            svc_verify::config::env::AUTH_TOKEN_SHA256,
         ] {
             cmd.env_remove(var);
         }
@@ -87,9 +92,7 @@ impl Process {
     }
 
     async fn client(&self) -> VerifyClient {
-        VerifyClient::connect(format!("http://{}", self.addr))
-            .await
-            .expect("connect to svc-verify")
+        common::client_of(self.addr, TOKEN).await
     }
 
     /// SIGKILL, and check that it was the signal that ended it.
@@ -188,8 +191,9 @@ async fn sigkill_under_load_loses_no_acknowledged_decision() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nhmac_key = \"{SECRET}\"\n[log]\nfsync = true\n",
-            data_dir.display().to_string()
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nhmac_key = \"{SECRET}\"\n[log]\nfsync = true\n[auth]\ntoken_sha256 = \"{}\"\n",
+            data_dir.display().to_string(),
+            flk_runtime::security::TokenHash::of(TOKEN).hex()
         ),
     )
     .expect("write config");

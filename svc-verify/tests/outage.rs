@@ -34,7 +34,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(client: &flk_proto::VerifyClient, tasks: usize, tag: &str) -> Load {
+    fn start(client: &common::VerifyClient, tasks: usize, tag: &str) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, progress) = watch::channel(Progress::default());
         let tx = Arc::new(tx);

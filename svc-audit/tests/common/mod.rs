@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use flk_core::{HmacMode, SigningMaterial, canonicalize, compute_pcs_id, parse_pcs};
-use flk_proto::VerifyClient;
+use flk_runtime::client::{Peer, VerifyClient};
+use flk_runtime::security::ServerSecurity;
 use flk_proto::v1::{self, submit_request};
 use flk_tlog::{AuditEntry, AuditOutcome, Hash, Log, LogSigner, MemStore};
 use serde_json::Value;
@@ -29,6 +30,8 @@ pub const SECRET: &str = "testsecret";
 pub const TENANT: &str = "default";
 /// A second tenant with the same key: the same PCS is a separate decision there.
 pub const TWIN: &str = "twin";
+/// The admin/peer token of every service of a test (the ports run in token mode).
+pub const TOKEN: &str = "audit-test-token";
 /// Upper bound on waiting for the system under test.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -102,9 +105,10 @@ impl Verify {
             },
             ..VerifyConfig::default()
         };
-        let service = svc_verify::Service::open(&cfg)
+        let mut service = svc_verify::Service::open(&cfg)
             .await
             .expect("open svc-verify");
+        service.set_security(ServerSecurity::token(TOKEN));
         let engine = service.engine.clone();
         let listener = TcpListener::bind(addr).await.expect("bind svc-verify");
         let addr = listener.local_addr().expect("addr");
@@ -126,9 +130,11 @@ impl Verify {
     }
 
     pub async fn client(&self) -> VerifyClient {
-        VerifyClient::connect(self.url())
-            .await
-            .expect("connect to svc-verify")
+        VerifyClient::new(
+            flk_runtime::client::with_token(&self.url(), TOKEN)
+                .await
+                .expect("connect to svc-verify"),
+        )
     }
 
     /// Records in the outcome log.
@@ -225,9 +231,11 @@ impl Audit {
 
     async fn serve(&mut self) {
         assert!(self.running.is_none(), "already serving");
-        let service = svc_audit::Service::open(&self.cfg)
+        let mut service = svc_audit::Service::open(&self.cfg)
             .await
             .expect("open svc-audit");
+        service.set_security(ServerSecurity::token(TOKEN));
+        service.set_peer(Peer::with_token(TOKEN).expect("peer token"));
         let ledger = service.ledger().clone();
         let registry = service.registry().clone();
         let listener = TcpListener::bind(self.cfg.listen).await.expect("bind");
@@ -266,9 +274,11 @@ impl Audit {
     }
 
     pub async fn client(&self) -> AuditClient {
-        AuditClient::connect(format!("http://{}", self.addr()))
-            .await
-            .expect("connect to svc-audit")
+        AuditClient::new(
+            flk_runtime::client::with_token(&format!("http://{}", self.addr()), TOKEN)
+                .await
+                .expect("connect to svc-audit"),
+        )
     }
 
     /// Prometheus text of the running service.
@@ -359,9 +369,11 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     (status, body.to_owned())
 }
 
-/// `GET` expecting a JSON body.
+/// `GET` with the test token, expecting a JSON body.
 pub async fn get_json(addr: SocketAddr, path: &str, tenant: Option<&str>) -> (u16, Value) {
-    let headers: Vec<(&str, &str)> = tenant.map(|t| ("X-Tenant-Id", t)).into_iter().collect();
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers: Vec<(&str, &str)> = vec![("Authorization", &auth)];
+    headers.extend(tenant.map(|t| ("X-Tenant-Id", t)));
     let (status, body) = http_get(addr, path, &headers).await;
     let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
     (status, json)

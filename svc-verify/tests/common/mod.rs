@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use flk_core::{HmacMode, SigningMaterial, canonicalize, compute_pcs_id, parse_pcs};
-use flk_proto::VerifyClient;
+pub use flk_runtime::client::VerifyClient;
 use flk_proto::error::{ERROR_CODE_METADATA, RETRY_AFTER_METADATA};
 use flk_proto::v1::{self, submit_request};
 use flk_testkit::{PgServer, RedisServer};
@@ -235,11 +235,14 @@ impl Harness {
         self.cfg.data_dir.join("outcome-log")
     }
 
-    /// A new client of the running service.
+    /// A new client of the running service, with its bearer token.
     pub async fn client(&self) -> VerifyClient {
-        VerifyClient::connect(format!("http://{}", self.addr()))
-            .await
-            .expect("connect to svc-verify")
+        client_of(self.addr(), &self.token()).await
+    }
+
+    /// The port's bearer token (generated in the data directory at first start).
+    pub fn token(&self) -> String {
+        token_of(&self.cfg.data_dir)
     }
 
     /// Graceful shutdown; returns once the service has released its data directory (clients
@@ -294,12 +297,12 @@ impl Harness {
 
     /// `GET /metrics` over HTTP/1.1 on the service port.
     pub async fn metrics(&self) -> String {
-        scrape_metrics(self.addr()).await
+        scrape_metrics(self.addr(), &self.token()).await
     }
 
-    /// `GET /ready`: its HTTP status.
+    /// `GET /ready`: its HTTP status (probes need no credentials).
     pub async fn ready_status(&self) -> u16 {
-        http_get(self.addr(), "/ready").await.0
+        http_get(self.addr(), "/ready", None).await.0
     }
 }
 
@@ -351,16 +354,37 @@ pub fn assert_log_consistent(records: &[v1::FeedRecord]) {
 // /metrics
 
 /// `GET /metrics` over HTTP/1.1.
-pub async fn scrape_metrics(addr: SocketAddr) -> String {
-    let (status, body) = http_get(addr, "/metrics").await;
+pub async fn scrape_metrics(addr: SocketAddr, token: &str) -> String {
+    let (status, body) = http_get(addr, "/metrics", Some(token)).await;
     assert_eq!(status, 200, "GET /metrics: {body}");
     body
 }
 
-/// A plain HTTP/1.1 `GET` on a fresh TCP connection: status and body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// The bearer token a service generated in `data_dir`.
+pub fn token_of(data_dir: &Path) -> String {
+    flk_runtime::security::read_token(&data_dir.join(flk_runtime::security::GENERATED_TOKEN_FILE))
+        .expect("the service's generated token")
+}
+
+/// A client of the svc-verify at `addr` sending `token`.
+pub async fn client_of(addr: SocketAddr, token: &str) -> VerifyClient {
+    VerifyClient::new(
+        flk_runtime::client::with_token(&format!("http://{addr}"), token)
+            .await
+            .expect("connect to svc-verify"),
+    )
+}
+
+/// A plain HTTP/1.1 `GET` on a fresh TCP connection (with a bearer token when given): status
+/// and body.
+pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect for http");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .await
