@@ -11,7 +11,8 @@ use std::sync::Arc;
 use common::*;
 use flk_core::{HmacMode, SigningMaterial, canonicalize, compute_pcs_id, parse_pcs};
 use flk_proto::v1::{self, submit_request};
-use flk_proto::{KpiClient, VerifyClient};
+use flk_runtime::client::{AuditClient, KpiClient, Peer, VerifyClient, with_token};
+use flk_runtime::security::ServerSecurity;
 use serde_json::Value;
 use svc_verify::config::{DedupConfig, LogSettings};
 use svc_verify::{DedupBackend, VerifyConfig};
@@ -59,9 +60,10 @@ async fn start_verify(dir: &std::path::Path) -> (Running, Arc<svc_verify::Engine
         },
         ..VerifyConfig::default()
     };
-    let service = svc_verify::Service::open(&cfg)
+    let mut service = svc_verify::Service::open(&cfg)
         .await
         .expect("open svc-verify");
+    service.set_security(ServerSecurity::token(TOKEN));
     let engine = service.engine.clone();
     let listener = TcpListener::bind(cfg.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -73,7 +75,9 @@ async fn start_verify(dir: &std::path::Path) -> (Running, Arc<svc_verify::Engine
 }
 
 async fn start_kpi(cfg: &svc_kpi::KpiConfig) -> (Running, Arc<svc_kpi::Kpi>) {
-    let service = svc_kpi::Service::open(cfg).await.expect("open svc-kpi");
+    let mut service = svc_kpi::Service::open(cfg).await.expect("open svc-kpi");
+    service.set_security(ServerSecurity::token(TOKEN));
+    service.set_peer(Peer::with_token(TOKEN).unwrap());
     let kpi = service.kpi().clone();
     let listener = TcpListener::bind(cfg.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -154,7 +158,7 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
     let pcs: Vec<Value> = (0..12)
         .map(|i| with_shard(&bases[i % 3], &format!("e2e-{i}")))
         .collect();
-    let mut vc = VerifyClient::connect(verify_url.clone()).await.unwrap();
+    let mut vc = VerifyClient::new(with_token(&verify_url.clone(), TOKEN).await.unwrap());
     let mut outcomes = Vec::new();
     for p in &pcs {
         outcomes.push(submit(&mut vc, p).await);
@@ -174,7 +178,7 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
     let last_seq = engine.log().last_seq();
 
     let kpi_url = format!("http://{}", kpi_srv.addr);
-    let mut kc = KpiClient::connect(kpi_url.clone()).await.unwrap();
+    let mut kc = KpiClient::new(with_token(&kpi_url.clone(), TOKEN).await.unwrap());
     let k = kpi.clone();
     poll_until("svc-kpi applies the feed", || {
         let k = k.clone();
@@ -232,9 +236,9 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     // And over REST.
     let body = format!(r#"{{"pcs_id":"{escalated_id}","verdict":"false_alarm"}}"#);
-    let (status, text) = http(kpi_srv.addr, "POST", "/v1/feedback", &[], &body).await;
+    let (status, text) = http(kpi_srv.addr, "POST", "/v1/feedback", &[("Authorization", AUTH)], &body).await;
     assert_eq!(status, 200, "{text}");
-    let (status, text) = http(kpi_srv.addr, "GET", "/v1/kpi/report?window=24h", &[], "").await;
+    let (status, text) = http(kpi_srv.addr, "GET", "/v1/kpi/report?window=24h", &[("Authorization", AUTH)], "").await;
     assert_eq!(status, 200, "{text}");
     let rest: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(rest["hallucinations_reported"], 1);
@@ -246,7 +250,7 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
     // The gauges catch up on their own (refresh on events).
     let addr = kpi_srv.addr;
     poll_until("gauges refreshed", || async move {
-        let (_, text) = http(addr, "GET", "/metrics", &[], "").await;
+        let (_, text) = http(addr, "GET", "/metrics", &[("Authorization", AUTH)], "").await;
         let v = metric(
             &text,
             r#"flk_kpi_containment_rate{tenant="default",window="1h"}"#,
@@ -254,7 +258,7 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
         (v == 7.0 / 8.0).then_some(())
     })
     .await;
-    let (_, text) = http(addr, "GET", "/metrics", &[], "").await;
+    let (_, text) = http(addr, "GET", "/metrics", &[("Authorization", AUTH)], "").await;
     assert_eq!(
         metric(
             &text,
@@ -291,9 +295,7 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
         async move { (k.store().cursor().ok()? >= last_seq).then_some(()) }
     })
     .await;
-    let mut kc = KpiClient::connect(format!("http://{}", kpi_srv.addr))
-        .await
-        .unwrap();
+    let mut kc = KpiClient::new(with_token(&format!("http://{}", kpi_srv.addr), TOKEN).await.unwrap());
     let r = report(&mut kc, "7d").await;
     assert_eq!(
         (r.decisions, r.accepted, r.escalated, r.rejected),
@@ -315,7 +317,9 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
 }
 
 async fn start_audit(cfg: &svc_audit::AuditConfig) -> Running {
-    let service = svc_audit::Service::open(cfg).await.expect("open svc-audit");
+    let mut service = svc_audit::Service::open(cfg).await.expect("open svc-audit");
+    service.set_security(ServerSecurity::token(TOKEN));
+    service.set_peer(Peer::with_token(TOKEN).unwrap());
     let listener = TcpListener::bind(cfg.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = oneshot::channel::<()>();
@@ -352,10 +356,8 @@ async fn anchoring_cost_comes_from_svc_audit_anchors_once() {
     let price = cfg.prices.anchoring_usd_per_batch["rfc3161"];
     let (kpi_srv, kpi) = start_kpi(&cfg).await;
 
-    let mut vc = VerifyClient::connect(verify_url.clone()).await.unwrap();
-    let audit_client = flk_proto::AuditClient::connect(audit_url.clone())
-        .await
-        .unwrap();
+    let mut vc = VerifyClient::new(with_token(&verify_url.clone(), TOKEN).await.unwrap());
+    let audit_client = AuditClient::new(with_token(&audit_url.clone(), TOKEN).await.unwrap());
     for round in 0..2 {
         for i in 0..3 {
             submit(
@@ -406,9 +408,7 @@ async fn anchoring_cost_comes_from_svc_audit_anchors_once() {
     })
     .await;
     drop(k);
-    let mut kc = KpiClient::connect(format!("http://{}", kpi_srv.addr))
-        .await
-        .unwrap();
+    let mut kc = KpiClient::new(with_token(&format!("http://{}", kpi_srv.addr), TOKEN).await.unwrap());
     let r = report(&mut kc, "1h").await;
     // One tenant: it carries the whole anchoring cost of the window.
     assert_eq!(r.decisions, 6);
@@ -463,9 +463,7 @@ async fn anchoring_cost_comes_from_svc_audit_anchors_once() {
     })
     .await;
     drop(k);
-    let mut kc = KpiClient::connect(format!("http://{}", kpi_srv.addr))
-        .await
-        .unwrap();
+    let mut kc = KpiClient::new(with_token(&format!("http://{}", kpi_srv.addr), TOKEN).await.unwrap());
     let r = report(&mut kc, "1h").await;
     assert_close(
         r.cost_breakdown_usd.unwrap().anchoring,
@@ -477,4 +475,45 @@ async fn anchoring_cost_comes_from_svc_audit_anchors_once() {
     audit.stop().await;
     drop(vc);
     verify.stop().await;
+}
+
+/// No RPC or route of svc-kpi answers a client without the token; probes stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn svc_kpi_refuses_clients_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir.path().join("kpi"), "http://127.0.0.1:1");
+    let (kpi_srv, _kpi) = start_kpi(&cfg).await;
+    let url = format!("http://{}", kpi_srv.addr);
+    for peer in [Peer::plain(), Peer::with_token("wrong").unwrap()] {
+        let channel = peer
+            .connect(&url, flk_runtime::client::EndpointOptions::default())
+            .await
+            .unwrap();
+        let mut kc = KpiClient::new(channel);
+        let err = kc
+            .report(v1::KpiReportRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+        let err = kc
+            .feedback(v1::FeedbackRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+        let err = kc
+            .record_anchor_batches(v1::RecordAnchorBatchesRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    }
+    for path in ["/v1/kpi/report?window=24h", "/metrics"] {
+        let (status, body) = http(kpi_srv.addr, "GET", path, &[], "").await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.contains("unauthenticated"), "{body}");
+    }
+    let (status, _) = http(kpi_srv.addr, "POST", "/v1/feedback", &[], "{}").await;
+    assert_eq!(status, 401);
+    let (status, _) = http(kpi_srv.addr, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200);
+    kpi_srv.stop().await;
 }

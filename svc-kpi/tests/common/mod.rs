@@ -83,6 +83,11 @@ pub fn bytes_of(records: &[v1::FeedRecord]) -> u64 {
     records.iter().map(|r| r.encoded_len() as u64).sum()
 }
 
+/// The admin/peer token of every service of a test (the ports run in token mode).
+pub const TOKEN: &str = "kpi-test-token";
+/// Its `Authorization` header value.
+pub const AUTH: &str = "Bearer kpi-test-token";
+
 /// A config on `dir` with test-friendly timings.
 pub fn config(dir: &Path, verify_url: &str) -> KpiConfig {
     let mut cfg = KpiConfig {
