@@ -130,6 +130,13 @@ impl Peer {
         self.token.as_deref()
     }
 
+    /// The `authorization` header value sent (for clients that are not tonic channels).
+    pub fn authorization(&self) -> Option<axum::http::HeaderValue> {
+        let mut v = axum::http::HeaderValue::from_str(&format!("Bearer {}", self.token.as_deref()?)).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+
     /// The interceptor that sends the token.
     pub fn bearer(&self) -> Bearer {
         self.bearer.clone()

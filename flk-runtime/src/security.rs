@@ -91,6 +91,22 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
+    /// The configured token's digest (`token_sha256`, `token_file` or `token_env`), if any.
+    pub fn hash(&self, vars: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<TokenHash>> {
+        Ok(if let Some(h) = &self.token_sha256 {
+            Some(parse_sha256(h).map_err(|m| anyhow::anyhow!("auth.token_sha256: {m}"))?)
+        } else if let Some(path) = &self.token_file {
+            Some(TokenHash::of(&read_token(path)?))
+        } else if let Some(var) = &self.token_env {
+            let t = vars(var)
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("auth.token_env: {var} is not set"))?;
+            Some(TokenHash::of(t.trim()))
+        } else {
+            None
+        })
+    }
+
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         let n = [
             self.token_file.is_some(),
@@ -299,15 +315,8 @@ impl ServerSecurity {
             None => None,
         };
         let mut generated_token = None;
-        let token = if let Some(h) = &auth.token_sha256 {
-            Some(parse_sha256(h).map_err(|m| anyhow::anyhow!("auth.token_sha256: {m}"))?)
-        } else if let Some(path) = &auth.token_file {
-            Some(TokenHash::of(&read_token(path)?))
-        } else if let Some(var) = &auth.token_env {
-            let t = vars(var)
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| anyhow::anyhow!("auth.token_env: {var} is not set"))?;
-            Some(TokenHash::of(t.trim()))
+        let token = if let Some(h) = auth.hash(vars)? {
+            Some(h)
         } else if mutual {
             None
         } else {

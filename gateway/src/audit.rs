@@ -5,7 +5,10 @@
 //! | route | gRPC call |
 //! |---|---|
 //! | `GET /v1/audit/checkpoint` | `GetCheckpoint` |
-//! | `GET /v1/audit/proof/{pcs_id}` (tenant: `X-Tenant-Id`, default `default`) | `GetInclusionProof` by `(tenant, pcs_id)` |
+//! | `GET /v1/audit/proof/{pcs_id}` | `GetInclusionProof` by `(tenant, pcs_id)` |
+//!
+//! Every route needs a tenant API token ([`crate::auth`]); a proof is looked up for the token's
+//! tenant only, so another tenant's decision is 404 as an unknown one.
 //! | `GET /v1/audit/consistency?from=m&to=n` | `GetConsistencyProof` |
 //!
 //! svc-audit's errors (400 `invalid_pcs_id` / `invalid_range`, 404 `not_found`, 503 ...) come
@@ -19,9 +22,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use flk_proto::v1::{self, get_inclusion_proof_request};
-use flk_proto::{ApiError, AuditClient, ErrorKind, audit};
+use flk_proto::{ApiError, ErrorKind, audit};
+use flk_runtime::client::AuditClient;
 
-use crate::{Gateway, error_response, is_transport_failure, json_response, tenant_of};
+use crate::auth::Credentials;
+use crate::{Gateway, error_response, is_transport_failure, json_response};
 
 /// The answer when svc-audit cannot be asked: not configured, or not reachable.
 fn unavailable(message: &str) -> ApiError {
@@ -33,17 +38,20 @@ fn unavailable(message: &str) -> ApiError {
 async fn call<T, Fut>(
     gw: &Gateway,
     route: &'static str,
-    f: impl FnOnce(AuditClient) -> Fut,
+    headers: &HeaderMap,
+    f: impl FnOnce(AuditClient, String) -> Fut,
     render: impl FnOnce(&T) -> serde_json::Value,
 ) -> Response
 where
     Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
-    let resp = match &gw.audit {
-        None => error_response(&unavailable(
+    let tenant = gw.read_tenant(Credentials::of_headers(headers));
+    let resp = match (&gw.audit, tenant) {
+        (_, Err(e)) => error_response(&e),
+        (None, Ok(_)) => error_response(&unavailable(
             "this gateway has no audit upstream (--audit-upstream)",
         )),
-        Some(client) => match f(client.clone()).await {
+        (Some(client), Ok(tenant)) => match f(client.clone(), tenant).await {
             Ok(answer) => json_response(StatusCode::OK, render(answer.get_ref()).to_string()),
             Err(status) if is_transport_failure(&status) => {
                 tracing::warn!(error = %status.message(), "svc-audit unreachable");
@@ -59,11 +67,12 @@ where
 }
 
 /// `GET /v1/audit/checkpoint`.
-pub(crate) async fn checkpoint(State(gw): State<Arc<Gateway>>) -> Response {
+pub(crate) async fn checkpoint(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     call(
         &gw,
         "audit_checkpoint",
-        |mut c| async move { c.get_checkpoint(v1::GetCheckpointRequest {}).await },
+        &headers,
+        |mut c, _| async move { c.get_checkpoint(v1::GetCheckpointRequest {}).await },
         audit::checkpoint_json,
     )
     .await
@@ -83,29 +92,37 @@ pub(crate) async fn proof(
             "pcs_id must be 64 lowercase hex characters",
         ));
     };
-    let req = v1::GetInclusionProofRequest {
-        target: Some(get_inclusion_proof_request::Target::Pcs(v1::PcsTarget {
-            tenant_id: tenant_of(&headers),
-            pcs_id,
-        })),
-    };
     call(
         &gw,
         "audit_proof",
-        |mut c| async move { c.get_inclusion_proof(req).await },
+        &headers,
+        |mut c, tenant_id| async move {
+            let req = v1::GetInclusionProofRequest {
+                target: Some(get_inclusion_proof_request::Target::Pcs(v1::PcsTarget {
+                    tenant_id,
+                    pcs_id,
+                })),
+            };
+            c.get_inclusion_proof(req).await
+        },
         audit::inclusion_json,
     )
     .await
 }
 
 /// `GET /v1/audit/consistency?from=m&to=n`.
-pub(crate) async fn consistency(State(gw): State<Arc<Gateway>>, RawQuery(q): RawQuery) -> Response {
+pub(crate) async fn consistency(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     // Parsed inside the call, so that a gateway without svc-audit answers 503 whatever the query.
     let range = audit::parse_range(q.as_deref());
     call(
         &gw,
         "audit_consistency",
-        |mut c| async move {
+        &headers,
+        |mut c, _| async move {
             let (from_size, to_size) = range.map_err(tonic::Status::from)?;
             c.get_consistency_proof(v1::GetConsistencyProofRequest { from_size, to_size })
                 .await

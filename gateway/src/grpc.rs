@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use flk_proto::v1::verify_service_server::VerifyService;
 use flk_proto::v1::{self, submit_request, submit_stream_response};
-use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind, TENANT_METADATA};
+use flk_proto::{ApiError, ErrorKind};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Credentials;
 use crate::{Gateway, routing_pcs_id};
 
 /// Items buffered towards one upstream stream, and answers towards the client.
@@ -34,21 +35,6 @@ impl GatewayGrpc {
     pub fn new(gw: Arc<Gateway>) -> GatewayGrpc {
         GatewayGrpc { gw }
     }
-}
-
-/// Tenant from the request field, else the `x-tenant-id` metadata, else `default` (as in
-/// svc-verify).
-fn tenant_of(field: &str, metadata: &tonic::metadata::MetadataMap) -> String {
-    if !field.is_empty() {
-        return field.to_owned();
-    }
-    metadata
-        .get(TENANT_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_TENANT)
-        .to_owned()
 }
 
 /// The `pcs_id` to route by: from the JSON body or the structured PCS.
@@ -69,7 +55,9 @@ impl VerifyService for GatewayGrpc {
         request: Request<v1::SubmitRequest>,
     ) -> Result<Response<v1::SubmitResponse>, Status> {
         let (metadata, _, mut req) = request.into_parts();
-        req.tenant_id = tenant_of(&req.tenant_id, &metadata);
+        req.tenant_id = self
+            .gw
+            .submit_tenant(Credentials::of_metadata(&metadata, &req.tenant_id))?;
         self.gw.admit(&req.tenant_id)?;
         self.gw.ingest.inc();
         let pcs_id = self.gw.routing_key(|| pcs_id_of(&req));
@@ -90,7 +78,9 @@ impl VerifyService for GatewayGrpc {
         request: Request<Streaming<v1::SubmitRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         let (metadata, _, inbound) = request.into_parts();
-        let default_tenant = tenant_of("", &metadata);
+        let default_tenant = self
+            .gw
+            .submit_tenant(Credentials::of_metadata(&metadata, ""))?;
         let (answers, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(proxy_stream(
             self.gw.clone(),
@@ -106,7 +96,9 @@ impl VerifyService for GatewayGrpc {
         request: Request<v1::GetOutcomeRequest>,
     ) -> Result<Response<v1::Outcome>, Status> {
         let (metadata, _, mut req) = request.into_parts();
-        req.tenant_id = tenant_of(&req.tenant_id, &metadata);
+        req.tenant_id = self
+            .gw
+            .read_tenant(Credentials::of_metadata(&metadata, &req.tenant_id))?;
         let (tenant, pcs_id) = (req.tenant_id.clone(), req.pcs_id.clone());
         let answer = self
             .gw
@@ -121,13 +113,16 @@ impl VerifyService for GatewayGrpc {
 
     type SubscribeStream = BoxStream<v1::FeedRecord>;
 
-    /// The feed is per replica (each has its own log and sequence numbers): the gateway passes
-    /// it through when it fronts exactly one replica, and otherwise asks the caller to
-    /// subscribe to each replica.
+    /// The feed holds every tenant's decisions: only the admin token opens it here
+    /// ([`crate::auth`]). It is per replica (each has its own log and sequence numbers): the
+    /// gateway passes it through when it fronts exactly one replica, and otherwise asks the
+    /// caller to subscribe to each replica.
     async fn subscribe(
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.gw
+            .check_admin(Credentials::of_metadata(request.metadata(), ""))?;
         let [only] = self.gw.upstreams.as_slice() else {
             return Err(ApiError::new(
                 ErrorKind::FailedPrecondition,

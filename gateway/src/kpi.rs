@@ -7,8 +7,10 @@
 //! Bodies above 64 KiB are refused with 413 before they are forwarded (a feedback body is a
 //! few dozen bytes).
 //!
-//! Plain HTTP, or HTTPS with the gateway's upstream TLS settings (CA and optional client
-//! certificate; the server-name override applies to the gRPC upstreams only).
+//! The tenant is the caller's API token's ([`crate::auth`]); svc-kpi is called with the
+//! gateway's peer credentials ([`crate::GatewayConfig::peer`]): plain HTTP, or HTTPS trusting
+//! the peer CA with the client certificate (the server-name override applies to the gRPC
+//! upstreams only), and the peer bearer token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +19,11 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flk_proto::tls::UpstreamTls;
 use flk_proto::{ApiError, ErrorKind};
+use flk_runtime::client::Peer;
 
-use crate::{Gateway, error_response, tenant_of};
+use crate::auth::Credentials;
+use crate::{Gateway, error_response};
 
 /// Largest feedback body forwarded.
 const MAX_FEEDBACK_BYTES: usize = 64 * 1024;
@@ -33,20 +36,21 @@ pub(crate) struct KpiUpstream {
 }
 
 impl KpiUpstream {
-    /// A client for `base` (`http://host:port` or `https://...` with `tls`).
-    pub(crate) fn new(
-        base: &str,
-        tls: Option<&UpstreamTls>,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let base = base.trim_end_matches('/').to_owned();
+    /// A client for `base` (`http://host:port`, upgraded to `https://` when `peer` has a CA).
+    pub(crate) fn new(base: &str, peer: &Peer, timeout: Duration) -> anyhow::Result<Self> {
+        let base = peer.url(base.trim_end_matches('/'))?;
         let url = reqwest::Url::parse(&base)
             .map_err(|e| anyhow::anyhow!("kpi upstream {base:?} is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             anyhow::bail!("kpi upstream {base:?} must be http:// or https://");
         }
         let mut builder = reqwest::Client::builder().timeout(timeout);
-        if let Some(tls) = tls {
+        if let Some(auth) = peer.authorization() {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, auth);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(tls) = peer.settings().tls() {
             let read = |p: &std::path::Path| {
                 std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
             };
@@ -95,6 +99,15 @@ async fn forward(
     resp
 }
 
+/// A request refused before it is forwarded; counted like the others.
+fn refused(gw: &Gateway, route: &'static str, e: &ApiError) -> Response {
+    let resp = error_response(e);
+    gw.responses
+        .with_label_values(&[route, resp.status().as_str()])
+        .inc();
+    resp
+}
+
 async fn relay(answer: reqwest::Result<reqwest::Response>) -> reqwest::Result<Response> {
     let answer = answer?;
     let status =
@@ -128,7 +141,10 @@ pub(crate) async fn feedback(
             ),
         ));
     }
-    let tenant = tenant_of(&headers);
+    let tenant = match gw.read_tenant(Credentials::of_headers(&headers)) {
+        Ok(t) => t,
+        Err(e) => return refused(&gw, "feedback", &e),
+    };
     forward(&gw, "feedback", |up| {
         up.client
             .post(format!("{}/v1/feedback", up.base))
@@ -145,7 +161,10 @@ pub(crate) async fn report(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let tenant = tenant_of(&headers);
+    let tenant = match gw.read_tenant(Credentials::of_headers(&headers)) {
+        Ok(t) => t,
+        Err(e) => return refused(&gw, "kpi_report", &e),
+    };
     forward(&gw, "kpi_report", |up| {
         let url = match &query {
             Some(q) => format!("{}/v1/kpi/report?{q}", up.base),

@@ -5,6 +5,8 @@
 //! `main.rs` parses config and calls [`serve`] with a bound listener; tests bind port 0.
 
 pub mod audit;
+mod auth;
+pub mod config;
 pub mod grpc;
 mod kpi;
 mod lanes;
@@ -28,14 +30,20 @@ use flk_proto::v1::verify_service_client::VerifyServiceClient;
 use flk_proto::v1::verify_service_server::VerifyService;
 use flk_proto::v1::verify_service_server::VerifyServiceServer;
 use flk_proto::v1::{self, submit_request};
-use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind};
+use flk_proto::{ApiError, ErrorKind};
+use flk_runtime::client::{AuditClient, EndpointOptions, Peer};
+pub use flk_runtime::http::{error_response, json_response};
+use flk_runtime::security::TokenHash;
+use flk_runtime::tenants::ApiTokens;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use ring::{DEFAULT_VNODES, Ring};
 
-pub use flk_proto::tls::{ServerTls, UpstreamTls};
+pub use flk_runtime::tls::ServerTls;
+
+use auth::Credentials;
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -54,13 +62,17 @@ pub struct GatewayConfig {
     /// Per-tenant rate limits and daily quotas, applied before routing (REST and gRPC). A
     /// tenant without an entry is not limited here (svc-verify still applies its own).
     pub limits: HashMap<String, Limits>,
+    /// The tenants' API tokens: reads and feedback need one ([`auth`]).
+    pub api_tokens: ApiTokens,
+    /// The admin token, the only credential that opens `Subscribe` here; `None` refuses it.
+    pub admin_token: Option<TokenHash>,
     /// TLS for the gateway's own port (REST over HTTP/1.1 and HTTP/2, gRPC over h2, ALPN
     /// negotiated); with `client_ca`, clients must present a certificate signed by it.
     /// Plain text (HTTP/1.1 and h2c) when `None`.
     pub tls: Option<ServerTls>,
-    /// TLS towards svc-verify: the CA to trust, optionally a client certificate (mTLS) and a
-    /// server name. Plain h2c when `None`. svc-audit (`audit_upstream`) is reached the same way.
-    pub upstream_tls: Option<UpstreamTls>,
+    /// How svc-verify, svc-audit and svc-kpi are reached: the CA to trust, the client
+    /// certificate (mTLS), the server name, the bearer token. Plain h2c without a CA.
+    pub peer: Peer,
     /// svc-audit's gRPC address, for `/v1/audit/*`; without it those routes answer 503
     /// `audit_unavailable`.
     pub audit_upstream: Option<String>,
@@ -89,8 +101,10 @@ impl Default for GatewayConfig {
             max_in_flight: 4096,
             metrics_auth: None,
             limits: HashMap::new(),
+            api_tokens: ApiTokens::default(),
+            admin_token: None,
             tls: None,
-            upstream_tls: None,
+            peer: Peer::plain(),
             audit_upstream: None,
             kpi_upstream: None,
             in_process: Vec::new(),
@@ -192,10 +206,10 @@ pub struct Gateway {
     ring: Ring,
     cfg: GatewayConfig,
     /// Built from `cfg.tls` once, so a bad certificate fails [`Gateway::new`], not `serve`.
-    server_tls: Option<Arc<flk_proto::tls::ServerConfig>>,
+    server_tls: Option<Arc<flk_runtime::tls::ServerConfig>>,
     admission: HashMap<String, Admission>,
     /// svc-audit, when configured.
-    audit: Option<flk_proto::AuditClient>,
+    audit: Option<AuditClient>,
     /// svc-kpi, when configured.
     kpi: Option<kpi::KpiUpstream>,
     registry: Registry,
@@ -212,17 +226,28 @@ impl Gateway {
             anyhow::bail!("the gateway needs at least one svc-verify upstream");
         }
         let server_tls = match &cfg.tls {
-            Some(tls) => Some(flk_proto::tls::server_config(tls)?),
+            Some(tls) => Some(flk_runtime::tls::server_config(tls)?),
             None => None,
         };
-        let client_tls = match &cfg.upstream_tls {
-            Some(tls) => Some(flk_proto::tls::client_config(tls)?),
-            None => None,
-        };
-        cfg.upstreams = upstream_urls(&cfg.upstreams, client_tls.is_some())?;
+        cfg.upstreams = cfg
+            .upstreams
+            .iter()
+            .map(|u| cfg.peer.url(u))
+            .collect::<anyhow::Result<_>>()?;
+        let authorization = cfg.peer.authorization();
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len() + cfg.in_process.len());
         for u in &cfg.upstreams {
-            let channel = lazy_channel(u, client_tls.as_ref())?;
+            let channel = cfg.peer.endpoint(u, UPSTREAM_CHANNEL)?.connect_lazy();
+            let auth = authorization.clone();
+            let channel = tower::ServiceExt::map_request(
+                channel,
+                move |mut req: axum::http::Request<tonic::body::Body>| {
+                    if let Some(v) = &auth {
+                        req.headers_mut().insert(header::AUTHORIZATION, v.clone());
+                    }
+                    req
+                },
+            );
             let transport = tower::ServiceExt::map_err(channel, TransportError::new);
             upstreams.push(Upstream::new(
                 u.clone(),
@@ -241,19 +266,11 @@ impl Gateway {
         }
         let names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
         let audit = match &cfg.audit_upstream {
-            Some(u) => {
-                let url = upstream_urls(std::slice::from_ref(u), client_tls.is_some())?;
-                let channel = lazy_channel(&url[0], client_tls.as_ref())?;
-                Some(flk_proto::AuditClient::new(channel))
-            }
+            Some(u) => Some(AuditClient::new(cfg.peer.connect_lazy(u, UPSTREAM_CHANNEL)?)),
             None => None,
         };
         let kpi = match &cfg.kpi_upstream {
-            Some(u) => Some(kpi::KpiUpstream::new(
-                u,
-                cfg.upstream_tls.as_ref(),
-                cfg.request_timeout,
-            )?),
+            Some(u) => Some(kpi::KpiUpstream::new(u, &cfg.peer, cfg.request_timeout)?),
             None => None,
         };
         let ring = Ring::new(&names, DEFAULT_VNODES);
@@ -393,82 +410,16 @@ impl Gateway {
     }
 }
 
-/// A channel to `url`, connected on first use.
-fn lazy_channel(
-    url: &str,
-    tls: Option<&tonic::transport::ClientTlsConfig>,
-) -> anyhow::Result<tonic::transport::Channel> {
-    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|e| anyhow::anyhow!("invalid upstream {url:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(2))
-        // No per-call timeout here: the tower stack's deadline covers unary calls (answering
-        // 504 `timeout`), and stream calls have none.
-        .tcp_nodelay(true)
-        // The submission lanes stay open for the gateway's lifetime: pings find a peer that
-        // vanished without closing the connection (its items then fail over).
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(tls.clone())
-            .map_err(|e| anyhow::anyhow!("upstream {url:?}: tls: {e}"))?;
-    }
-    Ok(endpoint.connect_lazy())
-}
-
-/// The upstream URLs to dial: with TLS every one is `https://` (an `http://` one is upgraded,
-/// since tonic applies TLS by scheme); without, `https://` is refused, as there is no CA to
-/// trust.
-fn upstream_urls(upstreams: &[String], tls: bool) -> anyhow::Result<Vec<String>> {
-    upstreams
-        .iter()
-        .map(|u| match (tls, u.strip_prefix("http://")) {
-            (true, Some(rest)) => Ok(format!("https://{rest}")),
-            (false, _) if u.starts_with("https://") => Err(anyhow::anyhow!(
-                "upstream {u:?} is https:// but no upstream TLS (CA to trust) is configured"
-            )),
-            _ => Ok(u.clone()),
-        })
-        .collect()
-}
-
-/// The rate limits and quotas of a tenants file (the svc-verify format; the gateway reads only
-/// `id`, `rate_limit_per_sec`, `burst` and `daily_quota` and leaves the rest to svc-verify).
-pub fn limits_from_tenants_toml(text: &str) -> anyhow::Result<HashMap<String, Limits>> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        tenant: Vec<Spec>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Spec {
-        id: String,
-        rate_limit_per_sec: Option<f64>,
-        burst: Option<f64>,
-        daily_quota: Option<u64>,
-    }
-    let file: File = toml::from_str(text)?;
-    let mut out = HashMap::new();
-    for t in file.tenant {
-        let limits = Limits {
-            rate_per_sec: t.rate_limit_per_sec,
-            burst: t.burst,
-            daily_quota: t.daily_quota,
-        };
-        Admission::new(limits).map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.id))?;
-        if out.insert(t.id.clone(), limits).is_some() {
-            anyhow::bail!("tenant {:?} appears twice", t.id);
-        }
-    }
-    Ok(out)
-}
-
-/// [`limits_from_tenants_toml`] of a file.
-pub fn limits_from_tenants_file(path: &std::path::Path) -> anyhow::Result<HashMap<String, Limits>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    limits_from_tenants_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
+/// The upstream channels: no per-call timeout there (the tower stack's deadline covers unary
+/// calls, answering 504 `timeout`, and stream calls have none); the submission lanes stay open
+/// for the gateway's lifetime, and pings find a peer that vanished without closing the
+/// connection (its items then fail over).
+const UPSTREAM_CHANNEL: EndpointOptions = EndpointOptions {
+    connect_timeout: Duration::from_secs(2),
+    keep_alive_interval: Duration::from_secs(30),
+    keep_alive_timeout: Duration::from_secs(10),
+    keep_alive_while_idle: false,
+};
 
 /// Every replica failed at the transport level.
 fn no_replica() -> ApiError {
@@ -566,15 +517,7 @@ async fn stack_error(headers: HeaderMap, err: tower::BoxError) -> Response {
     } else {
         ApiError::new(ErrorKind::Internal, "internal", err.to_string())
     };
-    let grpc = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
-        tonic::Status::from(e).into_http::<axum::body::Body>()
-    } else {
-        error_response(&e)
-    }
+    flk_runtime::http::error_in_protocol(&headers, e)
 }
 
 /// Serves REST and gRPC on `listener` until `shutdown` resolves: through TLS when the
@@ -589,7 +532,7 @@ pub async fn serve(
     match &gw.server_tls {
         Some(tls) => {
             // Accepts with TCP_NODELAY and hands over only completed handshakes.
-            let listener = flk_proto::tls::TlsListener::new(listener, tls.clone())?;
+            let listener = flk_runtime::tls::TlsListener::new(listener, tls.clone())?;
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await?;
@@ -605,37 +548,6 @@ pub async fn serve(
         }
     }
     Ok(())
-}
-
-pub(crate) fn tenant_of(headers: &HeaderMap) -> String {
-    headers
-        .get("x-tenant-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_TENANT)
-        .to_owned()
-}
-
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-pub(crate) fn error_response(e: &ApiError) -> Response {
-    let status =
-        StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = json_response(status, e.json_body());
-    if let Some(secs) = e.retry_after_secs()
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
 }
 
 fn outcome_response(o: &v1::Outcome) -> Response {
@@ -680,15 +592,14 @@ async fn submit(
         // Reading stops one byte past the limit (chunked bodies have no declared length).
         _ => axum::body::to_bytes(body, limit).await.ok(),
     };
-    let tenant = tenant_of(&headers);
-    let resp = if let Some(body) = body {
-        submit_body(&gw, tenant, body).await
-    } else {
-        error_response(&ApiError::new(
+    let resp = match (body, gw.submit_tenant(Credentials::of_headers(&headers))) {
+        (_, Err(e)) => error_response(&e),
+        (Some(body), Ok(tenant)) => submit_body(&gw, tenant, body).await,
+        (None, Ok(_)) => error_response(&ApiError::new(
             ErrorKind::PayloadTooLarge,
             "payload_too_large",
             format!("body is over the limit of {limit} bytes"),
-        ))
+        )),
     };
     gw.responses
         .with_label_values(&["submit", resp.status().as_str()])
@@ -722,7 +633,16 @@ async fn get_outcome(
     headers: HeaderMap,
     Path(pcs_id): Path<String>,
 ) -> Response {
-    let tenant = tenant_of(&headers);
+    let tenant = match gw.read_tenant(Credentials::of_headers(&headers)) {
+        Ok(t) => t,
+        Err(e) => {
+            let resp = error_response(&e);
+            gw.responses
+                .with_label_values(&["get_outcome", resp.status().as_str()])
+                .inc();
+            return resp;
+        }
+    };
     let result = gw
         .route(&tenant, &pcs_id, |up| {
             let mut client = up.client.clone();

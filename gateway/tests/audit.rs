@@ -3,6 +3,8 @@
 //! does a configured upstream nobody listens on. The routes with a real svc-audit behind them
 //! are tested end to end through `flk up` (flk/tests/audit_up.rs).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ async fn gateway(audit_upstream: Option<String>) -> SocketAddr {
         // Never dialled by these routes (channels are lazy).
         upstreams: vec!["http://127.0.0.1:9".into()],
         audit_upstream,
+        api_tokens: common::api_tokens(&["acme"]),
         ..Default::default()
     })
     .unwrap();
@@ -31,7 +34,7 @@ async fn gateway(audit_upstream: Option<String>) -> SocketAddr {
 async fn get(addr: SocketAddr, path: &str) -> (u16, Option<String>, Value) {
     let resp = reqwest::Client::new()
         .get(format!("http://{addr}{path}"))
-        .header("x-tenant-id", "acme")
+        .header("authorization", common::bearer("acme"))
         .send()
         .await
         .unwrap();

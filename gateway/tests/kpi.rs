@@ -3,6 +3,8 @@
 //! is forwarded. With a real svc-kpi behind it (`flk up`) the routes relay svc-kpi's answers
 //! unchanged (flk/tests/kpi_up.rs).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ async fn gateway(kpi_upstream: Option<String>) -> SocketAddr {
     let gw = gateway::Gateway::new(gateway::GatewayConfig {
         upstreams: vec!["http://127.0.0.1:9".into()],
         kpi_upstream,
+        api_tokens: common::api_tokens(&["acme"]),
         ..Default::default()
     })
     .unwrap();
@@ -43,14 +46,14 @@ async fn both_routes(addr: SocketAddr) -> Vec<(u16, Option<String>, Value)> {
     let client = reqwest::Client::new();
     let feedback = client
         .post(format!("http://{addr}/v1/feedback"))
-        .header("x-tenant-id", "acme")
+        .header("authorization", common::bearer("acme"))
         .body(r#"{"pcs_id":"00","verdict":"correct"}"#)
         .send()
         .await
         .unwrap();
     let report = client
         .get(format!("http://{addr}/v1/kpi/report?window=1h"))
-        .header("x-tenant-id", "acme")
+        .header("authorization", common::bearer("acme"))
         .send()
         .await
         .unwrap();

@@ -4,6 +4,8 @@
 //! retry hint on both protocols when the dedup store is down, and the tower stack's load
 //! shedding and timeout.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +107,8 @@ async fn stack_with(dedup: DedupConfig, gw_cfg: gateway::GatewayConfig, in_proce
     };
     cfg.tenants_file = Some(tenants.clone());
     cfg.log.fsync = false;
-    let service = Service::open(&cfg).await.unwrap();
+    let mut service = Service::open(&cfg).await.unwrap();
+    service.set_security(common::mesh_security());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let verify_addr = listener.local_addr().unwrap();
     let (verify_stop, rx) = oneshot::channel::<()>();
@@ -122,7 +125,11 @@ async fn stack_with(dedup: DedupConfig, gw_cfg: gateway::GatewayConfig, in_proce
     let gw = gateway::Gateway::new(gateway::GatewayConfig {
         upstreams,
         in_process,
-        limits: gateway::limits_from_tenants_file(&tenants).unwrap(),
+        limits: flk_runtime::tenants::TenantsFile::parse(TENANTS)
+            .unwrap()
+            .limits()
+            .unwrap(),
+        peer: common::mesh_peer(),
         ..gw_cfg
     })
     .unwrap();

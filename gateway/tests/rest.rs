@@ -1,8 +1,12 @@
 //! End-to-end REST tests: the gateway on port 0 in front of real svc-verify replicas (also on
 //! port 0), exercising the statuses of PROTOCOL.md section 5 with the golden vectors.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use common::{bearer, mesh_security};
 
 use serde_json::Value;
 use svc_verify::{Service, VerifyConfig};
@@ -51,7 +55,8 @@ impl Replica {
         };
         cfg.tenants_file = Some(dir.path().join("tenants.toml"));
         cfg.log.fsync = false;
-        let service = Service::open(&cfg).await.unwrap();
+        let mut service = Service::open(&cfg).await.unwrap();
+        service.set_security(mesh_security());
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(service.serve(listener, async {
@@ -96,7 +101,13 @@ async fn gateway(upstreams: Vec<String>, auth: Option<(String, String)>) -> Sock
     .await
 }
 
-async fn gateway_with(cfg: gateway::GatewayConfig) -> SocketAddr {
+/// The gateway of `cfg`, with the mesh token towards its upstreams and API tokens for the
+/// test tenants (`tokens` of `cfg` replace them when set).
+async fn gateway_with(mut cfg: gateway::GatewayConfig) -> SocketAddr {
+    cfg.peer = common::mesh_peer();
+    if cfg.api_tokens.is_empty() {
+        cfg.api_tokens = common::api_tokens(&["default", "slow"]);
+    }
     let gw = gateway::Gateway::new(cfg).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -252,7 +263,8 @@ async fn every_rest_status_of_the_contract() {
         assert_eq!(again.json()["received_at"], j["received_at"]);
         // GET the stored outcome.
         let path = format!("/v1/pcs/{}", v["pcs"]["pcs_id"].as_str().unwrap());
-        let got = http(gw, "GET", &path, &[], b"").await;
+        let auth = bearer("default");
+        let got = http(gw, "GET", &path, &[("authorization", &auth)], b"").await;
         assert_eq!(got.status, 200);
         assert_eq!(got.json()["reason_code"], reason);
     }
@@ -331,7 +343,15 @@ async fn every_rest_status_of_the_contract() {
     let wait: u64 = second.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
     // 404 for an unknown pcs_id.
-    let r = http(gw, "GET", &format!("/v1/pcs/{}", "0".repeat(64)), &[], b"").await;
+    let auth = bearer("default");
+    let r = http(
+        gw,
+        "GET",
+        &format!("/v1/pcs/{}", "0".repeat(64)),
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 404);
     // Health, readiness, metrics (basic auth).
     let r = http(gw, "GET", "/health", &[], b"").await;
@@ -553,5 +573,156 @@ async fn a_restarted_replica_gets_new_submission_streams() {
         (r.status, r.json()["duplicate"].clone()),
         (200, Value::from(false))
     );
+    replica.stop().await;
+}
+
+/// Reads need the tenant's API token and see only that tenant's records; the outcome feed is
+/// the admin's alone; the same over REST and gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_a_tenant_token_and_the_feed_the_admin_token() {
+    use flk_proto::v1;
+    use flk_runtime::client::{EndpointOptions, Peer, VerifyClient};
+
+    let replica = Replica::start().await;
+    let mut tokens = common::api_tokens(&["default", "slow"]);
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    tokens
+        .insert(
+            "default",
+            "expired",
+            flk_runtime::security::TokenHash::of("expired-token"),
+            (None, Some(past)),
+        )
+        .unwrap();
+    let gw = gateway_with(gateway::GatewayConfig {
+        upstreams: vec![format!("http://{}", replica.addr)],
+        api_tokens: tokens,
+        admin_token: Some(flk_runtime::security::TokenHash::of("admin-token")),
+        ..Default::default()
+    })
+    .await;
+    let v = first_with("ok");
+    let r = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[],
+        &serde_json::to_vec(&v["pcs"]).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let pcs_id = v["pcs"]["pcs_id"].as_str().unwrap();
+    let path = format!("/v1/pcs/{pcs_id}");
+    let (own, other) = (bearer("default"), bearer("slow"));
+
+    let r = http(gw, "GET", &path, &[], b"").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "unauthenticated");
+    // The header alone names a tenant but proves nothing.
+    let r = http(gw, "GET", &path, &[("x-tenant-id", "default")], b"").await;
+    assert_eq!(r.status, 401);
+    for bad in ["Bearer nonsense", "Bearer expired-token", "Basic cHJvbTpzM2NyZXQ="] {
+        let r = http(gw, "GET", &path, &[("authorization", bad)], b"").await;
+        assert_eq!(r.status, 401, "{bad}");
+    }
+    let r = http(gw, "GET", &path, &[("authorization", &own)], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["tenant_id"], "default");
+    // Another tenant's record is not found, exactly as an unknown one.
+    let r = http(gw, "GET", &path, &[("authorization", &other)], b"").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "not_found");
+    // A header that disagrees with the token is refused.
+    let r = http(
+        gw,
+        "GET",
+        &path,
+        &[("authorization", &own), ("x-tenant-id", "slow")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"]["code"], "tenant_mismatch");
+    // Audit and KPI reads are checked before their upstream is asked.
+    for (method, route) in [
+        ("GET", "/v1/audit/checkpoint"),
+        ("GET", "/v1/audit/consistency?from=1&to=2"),
+        ("GET", path.replace("/v1/pcs/", "/v1/audit/proof/").as_str()),
+        ("GET", "/v1/kpi/report?window=24h"),
+        ("POST", "/v1/feedback"),
+    ] {
+        let r = http(gw, method, route, &[], b"{}").await;
+        assert_eq!(r.status, 401, "{route}");
+    }
+
+    // gRPC: the same rules through metadata.
+    let url = format!("http://{gw}");
+    let connect = |peer: Peer| {
+        let url = url.clone();
+        async move {
+            VerifyClient::new(
+                peer.connect(&url, EndpointOptions::default())
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let get = v1::GetOutcomeRequest {
+        tenant_id: String::new(),
+        pcs_id: pcs_id.to_owned(),
+    };
+    let mut anonymous = connect(Peer::plain()).await;
+    let err = anonymous.get_outcome(get.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let err = anonymous
+        .subscribe(v1::SubscribeRequest { from_seq: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut tenant = connect(Peer::with_token(&common::token_of("default")).unwrap()).await;
+    let got = tenant.get_outcome(get.clone()).await.unwrap().into_inner();
+    assert_eq!(got.tenant_id, "default");
+    let err = tenant
+        .get_outcome(v1::GetOutcomeRequest {
+            tenant_id: "slow".into(),
+            ..get.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // A tenant token does not open every tenant's feed.
+    let err = tenant
+        .subscribe(v1::SubscribeRequest { from_seq: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let mut other = connect(Peer::with_token(&common::token_of("slow")).unwrap()).await;
+    let err = other.get_outcome(get.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    // The admin token does.
+    let mut admin = connect(Peer::with_token("admin-token").unwrap()).await;
+    let mut feed = admin
+        .subscribe(v1::SubscribeRequest { from_seq: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = feed.message().await.unwrap().unwrap();
+    assert_eq!(first.pcs_id, pcs_id);
+    drop(feed);
+
+    // Without an admin token configured, nobody subscribes through the gateway.
+    let plain = gateway(vec![format!("http://{}", replica.addr)], None).await;
+    let mut c = VerifyClient::new(
+        Peer::with_token("admin-token")
+            .unwrap()
+            .connect(&format!("http://{plain}"), EndpointOptions::default())
+            .await
+            .unwrap(),
+    );
+    let err = c
+        .subscribe(v1::SubscribeRequest { from_seq: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
     replica.stop().await;
 }

@@ -3,12 +3,15 @@
 //! and reaching svc-verify over mutual TLS. Certificates are generated per test with rcgen;
 //! every server listens on port 0.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use flk_proto::VerifyClient;
 use flk_proto::v1::{self, submit_request};
-use gateway::{GatewayConfig, ServerTls, UpstreamTls};
+use flk_runtime::client::{EndpointOptions, Peer, VerifyClient};
+use flk_runtime::security::{PeerSettings, TokenHash};
+use gateway::{GatewayConfig, ServerTls};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -91,12 +94,16 @@ impl Pki {
     }
 
     /// Trusts `ca`; presents `client` (`client` or `other-client`) when given.
-    fn upstream(&self, client: Option<&str>) -> UpstreamTls {
-        UpstreamTls {
-            ca: self.path("ca.pem"),
-            client_cert: client.map(|c| self.path(&format!("{c}.pem"))),
-            client_key: client.map(|c| self.path(&format!("{c}.key"))),
+    /// With the mesh token (which an mTLS port does not ask for).
+    fn upstream(&self, client: Option<&str>) -> PeerSettings {
+        std::fs::write(self.path("mesh.token"), common::MESH).unwrap();
+        PeerSettings {
+            ca: Some(self.path("ca.pem")),
+            cert: client.map(|c| self.path(&format!("{c}.pem"))),
+            key: client.map(|c| self.path(&format!("{c}.key"))),
             server_name: Some("localhost".into()),
+            token_file: Some(self.path("mesh.token")),
+            token_env: None,
         }
     }
 
@@ -133,6 +140,9 @@ async fn replica(tls: TlsSettings) -> Replica {
         ..Default::default()
     };
     cfg.log.fsync = false;
+    if cfg.tls.client_ca.is_none() {
+        cfg.auth.token_sha256 = Some(TokenHash::of(common::MESH).hex());
+    }
     cfg.validate().unwrap();
     let service = Service::open(&cfg).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -163,12 +173,16 @@ async fn mtls_replica(pki: &Pki) -> Replica {
 async fn gateway(
     upstream: SocketAddr,
     tls: Option<ServerTls>,
-    upstream_tls: Option<UpstreamTls>,
+    upstream_tls: Option<PeerSettings>,
 ) -> SocketAddr {
+    let peer = match upstream_tls {
+        Some(s) => Peer::resolve(&s, |_| None).unwrap(),
+        None => common::mesh_peer(),
+    };
     let gw = gateway::Gateway::new(GatewayConfig {
         upstreams: vec![format!("http://{upstream}")],
         tls,
-        upstream_tls,
+        peer,
         ..Default::default()
     })
     .unwrap();
@@ -214,18 +228,25 @@ async fn submit(
 
 async fn grpc_submit(
     addr: SocketAddr,
-    tls: Option<&UpstreamTls>,
+    tls: Option<&PeerSettings>,
     pcs: &Value,
 ) -> Result<v1::Outcome, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint =
-        tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).unwrap();
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(flk_proto::tls::client_config(tls).unwrap())
-            .unwrap();
-    }
-    let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
+    // A client of the public port: TLS, no mesh token (an unknown token is refused).
+    let peer = match tls {
+        Some(s) => Peer::resolve(
+            &PeerSettings {
+                token_file: None,
+                ..s.clone()
+            },
+            |_| None,
+        )
+        .unwrap(),
+        None => Peer::plain(),
+    };
+    let channel = peer
+        .connect(&format!("http://{addr}"), EndpointOptions::default())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let answer = VerifyClient::new(channel)
         .submit(v1::SubmitRequest {
             tenant_id: "default".into(),
@@ -331,7 +352,7 @@ async fn plain_text_and_untrusting_clients_are_refused() {
     // well under the handshake timeout, which would otherwise end the stall).
     let client = pki.https("ca.pem", None);
     let trusting = submit(&client, format!("https://localhost:{}", gw.port()), &v);
-    let limit = flk_proto::tls::HANDSHAKE_TIMEOUT / 2;
+    let limit = flk_runtime::tls::HANDSHAKE_TIMEOUT / 2;
     let (status, _, body) = tokio::time::timeout(limit, trusting)
         .await
         .expect("served while another handshake stalls")
@@ -409,29 +430,24 @@ async fn svc_verify_refuses_a_gateway_without_a_trusted_client_certificate() {
 #[tokio::test]
 async fn bad_tls_files_fail_at_startup_naming_the_file() {
     let pki = Pki::new();
-    let cfg = |tls: Option<ServerTls>, upstream_tls: Option<UpstreamTls>| GatewayConfig {
-        tls,
-        upstream_tls,
-        ..Default::default()
-    };
-    let err = gateway::Gateway::new(cfg(
-        Some(ServerTls {
+    let err = gateway::Gateway::new(GatewayConfig {
+        tls: Some(ServerTls {
             cert: pki.path("missing.pem"),
             ..pki.server(false)
         }),
-        None,
-    ))
+        ..Default::default()
+    })
     .err()
     .unwrap()
     .to_string();
     assert!(err.contains("missing.pem"), "{err}");
-    let err = gateway::Gateway::new(cfg(
-        None,
-        Some(UpstreamTls {
-            ca: pki.path("server.key"),
+    let err = Peer::resolve(
+        &PeerSettings {
+            ca: Some(pki.path("server.key")),
             ..pki.upstream(None)
-        }),
-    ))
+        },
+        |_| None,
+    )
     .err()
     .unwrap()
     .to_string();
@@ -444,7 +460,7 @@ async fn bad_tls_files_fail_at_startup_naming_the_file() {
     .err()
     .unwrap()
     .to_string();
-    assert!(err.contains("no upstream TLS"), "{err}");
+    assert!(err.contains("no CA to trust"), "{err}");
     // svc-verify loads its [tls] files at open.
     let dir = tempfile::tempdir().unwrap();
     let cfg = VerifyConfig {
