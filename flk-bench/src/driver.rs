@@ -69,6 +69,9 @@ pub struct RunConfig {
     pub progress: bool,
     /// Most items built before the clock starts; later ones are built by the workers.
     pub pregenerate: u64,
+    /// gRPC: TLS (CA, client certificate) and bearer token towards the server, e.g. the mesh
+    /// credentials of an svc-verify port that requires them.
+    pub peer: flk_runtime::client::Peer,
 }
 
 impl RunConfig {
@@ -87,6 +90,7 @@ impl RunConfig {
             timeout: Duration::from_secs(30),
             progress: false,
             pregenerate: 200_000,
+            peer: flk_runtime::client::Peer::plain(),
         }
     }
 
@@ -126,7 +130,7 @@ impl RunConfig {
 /// report.
 pub async fn run(workload: Arc<Workload>, cfg: &RunConfig) -> Result<Report, Error> {
     cfg.validate()?;
-    let url = base_url(&cfg.url)?;
+    let url = base_url(&cfg.url, cfg.protocol == Protocol::Grpc)?;
     let planned = match (cfg.stop, cfg.rate) {
         (Stop::Count(n), _) => n,
         (Stop::Duration(d), Some(r)) => (d.as_secs_f64() * r).ceil() as u64,
@@ -213,20 +217,27 @@ pub async fn run(workload: Arc<Workload>, cfg: &RunConfig) -> Result<Report, Err
     ))
 }
 
-/// `http://host:port` without a trailing slash; only plain HTTP is supported.
-fn base_url(url: &str) -> Result<String, Error> {
+/// `http://host:port` without a trailing slash; `https://` too for gRPC, whose channels take
+/// their TLS from [`RunConfig::peer`] (REST is plain HTTP only).
+fn base_url(url: &str, grpc: bool) -> Result<String, Error> {
     let bad = |reason: &str| Error::Url {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad("it must start with http:// (TLS is not supported by the bench)"))?;
+    let (scheme, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => ("http", rest),
+        (None, Some(rest)) if grpc => ("https", rest),
+        _ => {
+            return Err(bad(
+                "it must start with http:// (https:// for gRPC with a CA to trust)",
+            ));
+        }
+    };
     let hostport = rest.trim_end_matches('/');
     if hostport.is_empty() || hostport.contains('/') {
         return Err(bad("expected http://HOST:PORT"));
     }
-    Ok(format!("http://{hostport}"))
+    Ok(format!("{scheme}://{hostport}"))
 }
 
 /// A protocol worker, connected and ready to send.
@@ -446,12 +457,13 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(
-            base_url("http://127.0.0.1:8080/").unwrap(),
+            base_url("http://127.0.0.1:8080/", false).unwrap(),
             "http://127.0.0.1:8080"
         );
-        assert!(base_url("127.0.0.1:8080").is_err());
-        assert!(base_url("https://x:1").is_err());
-        assert!(base_url("http://x:1/v1/pcs/submit").is_err());
+        assert!(base_url("127.0.0.1:8080", false).is_err());
+        assert!(base_url("https://x:1", false).is_err());
+        assert_eq!(base_url("https://x:1/", true).unwrap(), "https://x:1");
+        assert!(base_url("http://x:1/v1/pcs/submit", false).is_err());
     }
 
     #[tokio::test]

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use flk_core::OutcomeRecord;
 use flk_proto::v1::{self, submit_request, submit_stream_response};
-use flk_proto::{ApiError, VerifyClient};
+use flk_proto::ApiError;
+use flk_runtime::client::{EndpointOptions, VerifyClient};
 use tokio::sync::{Semaphore, mpsc};
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
 
 use crate::Error;
 use crate::driver::{GrpcMode, Job, RunConfig, Shared, Worker};
@@ -38,23 +39,28 @@ pub(crate) async fn connect(url: &str, cfg: &RunConfig) -> Result<Vec<Worker>, E
     };
     let mut workers = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut endpoint = Endpoint::from_shared(url.to_owned())
+        let options = EndpointOptions {
+            keep_alive_while_idle: false,
+            ..EndpointOptions::default()
+        };
+        let mut endpoint = cfg
+            .peer
+            .endpoint(url, options)
             .map_err(|e| Error::Url {
                 url: url.to_owned(),
-                reason: e.to_string(),
+                reason: format!("{e:#}"),
             })?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true)
             .initial_stream_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024);
         if cfg.grpc_mode == GrpcMode::Unary {
             // A stream's deadline would cover the whole stream; streams time out per answer.
             endpoint = endpoint.timeout(cfg.timeout);
         }
-        let channel: Channel = endpoint.connect().await.map_err(|e| Error::Unreachable {
+        let channel = endpoint.connect().await.map_err(|e| Error::Unreachable {
             url: url.to_owned(),
             reason: error_chain(&e),
         })?;
+        let channel = InterceptedService::new(channel, cfg.peer.bearer());
         let client = VerifyClient::new(channel).max_decoding_message_size(16 * 1024 * 1024);
         let tenant = cfg.tenant.clone();
         workers.push(match cfg.grpc_mode {

@@ -102,10 +102,66 @@ pub struct BenchArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+/// gRPC credentials towards a port that requires them (svc-verify in a stack).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PeerArgs {
+    /// A stack's data directory (as for `flk up`): its mesh CA and client certificate
+    /// (`<data-dir>/tls/`), to bench svc-verify's own mTLS port.
+    #[arg(long, conflicts_with_all = ["ca", "client_cert"])]
+    pub data_dir: Option<PathBuf>,
+    /// PEM CA to trust (TLS; an http:// URL is then dialed over TLS).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (mTLS; with --client-key).
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM key of --client-cert.
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// File holding a bearer token to send (a port in token mode).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl PeerArgs {
+    pub fn peer(&self) -> anyhow::Result<flk_runtime::client::Peer> {
+        let mut settings = flk_runtime::security::PeerSettings {
+            ca: self.ca.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
+            server_name: None,
+            token_file: self.token_file.clone(),
+            token_env: None,
+        };
+        if let Some(dir) = &self.data_dir {
+            let tls = dir.join("tls");
+            settings.ca = Some(tls.join("ca.pem"));
+            settings.cert = Some(tls.join("client.pem"));
+            settings.key = Some(tls.join("client.key"));
+            settings.server_name = Some("localhost".into());
+        }
+        flk_runtime::client::Peer::resolve(&settings, |k| std::env::var(k).ok())
+    }
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let signer = signer(&a.key)?;
+    let mut key = a.key.clone();
+    if let Some(dir) = &a.peer.data_dir {
+        // The stack's generated secret, when it made one and no key is named.
+        let generated = dir.join("verify").join("default-hmac.key");
+        if key.hmac_key.is_none()
+            && key.key_file.is_none()
+            && key.ed25519_seed.is_none()
+            && generated.is_file()
+        {
+            key.key_file = Some(generated);
+        }
+    }
+    let signer = signer(&key)?;
     let workload = Arc::new(Workload::new(WorkloadConfig::new(signer, a.mix))?);
     let mut cfg = RunConfig::new(a.url.clone());
     cfg.protocol = match a.protocol {
@@ -128,6 +184,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     cfg.rate = a.rate;
     cfg.timeout = a.timeout;
     cfg.progress = !a.quiet;
+    cfg.peer = a.peer.peer()?;
     let report = flk_bench::run(workload, &cfg).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -58,14 +58,13 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         rand::thread_rng().fill_bytes(&mut raw);
         hex::encode(raw)
     };
-    let stack = Stack::start(&StackConfig {
-        data_dir: data_dir.clone(),
-        listen: a.listen,
-        tenants: None,
-        hmac_key: Some(secret.clone()),
-        audit: None,
-    })
-    .await?;
+    // The demo's own settings only: no config file, no environment.
+    let config = StackConfig::load(None, Some(&data_dir), |k| match k {
+        gateway::config::env::LISTEN => Some(a.listen.to_string()),
+        svc_verify::config::env::HMAC_KEY => Some(secret.clone()),
+        _ => None,
+    })?;
+    let stack = Stack::start(&config).await?;
     let url = format!("http://{}", stack.addr);
     println!("flk demo: the whole system in this process, as `flk up` runs it");
     println!("  gateway     {url} (REST and gRPC)");

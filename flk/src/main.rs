@@ -5,11 +5,11 @@
 mod audit;
 mod bench;
 mod demo;
+mod pki;
 mod report;
 mod stack;
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -53,23 +53,58 @@ enum Command {
 
 #[derive(clap::Args)]
 struct UpArgs {
-    /// Data directory (restarting on the same directory keeps everything).
-    #[arg(long, default_value = "flk-data")]
-    data_dir: PathBuf,
-    /// Gateway listen address (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Tenants file (TOML).
+    /// The stack's config file: one TOML with a section per service (`[verify]`, `[audit]`,
+    /// `[kpi]`, `[gateway]`), each in that service's own format; every service's environment
+    /// variables override its section. The flags below override both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (TOML, secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Data directory (restarting on the same directory keeps everything); default
+    /// `flk-data`, or the config file's `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Gateway listen address (port 0 picks a free port) [`[gateway] listen`].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Tenants file (TOML) [`[verify] tenants_file`; the gateway reads it too].
     #[arg(long)]
     tenants: Option<PathBuf>,
-    /// Shortcut: give the `default` tenant this HMAC secret (digest mode).
+    /// Shortcut: give the `default` tenant this HMAC secret (digest mode) [`[verify] hmac_key`].
     #[arg(long, conflicts_with = "tenants")]
     hmac_key: Option<String>,
-    /// svc-audit's config file (TOML, as for the svc-audit binary; e.g. its `[anchor]`
-    /// section to anchor checkpoints). Its `listen`, `data_dir` and `verify_url` are set by
-    /// `flk up`.
-    #[arg(long)]
+    /// svc-audit's config file (as for the svc-audit binary), used as the `[audit]` section.
+    #[arg(long, value_name = "FILE")]
     audit_config: Option<PathBuf>,
+}
+
+impl UpArgs {
+    /// The value a flag gives to the variable `name` (flags win over the environment).
+    fn flag(&self, name: &str) -> Option<String> {
+        match name {
+            gateway::config::env::LISTEN => self.listen.clone(),
+            svc_verify::config::env::TENANTS_FILE => {
+                self.tenants.as_ref().map(|p| p.display().to_string())
+            }
+            svc_verify::config::env::HMAC_KEY => self.hmac_key.clone(),
+            _ => None,
+        }
+    }
+
+    /// The stack's configuration: file, `--audit-config`, environment, flags.
+    fn stack_config(&self) -> anyhow::Result<stack::StackConfig> {
+        let (mut doc, mut origin) = stack::read_doc(self.config.as_deref())?;
+        if let Some(path) = &self.audit_config {
+            let (audit, _) = stack::read_doc(Some(path))?;
+            if doc.insert("audit".into(), audit.into()).is_some() {
+                anyhow::bail!("--audit-config and an [audit] section in --config: give one");
+            }
+            origin = format!("{origin} with --audit-config {}", path.display());
+        }
+        let vars = |k: &str| self.flag(k).or_else(|| std::env::var(k).ok());
+        stack::StackConfig::from_doc(doc, &origin, self.data_dir.as_deref(), vars)
+    }
 }
 
 #[derive(clap::Args)]
@@ -89,19 +124,18 @@ struct KeygenArgs {
     /// Key algorithm.
     #[arg(long, value_parser = ["hmac", "ed25519"], default_value = "hmac")]
     algorithm: String,
-    /// Key id to put in the snippet.
+    /// Key (or token) id to put in the snippet.
     #[arg(long, default_value = "k1")]
     id: String,
+    /// Make a tenant API token instead of a signing key: prints the token and the
+    /// `[[tenant.api_tokens]]` snippet holding its SHA-256.
+    #[arg(long)]
+    token: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    flk_runtime::telemetry::init("warn");
     match Cli::parse().command {
         Command::Up(a) => up(a).await,
         Command::Submit(a) => submit(a).await,
@@ -118,45 +152,49 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn up(a: UpArgs) -> anyhow::Result<()> {
-    let audit = match &a.audit_config {
-        // Only the file: `flk up` reads no FLK_AUDIT_* variables.
-        Some(path) => Some(svc_audit::AuditConfig::load(Some(path), |_| None)?),
-        None => None,
-    };
-    let stack = stack::Stack::start(&stack::StackConfig {
-        data_dir: a.data_dir.clone(),
-        listen: a.listen,
-        tenants: a.tenants.clone(),
-        hmac_key: a.hmac_key.clone(),
-        audit: audit.clone(),
-    })
-    .await?;
+    let cfg = a.stack_config()?;
+    if a.print_config {
+        print!("{}", cfg.redacted());
+        return Ok(());
+    }
+    let stack = stack::Stack::start(&cfg).await?;
     let (addr, verify_addr) = (stack.addr, stack.verify_addr);
-    println!("flk up: data dir {}", a.data_dir.display());
-    println!("svc-verify (grpc) on http://{verify_addr}, embedded storage");
+    let scheme = if stack.pki.is_some() { "https" } else { "http" };
+    println!("flk up: data dir {}", cfg.data_dir.display());
+    println!("svc-verify (grpc) on {scheme}://{verify_addr}, embedded storage");
     println!(
-        "svc-audit (grpc, REST /v1/audit/*) on http://{}, consuming svc-verify's outcome feed, log in {}",
+        "svc-audit (grpc, REST /v1/audit/*) on {scheme}://{}, consuming svc-verify's outcome feed, log in {}",
         stack.audit_addr,
         stack.audit_dir.display()
     );
     println!("audit log verifier key: {}", stack.audit_verifier_key);
-    let anchor = audit.as_ref().map(|c| &c.anchor);
-    match anchor.map(|a| (a.strategy, a.interval_secs)) {
-        Some((strategy, every)) if strategy != svc_audit::anchoring::StrategySetting::None => {
-            println!(
-                "audit checkpoint anchoring: {} every {every} s",
-                strategy.name()
-            )
-        }
-        _ => println!("audit checkpoint anchoring: off (--audit-config with an [anchor] section)"),
+    let anchor = &cfg.audit.anchor;
+    if anchor.strategy != svc_audit::anchoring::StrategySetting::None {
+        println!(
+            "audit checkpoint anchoring: {} every {} s",
+            anchor.strategy.name(),
+            anchor.interval_secs
+        );
+    } else {
+        println!("audit checkpoint anchoring: off ([audit.anchor] in --config)");
     }
     println!(
-        "svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on http://{}, consuming the outcome feed",
+        "svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on {scheme}://{}, consuming the outcome feed",
         stack.kpi_addr
     );
+    match &stack.pki {
+        Some(pki) => println!(
+            "internal ports: mTLS, private CA {}",
+            pki.path("ca.pem").display()
+        ),
+        None => println!("internal ports: the [tls] sections of the config"),
+    }
+    if let Some(path) = &stack.admin_token {
+        println!("admin token: {}", path.display());
+    }
     println!("tenants: {}", stack.tenants.join(", "));
-    match (&a.tenants, &a.hmac_key, &stack.generated_secret) {
-        (Some(t), _, _) => println!("keys: from {}", t.display()),
+    match (&cfg.verify.tenants_file, &cfg.verify.hmac_key, &stack.generated_secret) {
+        (Some(t), _, _) => println!("keys and api tokens: from {}", t.display()),
         (None, Some(_), _) => {
             println!("keys: tenant default, hmac digest mode, the --hmac-key secret")
         }
@@ -168,11 +206,20 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         }
         (None, None, None) => {}
     }
+    if let Some(path) = &stack.default_token {
+        println!("api token of tenant default: {}", path.display());
+    }
     println!(
         "submit: curl -s -XPOST http://{addr}/v1/pcs/submit -H 'content-type: application/json' --data @pcs.json"
     );
+    if let Some(path) = &stack.default_token {
+        println!(
+            "read:   curl -s http://{addr}/v1/pcs/<pcs_id> -H \"authorization: Bearer $(cat {})\"",
+            path.display()
+        );
+    }
     println!("gateway listening on http://{addr}");
-    svc_verify::shutdown_signal().await;
+    flk_runtime::shutdown::signal().await;
     println!("shutting down");
     stack.stop().await
 }
@@ -241,6 +288,16 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
 
 fn keygen(a: &KeygenArgs) {
     use rand::RngCore;
+    if a.token {
+        let token = flk_runtime::security::generate_token();
+        let hash = flk_runtime::security::TokenHash::of(&token).hex();
+        println!("{token}");
+        println!("# ^ the token: give it to the tenant (it is kept nowhere); the tenants file");
+        println!("# holds only its SHA-256:");
+        println!("[[tenant.api_tokens]]\nid = \"{}\"\nsha256 = \"{hash}\"", a.id);
+        println!("# not_after = \"2027-01-01T00:00:00Z\"   # optional validity window");
+        return;
+    }
     let mut seed = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut seed);
     let b64 = base64::engine::general_purpose::STANDARD;

@@ -5,29 +5,157 @@
 //! or a socket); the feed consumers use svc-verify's port like any other client. The gateway's
 //! `/metrics` also exports the services' registries, so one scrape target sees every `flk_`
 //! metric.
+//!
+//! **Configuration.** One TOML file with a section per service (`[verify]`, `[audit]`, `[kpi]`,
+//! `[gateway]`), each in the format of that service's own config file, and an optional
+//! top-level `data_dir`; every service's environment variables override its section as they
+//! would override its own file ([`StackConfig::load`]). The stack fills in what it owns: each
+//! service's `data_dir` (`<data_dir>/verify`, `audit`, `kpi`, unless the section sets one),
+//! internal listen addresses (`127.0.0.1:0` unless set), and the wiring between the services
+//! (feed and audit URLs), which it always replaces with the addresses it bound.
+//!
+//! **Security by default.** Internal ports run mTLS with the stack's private PKI
+//! ([`crate::pki`], `<data_dir>/tls/`) unless a section configures its own `[tls]` / `[peer]`;
+//! the admin token (`<data_dir>/admin.token`) opens the admin RPCs on the gateway; without a
+//! tenants file the `default` tenant gets an API token in `<data_dir>/default.token`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use flk_runtime::security::{
+    PeerSettings, TlsSettings, TokenHash, ensure_token_file, GENERATED_TOKEN_FILE,
+};
+use gateway::config::GatewaySettings;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use toml::{Table, Value};
 
-/// What to start.
+use crate::pki::MeshPki;
+
+/// The sections of a stack file.
+const SECTIONS: [&str; 4] = ["verify", "audit", "kpi", "gateway"];
+
+/// The `default` tenant's API token, when the stack made one.
+pub const DEFAULT_TOKEN_FILE: &str = "default.token";
+
+/// What to start: each service's configuration, as loaded.
+#[derive(Debug, Clone)]
 pub struct StackConfig {
-    /// svc-verify keeps its log, index and generated key under `<data_dir>/verify`, svc-audit
-    /// its tamper-evident log, index, cursor and log key under `<data_dir>/audit`, svc-kpi its
-    /// KPI store and cursor under `<data_dir>/kpi`.
+    /// The stack's data directory (`tls/`, the tokens, and the services' defaults).
     pub data_dir: PathBuf,
-    /// Gateway address (port 0 picks a free port).
-    pub listen: SocketAddr,
-    /// Tenants file (TOML), shared by svc-verify and the gateway's admission.
-    pub tenants: Option<PathBuf>,
-    /// Without a tenants file: the `default` tenant's HMAC secret (digest mode).
-    pub hmac_key: Option<String>,
-    /// svc-audit's configuration (e.g. its `[anchor]` section, from `flk up --audit-config`);
-    /// its `listen`, `data_dir` and `verify_url` are replaced by the stack's own.
-    pub audit: Option<svc_audit::AuditConfig>,
+    pub verify: svc_verify::VerifyConfig,
+    pub audit: svc_audit::AuditConfig,
+    pub kpi: svc_kpi::KpiConfig,
+    pub gateway: GatewaySettings,
+}
+
+impl StackConfig {
+    /// Reads the stack file (if any) and applies the environment (`vars`; `flk up`'s flags are
+    /// passed as the variables they stand for, so they win). `data_dir` is the `--data-dir`
+    /// flag, which wins over the file's; without either it is `flk-data`.
+    pub fn load(
+        file: Option<&Path>,
+        data_dir: Option<&Path>,
+        vars: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<StackConfig> {
+        let (doc, origin) = read_doc(file)?;
+        StackConfig::from_doc(doc, &origin, data_dir, vars)
+    }
+
+    /// [`StackConfig::load`] of a parsed stack document; `origin` names it in errors.
+    pub fn from_doc(
+        mut doc: Table,
+        origin: &str,
+        data_dir: Option<&Path>,
+        vars: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<StackConfig> {
+        let file_dir = match doc.remove("data_dir") {
+            Some(Value::String(s)) => Some(PathBuf::from(s)),
+            Some(_) => anyhow::bail!("invalid config {origin}: `data_dir` must be a string"),
+            None => None,
+        };
+        if let Some(key) = doc.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            anyhow::bail!(
+                "invalid config {origin}: unknown key `{key}` (expected `data_dir` or the sections {})",
+                SECTIONS.map(|s| format!("[{s}]")).join(", ")
+            );
+        }
+        let data_dir = data_dir
+            .map(Path::to_path_buf)
+            .or(file_dir)
+            .unwrap_or_else(|| PathBuf::from("flk-data"));
+        let mut section = |name: &str, dir: Option<&str>| -> anyhow::Result<Table> {
+            let mut t = match doc.remove(name) {
+                Some(Value::Table(t)) => t,
+                Some(_) => anyhow::bail!("invalid config {origin}: `{name}` must be a section"),
+                None => Table::new(),
+            };
+            if let Some(dir) = dir {
+                t.entry("data_dir").or_insert_with(|| {
+                    Value::String(data_dir.join(dir).display().to_string())
+                });
+                t.entry("listen")
+                    .or_insert_with(|| Value::String("127.0.0.1:0".into()));
+            }
+            Ok(t)
+        };
+        let (v, a, k, g) = (
+            section("verify", Some("verify"))?,
+            section("audit", Some("audit"))?,
+            section("kpi", Some("kpi"))?,
+            section("gateway", None)?,
+        );
+        let at = |s: &str| format!("{origin} [{s}]");
+        Ok(StackConfig {
+            verify: flk_runtime::config::from_table(v, &at("verify"), &vars)?,
+            audit: svc_audit::AuditConfig::from_table(a, &at("audit"), &vars)?,
+            kpi: svc_kpi::KpiConfig::from_table(k, &at("kpi"), &vars)?,
+            gateway: GatewaySettings::from_table(g, &at("gateway"), &vars)?,
+            data_dir,
+        })
+    }
+
+    /// The effective configuration as one stack file, secrets redacted.
+    pub fn redacted(&self) -> String {
+        format!(
+            "data_dir = {:?}\n\n[verify]\n{}\n[audit]\n{}\n[kpi]\n{}\n[gateway]\n{}",
+            self.data_dir.display().to_string(),
+            nest(&self.verify.redacted(), "verify"),
+            nest(&self.audit.redacted(), "audit"),
+            nest(&self.kpi.redacted(), "kpi"),
+            nest(&self.gateway.redacted(), "gateway"),
+        )
+    }
+}
+
+/// A TOML file as a table (an empty one without a file) and how errors name it.
+pub fn read_doc(file: Option<&Path>) -> anyhow::Result<(Table, String)> {
+    Ok(match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?;
+            let doc: Table = text
+                .parse()
+                .with_context(|| format!("invalid config file {}", p.display()))?;
+            (doc, format!("file {}", p.display()))
+        }
+        None => (Table::new(), "(defaults)".to_owned()),
+    })
+}
+
+/// A service's TOML printed under `[section]`: its own tables become `[section.x]`.
+fn nest(toml_text: &str, section: &str) -> String {
+    toml_text
+        .lines()
+        .map(|l| match l.strip_prefix('[') {
+            Some(rest) if rest.starts_with('[') => format!("[[{section}.{}", &rest[1..]),
+            Some(rest) => format!("[{section}.{rest}"),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// A running stack.
@@ -48,6 +176,12 @@ pub struct Stack {
     pub tenants: Vec<String>,
     /// Where the `default` tenant's secret was written, when it was generated.
     pub generated_secret: Option<PathBuf>,
+    /// The admin token's file.
+    pub admin_token: Option<PathBuf>,
+    /// The `default` tenant's API token file, when the stack made one.
+    pub default_token: Option<PathBuf>,
+    /// The mesh PKI, when the internal ports run the stack's mTLS.
+    pub pki: Option<MeshPki>,
     stop: watch::Sender<bool>,
     gateway: JoinHandle<anyhow::Result<()>>,
     verify: JoinHandle<anyhow::Result<()>>,
@@ -55,27 +189,54 @@ pub struct Stack {
     kpi: JoinHandle<anyhow::Result<()>>,
 }
 
+/// The stack's mTLS for a service that configures none of its own.
+fn mesh_tls(pki: &MeshPki, tls: &mut TlsSettings, peer: Option<&mut PeerSettings>) {
+    if *tls == TlsSettings::default() {
+        *tls = pki.server();
+    }
+    if let Some(peer) = peer
+        && *peer == PeerSettings::default()
+    {
+        *peer = pki.client();
+    }
+}
+
 impl Stack {
-    /// Opens svc-verify's and svc-audit's stores, binds the three listeners and starts serving.
+    /// Opens the stores, binds the listeners and starts serving.
     pub async fn start(cfg: &StackConfig) -> anyhow::Result<Stack> {
-        let verify_cfg = svc_verify::VerifyConfig {
-            data_dir: cfg.data_dir.join("verify"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tenants_file: cfg.tenants.clone(),
-            hmac_key: cfg.hmac_key.clone(),
-            ..Default::default()
-        };
-        verify_cfg.validate()?;
+        let env = |k: &str| std::env::var(k).ok();
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+        let (mut verify_cfg, mut audit_cfg, mut kpi_cfg, mut gw_settings) = (
+            cfg.verify.clone(),
+            cfg.audit.clone(),
+            cfg.kpi.clone(),
+            cfg.gateway.clone(),
+        );
+        let pki = MeshPki::ensure(&cfg.data_dir.join("tls"))?;
+        mesh_tls(&pki, &mut verify_cfg.tls, None);
+        mesh_tls(&pki, &mut audit_cfg.tls, Some(&mut audit_cfg.peer));
+        mesh_tls(&pki, &mut kpi_cfg.tls, Some(&mut kpi_cfg.peer));
+        if gw_settings.peer == PeerSettings::default() {
+            gw_settings.peer = pki.client();
+        }
+        let uses_pki = [&verify_cfg.tls, &audit_cfg.tls, &kpi_cfg.tls]
+            .iter()
+            .any(|t| **t == pki.server());
+
         let service = svc_verify::Service::open(&verify_cfg).await?;
         let tenants: Vec<String> = service.engine.tenants().ids().map(str::to_owned).collect();
         let generated_secret = service.generated_secret.clone();
-        let verify_listener = tokio::net::TcpListener::bind(verify_cfg.listen).await?;
+        let verify_listener = tokio::net::TcpListener::bind(verify_cfg.listen)
+            .await
+            .with_context(|| format!("svc-verify cannot listen on {}", verify_cfg.listen))?;
         let verify_addr = verify_listener.local_addr()?;
+        let verify_url = format!("http://{verify_addr}");
         let verify_registry = service.registry.clone();
         // The gateway calls this svc-verify directly (no HTTP/2 hop on the two cores the whole
         // stack shares); the port stays for the feed consumers, probes and other clients.
         let verify_in_process = gateway::InProcessUpstream::new(
-            format!("svc-verify (in process; also http://{verify_addr})"),
+            format!("svc-verify (in process; also {verify_url})"),
             service.grpc_server(),
         );
         let (stop, stop_rx) = watch::channel(false);
@@ -83,22 +244,22 @@ impl Stack {
         let verify = tokio::spawn(service.serve(verify_listener, async move {
             let _ = verify_stop.changed().await;
         }));
-
-        let audit_cfg = svc_audit::AuditConfig {
-            data_dir: cfg.data_dir.join("audit"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            verify_url: format!("http://{verify_addr}"),
-            ..cfg.audit.clone().unwrap_or_default()
+        let abort = |stop: &watch::Sender<bool>| {
+            let _ = stop.send(true);
         };
+
+        audit_cfg.verify_url.clone_from(&verify_url);
         let audit = async {
             let service = svc_audit::Service::open(&audit_cfg).await?;
-            let listener = tokio::net::TcpListener::bind(audit_cfg.listen).await?;
+            let listener = tokio::net::TcpListener::bind(audit_cfg.listen)
+                .await
+                .with_context(|| format!("svc-audit cannot listen on {}", audit_cfg.listen))?;
             anyhow::Ok((service, listener))
         };
         let (audit_service, audit_listener) = match audit.await {
             Ok(v) => v,
             Err(e) => {
-                let _ = stop.send(true);
+                abort(&stop);
                 let _ = verify.await;
                 return Err(e);
             }
@@ -111,24 +272,23 @@ impl Stack {
             let _ = audit_stop.changed().await;
         }));
 
-        let kpi_cfg = svc_kpi::KpiConfig {
-            data_dir: cfg.data_dir.join("kpi"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            verify_url: format!("http://{verify_addr}"),
-            audit_url: Some(format!("http://{audit_addr}")),
+        kpi_cfg.verify_url.clone_from(&verify_url);
+        kpi_cfg.audit_url = Some(format!("http://{audit_addr}"));
+        if kpi_cfg.tenants == svc_kpi::KpiConfig::default().tenants {
             // KPI series per configured tenant (bounded labels).
-            tenants: tenants.clone(),
-            ..Default::default()
-        };
+            kpi_cfg.tenants.clone_from(&tenants);
+        }
         let kpi = async {
             let service = svc_kpi::Service::open(&kpi_cfg).await?;
-            let listener = tokio::net::TcpListener::bind(kpi_cfg.listen).await?;
+            let listener = tokio::net::TcpListener::bind(kpi_cfg.listen)
+                .await
+                .with_context(|| format!("svc-kpi cannot listen on {}", kpi_cfg.listen))?;
             anyhow::Ok((service, listener))
         };
         let (kpi_service, kpi_listener) = match kpi.await {
             Ok(v) => v,
             Err(e) => {
-                let _ = stop.send(true);
+                abort(&stop);
                 let _ = verify.await;
                 let _ = audit.await;
                 return Err(e);
@@ -141,30 +301,49 @@ impl Stack {
             let _ = kpi_stop.changed().await;
         }));
 
+        let mut default_token = None;
+        let mut admin_token = None;
         let gateway = async {
-            // The gateway admits with the same per-tenant limits as svc-verify.
-            let limits = match &cfg.tenants {
-                Some(path) => gateway::limits_from_tenants_file(path)?,
-                None => Default::default(),
-            };
-            let gw = gateway::Gateway::new(gateway::GatewayConfig {
-                upstreams: Vec::new(),
-                in_process: vec![verify_in_process],
-                audit_upstream: Some(format!("http://{audit_addr}")),
-                kpi_upstream: Some(format!("http://{kpi_addr}")),
-                extra_registries: vec![verify_registry, audit_registry, kpi_registry],
-                limits,
-                ..Default::default()
-            })?;
-            let listener = tokio::net::TcpListener::bind(cfg.listen)
+            // The tenants file of svc-verify is the gateway's too (limits, API tokens).
+            if gw_settings.tenants_file.is_none() {
+                gw_settings.tenants_file.clone_from(&verify_cfg.tenants_file);
+            }
+            gw_settings.audit_upstream = Some(format!("http://{audit_addr}"));
+            gw_settings.kpi_upstream = Some(format!("http://{kpi_addr}"));
+            let mut gw_cfg = gw_settings.resolve(env)?;
+            gw_cfg.upstreams = Vec::new();
+            gw_cfg.in_process = vec![verify_in_process];
+            gw_cfg.extra_registries = vec![verify_registry, audit_registry, kpi_registry];
+            if gw_cfg.admin_token.is_none() {
+                let path = cfg.data_dir.join(GENERATED_TOKEN_FILE);
+                let (token, _) = ensure_token_file(&path)?;
+                gw_cfg.admin_token = Some(TokenHash::of(&token));
+                admin_token = Some(path);
+            }
+            if verify_cfg.tenants_file.is_none() {
+                let path = cfg.data_dir.join(DEFAULT_TOKEN_FILE);
+                let (token, _) = ensure_token_file(&path)?;
+                gw_cfg
+                    .api_tokens
+                    .insert(
+                        flk_proto::DEFAULT_TENANT,
+                        "flk-up",
+                        TokenHash::of(&token),
+                        (None, None),
+                    )
+                    .map_err(anyhow::Error::msg)?;
+                default_token = Some(path);
+            }
+            let gw = gateway::Gateway::new(gw_cfg)?;
+            let listener = tokio::net::TcpListener::bind(gw_settings.listen)
                 .await
-                .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+                .with_context(|| format!("cannot listen on {}", gw_settings.listen))?;
             anyhow::Ok((gw, listener))
         };
         let (gw, listener) = match gateway.await {
             Ok(v) => v,
             Err(e) => {
-                let _ = stop.send(true);
+                abort(&stop);
                 let _ = verify.await;
                 let _ = audit.await;
                 let _ = kpi.await;
@@ -185,6 +364,9 @@ impl Stack {
             audit_verifier_key,
             tenants,
             generated_secret,
+            admin_token,
+            default_token,
+            pki: uses_pki.then_some(pki),
             stop,
             gateway,
             verify,
@@ -205,5 +387,74 @@ impl Stack {
         audit??;
         verify??;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_file_configures_every_service_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stack.toml");
+        std::fs::write(
+            &path,
+            r#"
+data_dir = "/srv/flk"
+[verify]
+region = "eu-1"
+hmac_key = "s3cret"
+[audit]
+checkpoint_interval_ms = 250
+[audit.anchor]
+strategy = "none"
+[kpi]
+retention_days = 30
+[kpi.slo]
+containment_min = 0.9
+[gateway]
+max_in_flight = 7
+"#,
+        )
+        .unwrap();
+        let cfg = StackConfig::load(Some(&path), None, |k| match k {
+            "FLK_KPI_RETENTION_DAYS" => Some("9".into()),
+            "FLK_GATEWAY_LISTEN" => Some("127.0.0.1:0".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.data_dir, Path::new("/srv/flk"));
+        assert_eq!(cfg.verify.region, "eu-1");
+        assert_eq!(cfg.verify.data_dir, Path::new("/srv/flk/verify"));
+        assert_eq!(cfg.verify.listen.port(), 0);
+        assert_eq!(cfg.audit.checkpoint_interval_ms, 250);
+        assert_eq!(cfg.audit.data_dir, Path::new("/srv/flk/audit"));
+        assert_eq!(cfg.kpi.retention_days, 9);
+        assert_eq!(cfg.kpi.slo.containment_min, 0.9);
+        assert_eq!(cfg.gateway.max_in_flight, 7);
+        assert_eq!(cfg.gateway.listen.port(), 0);
+
+        let printed = cfg.redacted();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("[kpi.slo]"), "{printed}");
+        // What is printed loads back to the same configuration.
+        std::fs::write(&path, &printed).unwrap();
+        let again = StackConfig::load(Some(&path), None, |_| None).unwrap();
+        assert_eq!(again.kpi.retention_days, 9);
+        assert_eq!(again.audit.checkpoint_interval_ms, 250);
+
+        // The flag wins over the file's data_dir.
+        let flagged = StackConfig::load(None, Some(Path::new("/d")), |_| None).unwrap();
+        assert_eq!(flagged.kpi.data_dir, Path::new("/d/kpi"));
+
+        // Errors name the section and key.
+        std::fs::write(&path, "[kpi]\nretention = 3\n").unwrap();
+        let err = StackConfig::load(Some(&path), None, |_| None).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("[kpi]") && text.contains("retention"), "{text}");
+        std::fs::write(&path, "[verfy]\n").unwrap();
+        let err = StackConfig::load(Some(&path), None, |_| None).unwrap_err();
+        assert!(format!("{err:#}").contains("verfy"), "{err:#}");
     }
 }

@@ -5,6 +5,9 @@
 //! stack is stopped, the whole stored log; and the gateway's `/metrics` exports every service's
 //! metrics.
 
+#[allow(dead_code)]
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +25,10 @@ struct Up {
     audit_url: String,
     /// The audit log's verifier key, as `flk up` prints it.
     verifier_key: String,
+    /// A client with the `default` tenant's API token, for the gateway.
+    client: reqwest::Client,
+    /// A client with the mesh certificate, for svc-audit's own port.
+    mesh: reqwest::Client,
 }
 
 impl Drop for Up {
@@ -66,6 +73,12 @@ fn up(data: &Path) -> Up {
         url,
         audit_url: audit_url.expect("flk up prints svc-audit's address"),
         verifier_key: verifier_key.expect("flk up prints the audit verifier key"),
+        client: common::token_client(
+            std::fs::read_to_string(data.join("default.token"))
+                .expect("flk up writes the default tenant's token")
+                .trim(),
+        ),
+        mesh: common::mesh_client(data),
     }
 }
 
@@ -124,7 +137,7 @@ async fn decisions_reach_the_audit_log_and_prove_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let up = up(&data);
-    let client = reqwest::Client::new();
+    let client = up.client.clone();
     let vectors = decided_vectors(8);
     for (pcs_id, pcs) in &vectors {
         let resp = client
@@ -186,14 +199,15 @@ async fn decisions_reach_the_audit_log_and_prove_through_the_gateway() {
         format!("/v1/audit/consistency?from=3&to={n}"),
     ] {
         let via_gateway = get(&client, &format!("{}{path}", up.url)).await;
-        let direct = get(&client, &format!("{}{path}", up.audit_url)).await;
+        let direct = get(&up.mesh, &format!("{}{path}", up.audit_url)).await;
         assert_eq!(via_gateway.0, 200, "{path}: {}", via_gateway.2);
         assert_eq!(via_gateway.2, direct.2, "{path}");
     }
     let (_, cp, _) = get(&client, &format!("{}/v1/audit/checkpoint", up.url)).await;
     assert_eq!(cp["size"], n as u64);
 
-    // Errors map like svc-audit's: unknown 404, malformed 400, bad sizes 400, other tenant 404.
+    // Errors map like svc-audit's: unknown 404, malformed 400, bad sizes 400; a tenant header
+    // that disagrees with the token 403.
     let unknown = "ab".repeat(32);
     for (path, tenant, status, code) in [
         (
@@ -211,8 +225,8 @@ async fn decisions_reach_the_audit_log_and_prove_through_the_gateway() {
         (
             format!("/v1/audit/proof/{pcs_id}"),
             "acme",
-            404,
-            "not_found",
+            403,
+            "tenant_mismatch",
         ),
         (
             format!("/v1/audit/consistency?from=2&to={}", n + 1),
@@ -291,7 +305,7 @@ async fn decisions_reach_the_audit_log_and_prove_through_the_gateway() {
 async fn gateway_metrics_export_every_service() {
     let dir = tempfile::tempdir().unwrap();
     let up = up(&dir.path().join("data"));
-    let client = reqwest::Client::new();
+    let client = up.client.clone();
     let (pcs_id, pcs) = decided_vectors(1).remove(0);
     let resp = client
         .post(format!("{}/v1/pcs/submit", up.url))

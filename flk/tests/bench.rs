@@ -160,9 +160,12 @@ fn grpc_unary_and_stream_on_the_gateway_get_the_expected_answers() {
 #[test]
 fn grpc_stream_on_svc_verify_directly() {
     let up = common::up();
+    let data_dir = up.data_dir.display().to_string();
     let report = bench_json(
         &up.verify_url,
         &[
+            "--data-dir",
+            &data_dir,
             "--protocol",
             "grpc",
             "--grpc-mode",

@@ -69,7 +69,7 @@ async fn feedback(
 #[tokio::test]
 async fn feedback_and_reports_go_through_the_gateway_to_svc_kpi() {
     let up = common::up_with(&["--hmac-key", VECTOR_SECRET]);
-    let client = reqwest::Client::new();
+    let client = common::token_client(&up.token("default.token"));
     let all = vectors();
     let accepted = all
         .iter()

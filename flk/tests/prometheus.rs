@@ -259,6 +259,9 @@ fn owner(name: &str) -> &'static str {
     }
 }
 
+/// The `default` tenant's API token (its SHA-256 is in [`TENANTS`]).
+const DEFAULT_TOKEN: &str = "prometheus-test-default-token";
+
 const TENANTS: &str = r#"
 [[tenant]]
 id = "default"
@@ -267,6 +270,9 @@ id = "k1"
 algorithm = "hmac"
 secret = "bench-test-secret"
 mode = "digest"
+[[tenant.api_tokens]]
+id = "test"
+sha256 = "SHA256_OF_DEFAULT_TOKEN"
 
 [[tenant]]
 id = "acme"
@@ -362,7 +368,7 @@ fn side_traffic(gateway: &str) {
                 "/v1/feedback",
                 &[
                     ("content-type", "application/json"),
-                    ("x-tenant-id", "default"),
+                    ("authorization", &format!("Bearer {DEFAULT_TOKEN}")),
                 ],
                 body.as_bytes(),
             )
@@ -409,7 +415,8 @@ fn finish(mut b: Killed, tenant: &str) {
 fn every_dashboard_query_returns_data_on_a_real_prometheus() {
     let tmp = tempfile::tempdir().unwrap();
     let tenants = tmp.path().join("tenants.toml");
-    std::fs::write(&tenants, TENANTS).unwrap();
+    let hash = flk_runtime::security::TokenHash::of(DEFAULT_TOKEN).hex();
+    std::fs::write(&tenants, TENANTS.replace("SHA256_OF_DEFAULT_TOKEN", &hash)).unwrap();
     // The TSA runs on this runtime's worker threads while the test blocks.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tsa = rt.block_on(flk_anchor::test_support::TestTsa::start());

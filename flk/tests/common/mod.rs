@@ -10,9 +10,25 @@ pub struct Up {
     child: Child,
     /// The gateway, `http://HOST:PORT`.
     pub url: String,
-    /// svc-verify's internal gRPC address, `http://HOST:PORT`.
+    /// svc-verify's internal gRPC address, `https://HOST:PORT` (mTLS).
     pub verify_url: String,
+    /// svc-audit's internal address.
+    pub audit_url: String,
+    /// svc-kpi's internal address.
+    pub kpi_url: String,
+    /// The data directory.
+    pub data_dir: std::path::PathBuf,
     _data: tempfile::TempDir,
+}
+
+impl Up {
+    /// The token in `<data-dir>/<file>` (`admin.token`, `default.token`).
+    pub fn token(&self, file: &str) -> String {
+        std::fs::read_to_string(self.data_dir.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .trim()
+            .to_owned()
+    }
 }
 
 impl Drop for Up {
@@ -41,7 +57,7 @@ pub fn up_with(args: &[&str]) -> Up {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let mut verify_url = None;
+    let (mut verify_url, mut audit_url, mut kpi_url) = (None, None, None);
     let url = loop {
         let line = lines
             .next()
@@ -49,6 +65,13 @@ pub fn up_with(args: &[&str]) -> Up {
             .unwrap();
         if let Some(rest) = line.strip_prefix("svc-verify (grpc) on ") {
             verify_url = rest.split(',').next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("svc-audit (grpc, REST /v1/audit/*) on ") {
+            audit_url = rest.split(',').next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on ")
+        {
+            kpi_url = rest.split(',').next().map(str::to_owned);
         }
         if let Some(url) = line.strip_prefix("gateway listening on ") {
             break url.trim().to_owned();
@@ -60,6 +83,37 @@ pub fn up_with(args: &[&str]) -> Up {
         child,
         url,
         verify_url: verify_url.expect("flk up prints the svc-verify address"),
+        audit_url: audit_url.expect("flk up prints the svc-audit address"),
+        kpi_url: kpi_url.expect("flk up prints the svc-kpi address"),
+        data_dir: data.path().to_path_buf(),
         _data: data,
     }
+}
+
+/// A client that presents the stack's mesh client certificate and trusts its CA: what the
+/// services use to call each other, for tests that call an internal port directly.
+pub fn mesh_client(data_dir: &std::path::Path) -> reqwest::Client {
+    let tls = data_dir.join("tls");
+    let read = |f: &str| std::fs::read(tls.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let mut identity = read("client.pem");
+    identity.extend(read("client.key"));
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&read("ca.pem")).unwrap())
+        .identity(reqwest::Identity::from_pem(&identity).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A client that sends `token` as `Authorization: Bearer` on every request.
+pub fn token_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
