@@ -53,7 +53,6 @@
 //! fails that key only; other keys keep working).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -154,7 +153,7 @@ struct Inner {
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     // Released (closed) last, after the keyspace has stopped its background threads.
-    _lock: File,
+    _lock: flk_runtime::lock::DirLock,
 }
 
 impl std::fmt::Debug for Inner {
@@ -276,30 +275,16 @@ impl EmbeddedStore {
         })?;
         // fjall does not lock its directory; two writers would corrupt it.
         let lock_path = options.dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| {
-                DedupError::unavailable(
-                    BACKEND,
-                    format!("cannot open {}: {e}", lock_path.display()),
-                )
-            })?;
-        if let Err(e) =
-            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        {
-            let message = if e == rustix::io::Errno::WOULDBLOCK {
-                format!(
+        let lock = flk_runtime::lock::DirLock::acquire(&lock_path).map_err(|e| {
+            let message = match e {
+                flk_runtime::lock::LockError::Held { .. } => format!(
                     "{} is already open in another store or process",
                     options.dir.display()
-                )
-            } else {
-                format!("cannot lock {}: {e}", lock_path.display())
+                ),
+                other => other.to_string(),
             };
-            return Err(DedupError::unavailable(BACKEND, message));
-        }
+            DedupError::unavailable(BACKEND, message)
+        })?;
         let path = options.dir.join(DIR_NAME);
         let keyspace = fjall::Config::new(&path)
             .cache_size(CACHE_BYTES)

@@ -16,7 +16,7 @@
 //! directory fsynced.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +59,7 @@ pub struct FsStore {
     mode: SyncMode,
     counter: AtomicU64,
     // Held for the store's lifetime: the flock is released when the file is closed.
-    _lock: File,
+    _lock: flk_runtime::lock::DirLock,
 }
 
 impl std::fmt::Debug for FsStore {
@@ -89,17 +89,12 @@ impl FsStore {
         let root = root.as_ref().to_path_buf();
         fs::create_dir_all(root.join("tile")).map_err(|e| StoreError::io("mkdir", &root, e))?;
         let lock_path = root.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::io("open", &lock_path, e))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |_| StoreError::Locked {
-                path: lock_path.clone(),
-            },
-        )?;
+        let lock = flk_runtime::lock::DirLock::acquire(&lock_path).map_err(|e| match e {
+            flk_runtime::lock::LockError::Held { path } => StoreError::Locked { path },
+            flk_runtime::lock::LockError::Io { path, source } => {
+                StoreError::io("lock", &path, source)
+            }
+        })?;
         let tmp_dir = root.join(".tmp");
         if tmp_dir.exists() {
             fs::remove_dir_all(&tmp_dir).map_err(|e| StoreError::io("clean", &tmp_dir, e))?;
