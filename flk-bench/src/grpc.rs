@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use flk_core::OutcomeRecord;
-use flk_proto::v1::{self, submit_request, submit_stream_response};
 use flk_proto::ApiError;
+use flk_proto::v1::{self, submit_request, submit_stream_response};
 use flk_runtime::client::{EndpointOptions, VerifyClient};
 use tokio::sync::{Semaphore, mpsc};
 use tonic::service::interceptor::InterceptedService;

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod outcome;
 pub mod pcs;
 pub mod policy;
+pub mod slo;
 pub mod verify;
 
 pub use canon::{Canonical, SignedFields, compute_pcs_id, round9};

@@ -6,7 +6,7 @@
 pub mod buyer;
 pub mod model;
 pub mod operations;
-pub mod slo;
+pub use flk_core::slo;
 
 use std::path::Path;
 

@@ -15,15 +15,6 @@ pub mod v1 {
 
 pub use error::{ApiError, ErrorKind};
 
-/// Client facade for svc-verify.
-pub type VerifyClient = v1::verify_service_client::VerifyServiceClient<tonic::transport::Channel>;
-
-/// Client facade for svc-audit.
-pub type AuditClient = v1::audit_service_client::AuditServiceClient<tonic::transport::Channel>;
-
-/// Client facade for svc-kpi.
-pub type KpiClient = v1::kpi_service_client::KpiServiceClient<tonic::transport::Channel>;
-
 /// Metadata header carrying the tenant on direct gRPC calls.
 pub const TENANT_METADATA: &str = "x-tenant-id";
 /// The tenant used when a request names none.

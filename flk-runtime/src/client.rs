@@ -132,7 +132,9 @@ impl Peer {
 
     /// The `authorization` header value sent (for clients that are not tonic channels).
     pub fn authorization(&self) -> Option<axum::http::HeaderValue> {
-        let mut v = axum::http::HeaderValue::from_str(&format!("Bearer {}", self.token.as_deref()?)).ok()?;
+        let mut v =
+            axum::http::HeaderValue::from_str(&format!("Bearer {}", self.token.as_deref()?))
+                .ok()?;
         v.set_sensitive(true);
         Some(v)
     }

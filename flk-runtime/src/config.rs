@@ -172,7 +172,10 @@ macro_rules! server_env {
             $crate::config::EnvVar::optional(concat!($prefix, "_TLS_CERT"), "tls.cert"),
             $crate::config::EnvVar::optional(concat!($prefix, "_TLS_KEY"), "tls.key"),
             $crate::config::EnvVar::optional(concat!($prefix, "_TLS_CLIENT_CA"), "tls.client_ca"),
-            $crate::config::EnvVar::optional(concat!($prefix, "_AUTH_TOKEN_FILE"), "auth.token_file"),
+            $crate::config::EnvVar::optional(
+                concat!($prefix, "_AUTH_TOKEN_FILE"),
+                "auth.token_file",
+            ),
             $crate::config::EnvVar::optional(concat!($prefix, "_AUTH_TOKEN_ENV"), "auth.token_env"),
             $crate::config::EnvVar::optional(
                 concat!($prefix, "_AUTH_TOKEN_SHA256"),
@@ -191,8 +194,14 @@ macro_rules! peer_env {
             $crate::config::EnvVar::optional(concat!($prefix, "_PEER_CA"), "peer.ca"),
             $crate::config::EnvVar::optional(concat!($prefix, "_PEER_CERT"), "peer.cert"),
             $crate::config::EnvVar::optional(concat!($prefix, "_PEER_KEY"), "peer.key"),
-            $crate::config::EnvVar::optional(concat!($prefix, "_PEER_SERVER_NAME"), "peer.server_name"),
-            $crate::config::EnvVar::optional(concat!($prefix, "_PEER_TOKEN_FILE"), "peer.token_file"),
+            $crate::config::EnvVar::optional(
+                concat!($prefix, "_PEER_SERVER_NAME"),
+                "peer.server_name",
+            ),
+            $crate::config::EnvVar::optional(
+                concat!($prefix, "_PEER_TOKEN_FILE"),
+                "peer.token_file",
+            ),
             $crate::config::EnvVar::optional(concat!($prefix, "_PEER_TOKEN_ENV"), "peer.token_env"),
         ]
     };
@@ -229,7 +238,10 @@ pub fn from_table<T: ServiceConfig>(
     vars: impl Fn(&str) -> Option<String>,
 ) -> Result<T, ConfigError> {
     let mut from_env: Vec<&EnvVar> = Vec::new();
-    for var in T::ENV.iter().chain(T::MORE_ENV.iter().flat_map(|v| v.iter())) {
+    for var in T::ENV
+        .iter()
+        .chain(T::MORE_ENV.iter().flat_map(|v| v.iter()))
+    {
         let Some(text) = vars(var.name) else { continue };
         let value = var.value(&text)?;
         set(&mut table, var.key, value).map_err(|message| ConfigError::Env {

@@ -19,7 +19,10 @@ pub enum LockError {
     /// Another holder has it (another process, or another store in this one).
     Held { path: PathBuf },
     /// The lock file cannot be opened or locked.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for LockError {

@@ -122,9 +122,8 @@ impl AuthSettings {
             )));
         }
         if let Some(h) = &self.token_sha256 {
-            parse_sha256(h).map_err(|m| {
-                ConfigError::Invalid(format!("`{section}.token_sha256`: {m}"))
-            })?;
+            parse_sha256(h)
+                .map_err(|m| ConfigError::Invalid(format!("`{section}.token_sha256`: {m}")))?;
         }
         Ok(())
     }
@@ -391,7 +390,9 @@ pub async fn require_token(
         ),
         None => crate::http::error_in_protocol(
             request.headers(),
-            unauthenticated("this service needs credentials: a client certificate or a bearer token"),
+            unauthenticated(
+                "this service needs credentials: a client certificate or a bearer token",
+            ),
         ),
     }
 }
@@ -473,7 +474,12 @@ mod tests {
             cert: Some("c.pem".into()),
             ..Default::default()
         };
-        assert!(half.validate("tls").unwrap_err().to_string().contains("tls.key"));
+        assert!(
+            half.validate("tls")
+                .unwrap_err()
+                .to_string()
+                .contains("tls.key")
+        );
         let two = AuthSettings {
             token_file: Some("t".into()),
             token_env: Some("T".into()),
@@ -484,12 +490,22 @@ mod tests {
             token_sha256: Some("zz".into()),
             ..Default::default()
         };
-        assert!(bad.validate("auth").unwrap_err().to_string().contains("token_sha256"));
+        assert!(
+            bad.validate("auth")
+                .unwrap_err()
+                .to_string()
+                .contains("token_sha256")
+        );
         let peer = PeerSettings {
             cert: Some("c".into()),
             key: Some("k".into()),
             ..Default::default()
         };
-        assert!(peer.validate("peer").unwrap_err().to_string().contains("peer.ca"));
+        assert!(
+            peer.validate("peer")
+                .unwrap_err()
+                .to_string()
+                .contains("peer.ca")
+        );
     }
 }

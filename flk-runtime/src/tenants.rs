@@ -156,9 +156,13 @@ impl TenantsFile {
         let mut tokens = ApiTokens::default();
         for t in &self.tenants {
             for spec in &t.api_tokens {
-                let fail = |m: String| TenantsError(format!("tenant {:?}: api token {:?}: {m}", t.id, spec.id));
+                let fail = |m: String| {
+                    TenantsError(format!("tenant {:?}: api token {:?}: {m}", t.id, spec.id))
+                };
                 let hash = match (&spec.sha256, &spec.token_env) {
-                    (Some(h), None) => parse_sha256(h).map_err(|m| fail(format!("`sha256`: {m}")))?,
+                    (Some(h), None) => {
+                        parse_sha256(h).map_err(|m| fail(format!("`sha256`: {m}")))?
+                    }
                     (None, Some(var)) => {
                         let token = env(var)
                             .filter(|v| !v.trim().is_empty())
@@ -173,7 +177,7 @@ impl TenantsFile {
                 );
                 tokens
                     .insert(&t.id, &spec.id, hash, window)
-                    .map_err(|m| fail(m))?;
+                    .map_err(fail)?;
             }
         }
         Ok(tokens)
@@ -267,7 +271,11 @@ impl ApiTokens {
     }
 
     /// The token's entry, if it is known and valid at `now`.
-    pub fn authenticate(&self, token: &str, now: OffsetDateTime) -> Result<&ApiToken, TokenRefusal> {
+    pub fn authenticate(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<&ApiToken, TokenRefusal> {
         // A map lookup by digest: what it could leak in time is about the digest, not the token.
         let t = self
             .by_hash

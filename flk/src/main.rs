@@ -193,7 +193,11 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         println!("admin token: {}", path.display());
     }
     println!("tenants: {}", stack.tenants.join(", "));
-    match (&cfg.verify.tenants_file, &cfg.verify.hmac_key, &stack.generated_secret) {
+    match (
+        &cfg.verify.tenants_file,
+        &cfg.verify.hmac_key,
+        &stack.generated_secret,
+    ) {
         (Some(t), _, _) => println!("keys and api tokens: from {}", t.display()),
         (None, Some(_), _) => {
             println!("keys: tenant default, hmac digest mode, the --hmac-key secret")
@@ -294,7 +298,10 @@ fn keygen(a: &KeygenArgs) {
         println!("{token}");
         println!("# ^ the token: give it to the tenant (it is kept nowhere); the tenants file");
         println!("# holds only its SHA-256:");
-        println!("[[tenant.api_tokens]]\nid = \"{}\"\nsha256 = \"{hash}\"", a.id);
+        println!(
+            "[[tenant.api_tokens]]\nid = \"{}\"\nsha256 = \"{hash}\"",
+            a.id
+        );
         println!("# not_after = \"2027-01-01T00:00:00Z\"   # optional validity window");
         return;
     }

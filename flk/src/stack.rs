@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use flk_runtime::security::{
-    PeerSettings, TlsSettings, TokenHash, ensure_token_file, GENERATED_TOKEN_FILE,
+    GENERATED_TOKEN_FILE, PeerSettings, TlsSettings, TokenHash, ensure_token_file,
 };
 use gateway::config::GatewaySettings;
 use tokio::sync::watch;
@@ -92,9 +92,8 @@ impl StackConfig {
                 None => Table::new(),
             };
             if let Some(dir) = dir {
-                t.entry("data_dir").or_insert_with(|| {
-                    Value::String(data_dir.join(dir).display().to_string())
-                });
+                t.entry("data_dir")
+                    .or_insert_with(|| Value::String(data_dir.join(dir).display().to_string()));
                 t.entry("listen")
                     .or_insert_with(|| Value::String("127.0.0.1:0".into()));
             }
@@ -306,7 +305,9 @@ impl Stack {
         let gateway = async {
             // The tenants file of svc-verify is the gateway's too (limits, API tokens).
             if gw_settings.tenants_file.is_none() {
-                gw_settings.tenants_file.clone_from(&verify_cfg.tenants_file);
+                gw_settings
+                    .tenants_file
+                    .clone_from(&verify_cfg.tenants_file);
             }
             gw_settings.audit_upstream = Some(format!("http://{audit_addr}"));
             gw_settings.kpi_upstream = Some(format!("http://{kpi_addr}"));
@@ -452,7 +453,10 @@ max_in_flight = 7
         std::fs::write(&path, "[kpi]\nretention = 3\n").unwrap();
         let err = StackConfig::load(Some(&path), None, |_| None).unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.contains("[kpi]") && text.contains("retention"), "{text}");
+        assert!(
+            text.contains("[kpi]") && text.contains("retention"),
+            "{text}"
+        );
         std::fs::write(&path, "[verfy]\n").unwrap();
         let err = StackConfig::load(Some(&path), None, |_| None).unwrap_err();
         assert!(format!("{err:#}").contains("verfy"), "{err:#}");

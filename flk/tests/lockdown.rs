@@ -170,7 +170,10 @@ async fn internal_ports_need_the_mesh_certificate_and_reads_the_tenant_token() {
         .unwrap();
     for url in [&up.verify_url, &up.audit_url, &up.kpi_url] {
         let err = plain.get(format!("{url}/metrics")).send().await;
-        assert!(err.is_err(), "{url} answered a client without a certificate");
+        assert!(
+            err.is_err(),
+            "{url} answered a client without a certificate"
+        );
         // And plain text on the TLS port is no way around it.
         let http = url.replacen("https://", "http://", 1);
         let err = reqwest::get(format!("{http}/metrics")).await;
@@ -197,7 +200,11 @@ async fn internal_ports_need_the_mesh_certificate_and_reads_the_tenant_token() {
     assert_eq!(got.pcs_id, pcs_id);
     let mesh_http = common::mesh_client(&up.data_dir);
     for url in [&up.verify_url, &up.audit_url, &up.kpi_url] {
-        let r = mesh_http.get(format!("{url}/metrics")).send().await.unwrap();
+        let r = mesh_http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{url}");
     }
 
@@ -290,7 +297,14 @@ async fn internal_ports_need_the_mesh_certificate_and_reads_the_tenant_token() {
     assert_eq!(r.status().as_u16(), 404);
     // Reports: each tenant sees its own decisions only, and cannot name another tenant.
     let json = async |client: &reqwest::Client| -> Value {
-        let bytes = client.get(&report).send().await.unwrap().bytes().await.unwrap();
+        let bytes = client
+            .get(&report)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         serde_json::from_slice(&bytes).unwrap()
     };
     let mine = json(&acme).await;
@@ -326,14 +340,21 @@ fn print_config_shows_every_section_redacted_and_starts_nothing() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for section in ["[verify]", "[audit]", "[kpi]", "[gateway]"] {
         assert!(text.contains(section), "{section} missing:\n{text}");
     }
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("retention_days = 11"), "{text}");
     assert!(text.contains("max_in_flight = 99"), "{text}");
-    assert!(!tmp.path().join("data").exists(), "--print-config started something");
+    assert!(
+        !tmp.path().join("data").exists(),
+        "--print-config started something"
+    );
 
     // A misspelt key is an error naming it.
     std::fs::write(&file, "[kpi]\nretension_days = 10\n").unwrap();
@@ -359,7 +380,10 @@ fn keygen_token_prints_a_token_and_its_hash() {
     assert!(token.starts_with("flk_"), "{text}");
     let hash = TokenHash::of(token).hex();
     assert!(text.contains(&format!("sha256 = \"{hash}\"")), "{text}");
-    assert!(text.contains("[[tenant.api_tokens]]\nid = \"reader-2026\""), "{text}");
+    assert!(
+        text.contains("[[tenant.api_tokens]]\nid = \"reader-2026\""),
+        "{text}"
+    );
     // The snippet is a valid tenants file entry.
     let file = format!(
         "[[tenant]]\nid = \"t\"\n{}",

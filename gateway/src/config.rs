@@ -126,9 +126,15 @@ impl ServiceConfig for GatewaySettings {
             flk_runtime::config::check_http_url("kpi_upstream", u)?;
         }
         if self.max_body_bytes == 0 || self.timeout_ms == 0 || self.max_in_flight == 0 {
-            return bad("`max_body_bytes`, `timeout_ms` and `max_in_flight` must be positive".into());
+            return bad(
+                "`max_body_bytes`, `timeout_ms` and `max_in_flight` must be positive".into(),
+            );
         }
-        if self.metrics_auth.as_deref().is_some_and(|a| !a.contains(':')) {
+        if self
+            .metrics_auth
+            .as_deref()
+            .is_some_and(|a| !a.contains(':'))
+        {
             return bad("`metrics_auth` must be USER:PASSWORD".into());
         }
         self.tls.validate("tls")?;
@@ -175,10 +181,10 @@ impl GatewaySettings {
             Some(path) => TenantsFile::read(path)?,
             None => TenantsFile::default(),
         };
-        let metrics_auth = self.metrics_auth.as_deref().and_then(|a| {
-            a.split_once(':')
-                .map(|(u, p)| (u.to_owned(), p.to_owned()))
-        });
+        let metrics_auth = self
+            .metrics_auth
+            .as_deref()
+            .and_then(|a| a.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
         Ok(GatewayConfig {
             upstreams: self.upstreams.clone(),
             max_body_bytes: self.max_body_bytes,

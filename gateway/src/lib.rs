@@ -266,7 +266,9 @@ impl Gateway {
         }
         let names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
         let audit = match &cfg.audit_upstream {
-            Some(u) => Some(AuditClient::new(cfg.peer.connect_lazy(u, UPSTREAM_CHANNEL)?)),
+            Some(u) => Some(AuditClient::new(
+                cfg.peer.connect_lazy(u, UPSTREAM_CHANNEL)?,
+            )),
             None => None,
         };
         let kpi = match &cfg.kpi_upstream {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use flk_core::OutcomeRecord;
 use flk_proto::v1::{self, submit_request, submit_stream_response};
-use flk_proto::{ApiError, VerifyClient};
+use flk_proto::ApiError;
+use flk_proto::v1::verify_service_client::VerifyServiceClient;
 use serde_json::Value;
 use svc_verify::config::{DedupBackend, DedupConfig};
 use svc_verify::{Service, VerifyConfig};
@@ -185,6 +186,9 @@ async fn rest(addr: SocketAddr, tenant: &str, body: &[u8]) -> Answer {
         retry_after,
     }
 }
+
+/// A client of the gateway's public port (no credentials: submissions are signed).
+type VerifyClient = VerifyServiceClient<Channel>;
 
 async fn channel(addr: SocketAddr) -> VerifyClient {
     let ch = Channel::from_shared(format!("http://{addr}"))

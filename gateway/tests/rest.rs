@@ -621,7 +621,11 @@ async fn reads_need_a_tenant_token_and_the_feed_the_admin_token() {
     // The header alone names a tenant but proves nothing.
     let r = http(gw, "GET", &path, &[("x-tenant-id", "default")], b"").await;
     assert_eq!(r.status, 401);
-    for bad in ["Bearer nonsense", "Bearer expired-token", "Basic cHJvbTpzM2NyZXQ="] {
+    for bad in [
+        "Bearer nonsense",
+        "Bearer expired-token",
+        "Basic cHJvbTpzM2NyZXQ=",
+    ] {
         let r = http(gw, "GET", &path, &[("authorization", bad)], b"").await;
         assert_eq!(r.status, 401, "{bad}");
     }

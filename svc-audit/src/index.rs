@@ -31,7 +31,6 @@
 //! layout (`index.redb`) is simply not read: the new index starts empty and the ledger
 //! re-indexes the whole log when it opens.
 
-
 use std::path::Path;
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};

@@ -17,8 +17,8 @@ use flk_tlog::{
     verify_consistency, verify_inclusion_bundle, verify_log,
 };
 use serde_json::Value;
-use tonic::Code;
 use svc_audit::AuditClient;
+use tonic::Code;
 
 fn b64_hash(v: &Value) -> Hash {
     let raw = B64
@@ -551,11 +551,18 @@ async fn no_rpc_or_route_answers_a_client_without_the_token() {
             .expect_err("AnchorCheckpoint without the token");
         assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 
-        let headers: Vec<(&str, String)> =
-            token.map(|t| ("Authorization", format!("Bearer {t}"))).into_iter().collect();
+        let headers: Vec<(&str, String)> = token
+            .map(|t| ("Authorization", format!("Bearer {t}")))
+            .into_iter()
+            .collect();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let proof = format!("/v1/audit/proof/{}", pcs_id_of(&pcs[0]));
-        for path in ["/v1/audit/checkpoint", proof.as_str(), "/v1/audit/consistency?first=1&second=3", "/metrics"] {
+        for path in [
+            "/v1/audit/checkpoint",
+            proof.as_str(),
+            "/v1/audit/consistency?first=1&second=3",
+            "/metrics",
+        ] {
             let (status, body) = http_get(audit.addr(), path, &headers).await;
             assert_eq!(status, 401, "{path}: {body}");
             let json: Value = serde_json::from_str(&body).expect("json error body");

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flk_proto::v1;
-use flk_runtime::client::{AuditClient, EndpointOptions, Peer};
 use crate::store::AnchorSeen;
 use crate::{Kpi, blocking};
+use flk_proto::v1;
+use flk_runtime::client::{AuditClient, EndpointOptions, Peer};
 
 fn status(s: tonic::Status) -> String {
     format!("{:?}: {}", s.code(), s.message())

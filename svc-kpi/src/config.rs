@@ -32,7 +32,7 @@
 //! [slo]
 //! containment_min = 0.98
 //! escalation_max = 0.02
-//! verify_latency_p95_ms_max = 5.0
+//! verify_latency_p95_ms_max = 50.0     # defaults: flk_core::slo, as the dashboards and alerts
 //!
 //! [tls]                                  # the listen port (flk_runtime::security)
 //! # cert = "kpi.pem"; key = "kpi.key"; client_ca = "ca.pem"   # client_ca: mTLS
@@ -120,9 +120,9 @@ pub struct SloTargets {
 impl Default for SloTargets {
     fn default() -> Self {
         SloTargets {
-            containment_min: 0.98,
-            escalation_max: 0.02,
-            verify_latency_p95_ms_max: 5.0,
+            containment_min: flk_core::slo::CONTAINMENT_MIN,
+            escalation_max: flk_core::slo::ESCALATION_MAX,
+            verify_latency_p95_ms_max: flk_core::slo::VERIFY_LATENCY_P95_MAX_SECONDS * 1000.0,
         }
     }
 }

@@ -236,9 +236,23 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     // And over REST.
     let body = format!(r#"{{"pcs_id":"{escalated_id}","verdict":"false_alarm"}}"#);
-    let (status, text) = http(kpi_srv.addr, "POST", "/v1/feedback", &[("Authorization", AUTH)], &body).await;
+    let (status, text) = http(
+        kpi_srv.addr,
+        "POST",
+        "/v1/feedback",
+        &[("Authorization", AUTH)],
+        &body,
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
-    let (status, text) = http(kpi_srv.addr, "GET", "/v1/kpi/report?window=24h", &[("Authorization", AUTH)], "").await;
+    let (status, text) = http(
+        kpi_srv.addr,
+        "GET",
+        "/v1/kpi/report?window=24h",
+        &[("Authorization", AUTH)],
+        "",
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
     let rest: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(rest["hallucinations_reported"], 1);
@@ -295,7 +309,11 @@ async fn svc_kpi_counts_what_svc_verify_decides() {
         async move { (k.store().cursor().ok()? >= last_seq).then_some(()) }
     })
     .await;
-    let mut kc = KpiClient::new(with_token(&format!("http://{}", kpi_srv.addr), TOKEN).await.unwrap());
+    let mut kc = KpiClient::new(
+        with_token(&format!("http://{}", kpi_srv.addr), TOKEN)
+            .await
+            .unwrap(),
+    );
     let r = report(&mut kc, "7d").await;
     assert_eq!(
         (r.decisions, r.accepted, r.escalated, r.rejected),
@@ -408,7 +426,11 @@ async fn anchoring_cost_comes_from_svc_audit_anchors_once() {
     })
     .await;
     drop(k);
-    let mut kc = KpiClient::new(with_token(&format!("http://{}", kpi_srv.addr), TOKEN).await.unwrap());
+    let mut kc = KpiClient::new(
+        with_token(&format!("http://{}", kpi_srv.addr), TOKEN)
+            .await
+            .unwrap(),
+    );
     let r = report(&mut kc, "1h").await;
     // One tenant: it carries the whole anchoring cost of the window.
     assert_eq!(r.decisions, 6);
@@ -463,7 +485,11 @@ async fn anchoring_cost_comes_from_svc_audit_anchors_once() {
     })
     .await;
     drop(k);
-    let mut kc = KpiClient::new(with_token(&format!("http://{}", kpi_srv.addr), TOKEN).await.unwrap());
+    let mut kc = KpiClient::new(
+        with_token(&format!("http://{}", kpi_srv.addr), TOKEN)
+            .await
+            .unwrap(),
+    );
     let r = report(&mut kc, "1h").await;
     assert_close(
         r.cost_breakdown_usd.unwrap().anchoring,

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use flk_core::{HmacMode, SignedFields, SigningMaterial, compute_pcs_id};
-use flk_proto::VerifyClient;
+use flk_runtime::client::VerifyClient;
+use flk_runtime::security::ServerSecurity;
 use flk_proto::v1::{self, OutcomeKind, submit_request};
 use svc_verify::{Service, VerifyConfig};
 
@@ -44,6 +45,9 @@ fn request(signer: &SigningMaterial, n: u64) -> v1::SubmitRequest {
     }
 }
 
+/// svc-verify's bearer token in the benchmark.
+const BENCH_TOKEN: &str = "bench-token";
+
 fn submit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -58,7 +62,9 @@ fn submit(c: &mut Criterion) {
     assert!(cfg.log.fsync, "the benchmark measures the durable path");
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let (client, served) = rt.block_on(async {
-        let service = Service::open(&cfg).await.expect("open svc-verify");
+        let mut service = Service::open(&cfg).await.expect("open svc-verify");
+        // The port in token mode, as it runs by default.
+        service.set_security(ServerSecurity::token(BENCH_TOKEN));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -66,9 +72,11 @@ fn submit(c: &mut Criterion) {
         let served = tokio::spawn(service.serve(listener, async {
             let _ = stopped.await;
         }));
-        let client = VerifyClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
+        let client = VerifyClient::new(
+            flk_runtime::client::with_token(&format!("http://{addr}"), BENCH_TOKEN)
+                .await
+                .expect("connect"),
+        );
         (client, served)
     });
     let signer = SigningMaterial::hmac(SECRET.as_bytes(), HmacMode::Digest).expect("hmac key");

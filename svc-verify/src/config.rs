@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use flk_runtime::ConfigError;
 use flk_runtime::config::{EnvVar, ServiceConfig};
 pub use flk_runtime::security::{AuthSettings, TlsSettings};
-pub use flk_runtime::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable names (each overrides the file).

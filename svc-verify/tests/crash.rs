@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use flk_outcome_log::{LogConfig, OutcomeLog};
-use flk_runtime::client::VerifyClient;
 use flk_proto::v1::{self, submit_stream_response};
+use flk_runtime::client::VerifyClient;
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};

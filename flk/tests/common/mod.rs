@@ -69,7 +69,8 @@ pub fn up_with(args: &[&str]) -> Up {
         if let Some(rest) = line.strip_prefix("svc-audit (grpc, REST /v1/audit/*) on ") {
             audit_url = rest.split(',').next().map(str::to_owned);
         }
-        if let Some(rest) = line.strip_prefix("svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on ")
+        if let Some(rest) =
+            line.strip_prefix("svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on ")
         {
             kpi_url = rest.split(',').next().map(str::to_owned);
         }

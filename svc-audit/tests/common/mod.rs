@@ -11,9 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use flk_core::{HmacMode, SigningMaterial, canonicalize, compute_pcs_id, parse_pcs};
+use flk_proto::v1::{self, submit_request};
 use flk_runtime::client::{Peer, VerifyClient};
 use flk_runtime::security::ServerSecurity;
-use flk_proto::v1::{self, submit_request};
 use flk_tlog::{AuditEntry, AuditOutcome, Hash, Log, LogSigner, MemStore};
 use serde_json::Value;
 use svc_audit::{AuditClient, AuditConfig, Ledger};

@@ -11,9 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use flk_core::{HmacMode, SigningMaterial, canonicalize, compute_pcs_id, parse_pcs};
-pub use flk_runtime::client::VerifyClient;
 use flk_proto::error::{ERROR_CODE_METADATA, RETRY_AFTER_METADATA};
 use flk_proto::v1::{self, submit_request};
+pub use flk_runtime::client::VerifyClient;
 use flk_testkit::{PgServer, RedisServer};
 use prost::Message;
 use serde_json::Value;
@@ -382,9 +382,8 @@ pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await

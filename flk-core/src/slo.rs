@@ -1,6 +1,6 @@
-//! The SLO targets and operational limits, in one place: the dashboards' thresholds are built
-//! from them, and `tests/alerts.rs` checks that `observability/prometheus/alerts.yml` uses the
-//! same numbers.
+//! The SLO targets and operational limits, in one place: svc-kpi's default objectives
+//! (`SloTargets`), the dashboards' thresholds (flk-dashboards) and, checked by flk-dashboards'
+//! `tests/alerts.rs`, the numbers in `observability/prometheus/alerts.yml`.
 
 /// Hallucination containment over a window must stay at or above this fraction.
 pub const CONTAINMENT_MIN: f64 = 0.98;
