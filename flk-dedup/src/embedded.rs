@@ -170,10 +170,10 @@ impl Drop for Inner {
         // dropping the keyspace (which stops its flush and compaction threads) releases the
         // directory, so it can be reopened at once.
         drop(self.requests.take());
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
-                tracing::error!(path = %self.path.display(), "dedup writer thread panicked");
-            }
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "dedup writer thread panicked");
         }
         drop(self.db.take());
     }

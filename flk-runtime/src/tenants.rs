@@ -175,9 +175,7 @@ impl TenantsFile {
                     instant(&spec.not_before).map_err(|m| fail(format!("`not_before` {m}")))?,
                     instant(&spec.not_after).map_err(|m| fail(format!("`not_after` {m}")))?,
                 );
-                tokens
-                    .insert(&t.id, &spec.id, hash, window)
-                    .map_err(fail)?;
+                tokens.insert(&t.id, &spec.id, hash, window).map_err(fail)?;
             }
         }
         Ok(tokens)

@@ -53,12 +53,11 @@ fn pg_bin_dir_from(overridden: Option<PathBuf>) -> Result<PathBuf, TestkitError>
     if let Some((_, bin)) = versions.pop() {
         return Ok(bin);
     }
-    if let Some(initdb) = find_on_path("initdb") {
-        if let Some(dir) = initdb.parent() {
-            if has_pg_binaries(dir) {
-                return Ok(dir.to_path_buf());
-            }
-        }
+    if let Some(initdb) = find_on_path("initdb")
+        && let Some(dir) = initdb.parent()
+        && has_pg_binaries(dir)
+    {
+        return Ok(dir.to_path_buf());
     }
     Err(not_found(format!("searched {PG_LIB_ROOT}/*/bin and PATH")))
 }

@@ -98,7 +98,7 @@ pub fn decode_bundle(bytes: &[u8]) -> (Vec<&[u8]>, Option<usize>) {
 
 /// Splits hash tile bytes into hashes; `None` unless the length is a multiple of 32.
 pub fn tile_hashes(bytes: &[u8]) -> Option<Vec<Hash>> {
-    if bytes.len() % HASH_SIZE != 0 {
+    if !bytes.len().is_multiple_of(HASH_SIZE) {
         return None;
     }
     Some(
@@ -171,7 +171,7 @@ impl TileHashes {
         let new_w = self.width as usize;
         // The node at sub-level r completes when bit r-1.. of the new width clear to a multiple.
         for r in 1..=TILE_HEIGHT {
-            if new_w % (1usize << r) != 0 {
+            if !new_w.is_multiple_of(1usize << r) {
                 break;
             }
             let k = (new_w >> r) - 1;

@@ -366,10 +366,11 @@ pub fn verify_log<S: TileStore + ?Sized>(
                     first_leaf_mismatch = Some(index);
                 }
                 row[i] = h;
-                if options.decode_entries && first_undecodable.is_none() {
-                    if let Err(error) = LogEntry::decode(e) {
-                        first_undecodable = Some((index, error));
-                    }
+                if options.decode_entries
+                    && first_undecodable.is_none()
+                    && let Err(error) = LogEntry::decode(e)
+                {
+                    first_undecodable = Some((index, error));
                 }
             }
         }

@@ -5,7 +5,6 @@
 //! stack is stopped, the whole stored log; and the gateway's `/metrics` exports every service's
 //! metrics.
 
-#[allow(dead_code)]
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -3,7 +3,6 @@
 //! contract's statuses (404 unknown pcs_id, 400 bad verdict, 409 verdict not applicable), and
 //! changes the report.
 
-#[allow(dead_code)]
 mod common;
 
 use std::time::{Duration, Instant};

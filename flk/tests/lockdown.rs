@@ -7,7 +7,6 @@
 //! * tenants read only with their API token and only their own records: outcome, audit proof,
 //!   feedback and KPI report.
 
-#[allow(dead_code)]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -222,13 +221,13 @@ async fn internal_ports_need_the_mesh_certificate_and_reads_the_tenant_token() {
     let feed = v1::SubscribeRequest { from_seq: 1 };
     let err = gateway(Peer::plain())
         .await
-        .subscribe(feed.clone())
+        .subscribe(feed)
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     let err = gateway(Peer::with_token(ACME).unwrap())
         .await
-        .subscribe(feed.clone())
+        .subscribe(feed)
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);

@@ -9,7 +9,6 @@
 //! metric that no service exports, with what is missing. Panels marked `requires` (a service
 //! that does not exist yet) are skipped, and the skips are printed.
 
-#[allow(dead_code)]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

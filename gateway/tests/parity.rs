@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flk_core::OutcomeRecord;
-use flk_proto::v1::{self, submit_request, submit_stream_response};
 use flk_proto::ApiError;
 use flk_proto::v1::verify_service_client::VerifyServiceClient;
+use flk_proto::v1::{self, submit_request, submit_stream_response};
 use serde_json::Value;
 use svc_verify::config::{DedupBackend, DedupConfig};
 use svc_verify::{Service, VerifyConfig};

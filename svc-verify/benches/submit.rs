@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use flk_core::{HmacMode, SignedFields, SigningMaterial, compute_pcs_id};
+use flk_proto::v1::{self, OutcomeKind, submit_request};
 use flk_runtime::client::VerifyClient;
 use flk_runtime::security::ServerSecurity;
-use flk_proto::v1::{self, OutcomeKind, submit_request};
 use svc_verify::{Service, VerifyConfig};
 
 const SECRET: &str = "bench-secret";

@@ -83,10 +83,10 @@ fn key_strings_are_checked() {
     let b = PETER_VKEY.as_bytes();
     for i in 0..=b.len() {
         for j in i + 1..=b.len() {
-            if (i, j) != (0, b.len()) {
-                if let Ok(s) = std::str::from_utf8(&b[i..j]) {
-                    assert!(LogVerifier::from_key_string(s).is_err(), "{s}");
-                }
+            if (i, j) != (0, b.len())
+                && let Ok(s) = std::str::from_utf8(&b[i..j])
+            {
+                assert!(LogVerifier::from_key_string(s).is_err(), "{s}");
             }
         }
     }

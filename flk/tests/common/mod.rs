@@ -1,6 +1,7 @@
 //! A `flk up` child process for the CLI tests: started on port 0 over a temporary data
 //! directory, its addresses read from its output (never a sleep), killed on drop.
 
+#![allow(dead_code)] // each test binary uses a different subset
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
