@@ -1,6 +1,6 @@
 //! Confirmation tracking of a sent anchor transaction, as pure functions of what the node
 //! reported: the [`PendingEvm`] state (persisted by the caller between polls and across
-//! restarts), one poll's [`Observation`] and the [`Step`] it leads to.
+//! restarts), one poll's observation and the [`Step`] it leads to.
 //!
 //! # Rules, per poll
 //!
