@@ -35,9 +35,10 @@ fn ganache_dir() -> PathBuf {
     dir
 }
 
-/// A running ganache chain, killed on drop.
+/// A running ganache chain, killed on drop (its database directory removed with it).
 pub struct TestChain {
     child: Child,
+    _db: tempfile::TempDir,
     http: reqwest::Client,
     /// The JSON-RPC URL.
     pub url: String,
@@ -47,9 +48,11 @@ impl TestChain {
     /// Starts ganache and waits until it listens (the script prints the port then).
     pub fn start() -> TestChain {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/evm/ganache_server.js");
+        let db = tempfile::tempdir().expect("ganache database directory");
         let mut child = Command::new("node")
             .arg(script)
             .arg(ganache_dir())
+            .arg(db.path())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start node");
@@ -64,6 +67,7 @@ impl TestChain {
         };
         TestChain {
             child,
+            _db: db,
             http: reqwest::Client::new(),
             url: format!("http://127.0.0.1:{port}"),
         }
