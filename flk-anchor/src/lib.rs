@@ -34,8 +34,10 @@
 //!   `(block height, Merkle root)` pairs are returned for comparison with Bitcoin block headers
 //!   (no Bitcoin header source is built in).
 //! * [`evm`] — Ethereum or Polygon: a locally signed EIP-155 transaction to our own address
-//!   whose calldata is the digest, sent over JSON-RPC. The proof is the transaction, its hash,
-//!   block and receipt. Verified offline: calldata is the digest, the transaction re-encodes to
+//!   whose calldata is the digest, sent over JSON-RPC, final once buried under a configured
+//!   number of blocks on the canonical chain (re-submitted if a reorg drops it). The proof is
+//!   the transaction, its hash, block and receipt, with the confirmations seen and the cost in
+//!   wei from the receipt. Verified offline: calldata is the digest, the transaction re-encodes to
 //!   its hash, the signature recovers the sender for the chain id, the receipt has status 1 in
 //!   that block; online additionally against the node (transaction input, sender, block, and
 //!   the block hash at that height).
@@ -50,7 +52,10 @@
 //! [`AnchorRecord::verify`] re-checks it offline against the stored checkpoint note, the log's
 //! public key and a [`VerifyContext`]. The hybrid strategy (RFC 3161 now, Polygon later) is two
 //! records of one checkpoint with strategy `hybrid`: an RFC 3161 one at once and an EVM one
-//! when the transaction is mined.
+//! when the transaction is sent, whose proof is the [`evm::PendingEvm`] state
+//! ([`AnchorRecord::evm_pending`]) until the transaction is final and it is replaced by the
+//! [`EvmAnchor`] ([`AnchorRecord::evm`]); a pending proof does not verify
+//! ([`AnchorError::EvmNotFinal`]).
 //!
 //! ```
 //! use flk_anchor::optimizer::{choose, default_strategies, Constraints, Inputs, Objective, StrategyId};
@@ -84,7 +89,7 @@ use flk_tlog::{Checkpoint, LogVerifier, open_checkpoint};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use evm::{EvmAnchor, EvmClient, EvmConfig, EvmError};
+pub use evm::{EvmAnchor, EvmClient, EvmConfig, EvmError, PendingEvm};
 pub use ots::{OtsAnchor, OtsClient, OtsError, OtsVerified};
 pub use rfc3161::{Rfc3161Anchor, Rfc3161Client, Rfc3161Error, TsaTrust};
 
@@ -103,7 +108,8 @@ pub enum AnchorKind {
     #[serde(rename = "opentimestamps")]
     OpenTimestamps,
     /// An EVM transaction carrying the digest as calldata: the proof is the JSON of an
-    /// [`EvmAnchor`] (transaction, hash, block, receipt).
+    /// [`EvmAnchor`] (transaction, hash, block, receipt) once final, of an
+    /// [`evm::PendingEvm`] before.
     Evm,
 }
 
@@ -168,6 +174,12 @@ pub enum AnchorError {
     /// The stored EVM proof is not an [`EvmAnchor`] JSON.
     #[error("evm proof is not an EvmAnchor: {0}")]
     EvmProof(String),
+    /// The stored EVM proof is a [`evm::PendingEvm`]: the transaction is not final yet.
+    #[error("evm anchor is not final yet ({confirmations} confirmations so far)")]
+    EvmNotFinal {
+        /// Confirmations at the last poll.
+        confirmations: u64,
+    },
 }
 
 /// What the external service attests.
@@ -253,6 +265,24 @@ impl AnchorRecord {
         }
     }
 
+    /// A record for an EVM anchor of `checkpoint` whose transaction is not final yet (the
+    /// proof is the pending state's JSON; replace it with [`AnchorRecord::evm`]'s when final).
+    pub fn evm_pending(
+        checkpoint: &Checkpoint,
+        strategy: &str,
+        pending: &PendingEvm,
+        created_at_unix: i64,
+    ) -> AnchorRecord {
+        AnchorRecord {
+            checkpoint_size: checkpoint.size,
+            root_hash: hex::encode(checkpoint.root_hash),
+            strategy: strategy.to_owned(),
+            kind: AnchorKind::Evm,
+            proof: serde_json::to_vec(pending).unwrap_or_default(),
+            created_at_unix,
+        }
+    }
+
     /// Verifies the record offline: `note` (the exact stored note bytes) must verify under
     /// `log` and name this record's size and root, and the proof must verify for
     /// `anchored_digest(note)` under `ctx`.
@@ -286,8 +316,17 @@ impl AnchorRecord {
                 }
             }
             AnchorKind::Evm => {
-                let anchor: EvmAnchor = serde_json::from_slice(&self.proof)
-                    .map_err(|e| AnchorError::EvmProof(e.to_string()))?;
+                let anchor: EvmAnchor = match serde_json::from_slice(&self.proof) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return Err(match serde_json::from_slice::<PendingEvm>(&self.proof) {
+                            Ok(p) => AnchorError::EvmNotFinal {
+                                confirmations: p.confirmations,
+                            },
+                            Err(_) => AnchorError::EvmProof(e.to_string()),
+                        });
+                    }
+                };
                 let block_number = anchor.verify_offline(&digest)?;
                 Evidence::Evm {
                     chain_id: anchor.chain_id,

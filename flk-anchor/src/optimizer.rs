@@ -6,7 +6,10 @@
 //!
 //! [`default_strategies`] gives one [`Strategy`] per [`StrategyId`]. Every figure is an
 //! assumption of this table and is configurable: callers pass their own table in
-//! [`Inputs::strategies`].
+//! [`Inputs::strategies`], usually [`StrategyTable::strategies`] of a configured
+//! [`StrategyTable`] (per strategy, any of the four figures; the rest keep these defaults).
+//! These are estimates for choosing: what an anchor really cost is measured elsewhere (an EVM
+//! anchor's receipt, `crate::evm`).
 //!
 //! | strategy | USD / batch | latency s | durability | reliability | where the figures come from |
 //! | --- | --- | --- | --- | --- | --- |
@@ -15,6 +18,26 @@
 //! | rfc3161 | 0.01 | 2 | 0.80 | 0.995 | cost: commercial TSA per-token price; latency: one HTTPS round trip; durability: the token stays verifiable only while the TSA's CA certificate is kept and the TSA key is not compromised; reliability: one HTTP service |
 //! | opentimestamps | 0.00 | 10800 | 0.99 | 0.95 | cost: public calendars are free; latency: calendars commit to Bitcoin every few hours, so an upgradable proof takes hours; durability: Bitcoin's chain; reliability: best-effort public calendars |
 //! | hybrid | sum | min | 1-(1-a)(1-b) | 1-(1-a)(1-b) | RFC 3161 now plus Polygon later ([`Strategy::hybrid`]): pays both, verifiable as soon as the faster one is, lost only if both are |
+//!
+//! The latencies of Ethereum and Polygon are those of finality; an EVM anchor is final earlier,
+//! at its confirmation depth (`crate::evm::default_confirmations`: 12 blocks, about 144 s, on
+//! Ethereum; 128 blocks, about 256 s, on Polygon), unless a deployment configures the depth of
+//! finality (64 on Ethereum).
+//!
+//! ## As configuration
+//!
+//! [`StrategyTable`] is the serde form (svc-audit's `[anchor.strategies]`): a table per
+//! strategy name with any of `cost_per_batch_usd`, `latency_secs`, `durability`,
+//! `reliability`; an unknown strategy or figure name is refused, naming it. Hybrid's defaults
+//! are derived from the (possibly configured) RFC 3161 and Polygon figures; its own entries
+//! override the derived ones.
+//!
+//! ```toml
+//! [strategies.ethereum]
+//! cost_per_batch_usd = 0.5
+//! [strategies.polygon]
+//! latency_secs = 120.0
+//! ```
 //!
 //! # Scoring
 //!
@@ -111,6 +134,136 @@ pub fn default_strategies() -> Vec<Strategy> {
     let ots = s(StrategyId::Opentimestamps, 0.00, 10_800.0, 0.99, 0.95);
     let hybrid = Strategy::hybrid(StrategyId::Hybrid, &rfc3161, &polygon);
     vec![ethereum, polygon, rfc3161, ots, hybrid]
+}
+
+/// Configured figures of one strategy; `None` keeps the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyFigures {
+    /// Cost of anchoring one batch, USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_batch_usd: Option<f64>,
+    /// Seconds until the anchor is verifiable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_secs: Option<f64>,
+    /// Likelihood, in `[0, 1]`, that the proof is still verifiable in ten years.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<f64>,
+    /// Fraction, in `[0, 1]`, of anchoring attempts that succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reliability: Option<f64>,
+}
+
+impl StrategyFigures {
+    fn apply(&self, s: &mut Strategy) {
+        let set = |slot: &mut f64, v: Option<f64>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut s.cost_per_batch_usd, self.cost_per_batch_usd);
+        set(&mut s.latency_secs, self.latency_secs);
+        set(&mut s.durability, self.durability);
+        set(&mut s.reliability, self.reliability);
+    }
+
+    /// Checks the ranges; the error names the figure (`ethereum.durability`).
+    fn check(&self, strategy: &str) -> Result<(), String> {
+        let nonneg = |v: f64| v.is_finite() && v >= 0.0;
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
+        let figures = [
+            ("cost_per_batch_usd", self.cost_per_batch_usd, false),
+            ("latency_secs", self.latency_secs, false),
+            ("durability", self.durability, true),
+            ("reliability", self.reliability, true),
+        ];
+        for (name, value, is_fraction) in figures {
+            let Some(v) = value else { continue };
+            let (ok, want) = if is_fraction {
+                (unit(v), "in [0, 1]")
+            } else {
+                (nonneg(v), "finite and >= 0")
+            };
+            if !ok {
+                return Err(format!("{strategy}.{name} = {v} must be {want}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The strategy table as configuration: overrides of [`default_strategies`] per strategy
+/// (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyTable {
+    /// Ethereum's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ethereum: Option<StrategyFigures>,
+    /// Polygon's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polygon: Option<StrategyFigures>,
+    /// RFC 3161's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rfc3161: Option<StrategyFigures>,
+    /// OpenTimestamps' figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opentimestamps: Option<StrategyFigures>,
+    /// Hybrid's figures (over those derived from RFC 3161 and Polygon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<StrategyFigures>,
+}
+
+impl StrategyTable {
+    fn figures(&self, id: StrategyId) -> Option<&StrategyFigures> {
+        match id {
+            StrategyId::Ethereum => self.ethereum.as_ref(),
+            StrategyId::Polygon => self.polygon.as_ref(),
+            StrategyId::Rfc3161 => self.rfc3161.as_ref(),
+            StrategyId::Opentimestamps => self.opentimestamps.as_ref(),
+            StrategyId::Hybrid => self.hybrid.as_ref(),
+        }
+    }
+
+    /// Checks every configured figure's range; the error names it (`ethereum.durability`).
+    pub fn validate(&self) -> Result<(), String> {
+        for s in default_strategies() {
+            if let Some(f) = self.figures(s.id) {
+                f.check(s.id.name())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`default_strategies`] with the configured figures applied, in the same order.
+    pub fn strategies(&self) -> Vec<Strategy> {
+        let mut table = default_strategies();
+        for s in &mut table {
+            if s.id != StrategyId::Hybrid
+                && let Some(f) = self.figures(s.id)
+            {
+                f.apply(s);
+            }
+        }
+        let part = |id| table.iter().find(|s| s.id == id).copied();
+        if let (Some(now), Some(later)) = (part(StrategyId::Rfc3161), part(StrategyId::Polygon)) {
+            let mut hybrid = Strategy::hybrid(StrategyId::Hybrid, &now, &later);
+            if let Some(f) = &self.hybrid {
+                f.apply(&mut hybrid);
+            }
+            for s in &mut table {
+                if s.id == StrategyId::Hybrid {
+                    *s = hybrid;
+                }
+            }
+        }
+        table
+    }
+
+    /// The figures of `id` in [`StrategyTable::strategies`].
+    pub fn strategy(&self, id: StrategyId) -> Option<Strategy> {
+        self.strategies().into_iter().find(|s| s.id == id)
+    }
 }
 
 /// What to optimize.

@@ -1,7 +1,12 @@
 //! Test support for other crates (feature `test-support`, dev-dependencies only): a real RFC
 //! 3161 TSA, `openssl ts -reply` behind an HTTP server on 127.0.0.1 port 0, with a test CA and
 //! a TSA certificate (ECDSA P-256) made by the `openssl` CLI in a temporary directory. It can
-//! be switched "down" (HTTP 503) to exercise failures and retries.
+//! be switched "down" (HTTP 503) to exercise failures and retries. And a ganache development
+//! chain ([`TestChain`], [`ganache`]) for EVM anchors.
+
+pub mod ganache;
+
+pub use ganache::TestChain;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

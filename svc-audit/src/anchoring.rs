@@ -12,8 +12,8 @@
 //! | `none` (default) | nothing; no task runs (stored anchors are still served) |
 //! | `rfc3161` | an RFC 3161 token from `tsa_url`, verified against `tsa_ca_cert` |
 //! | `opentimestamps` | a pending `.ots` proof from `ots_calendars`; later rounds upgrade pending proofs until a Bitcoin attestation arrives (`complete`) |
-//! | `ethereum`, `polygon` | a calldata transaction through `evm_rpc_url`, stored once mined |
-//! | `hybrid` | RFC 3161 at once, then Polygon in the same round ("later": after the token is stored, when the transaction is mined); two records of strategy `hybrid` |
+//! | `ethereum`, `polygon` | a calldata transaction through `evm_rpc_url`, stored at once as pending (`complete = false`) and final at its confirmation depth (below) |
+//! | `hybrid` | RFC 3161 at once, then Polygon in the same round ("later": after the token is stored; final at the depth); two records of strategy `hybrid` |
 //! | `auto` | the strategy `flk_anchor::optimizer::choose` picks (below) |
 //!
 //! A round anchors only the latest checkpoint: an older checkpoint whose anchoring failed is
@@ -21,12 +21,40 @@
 //! capped exponential backoff (`retry_initial_ms` doubling to `retry_max_ms`, at most the
 //! interval); a success returns to the interval.
 //!
+//! # EVM confirmations
+//!
+//! An EVM anchor is done only once its transaction is `evm_confirmations` blocks deep
+//! (default by `evm_chain_id`: 12 on Ethereum, 128 on Polygon; see
+//! `flk_anchor::evm::confirm`) in a block that is still canonical. Sending never waits: the
+//! round stores the anchor with `complete = false`, the [`flk_anchor::evm::PendingEvm`]
+//! state as its proof and 0 confirmations, and goes on (in `hybrid` the RFC 3161 token is
+//! already stored). Between rounds the task polls every pending EVM anchor every
+//! `evm_poll_interval_ms` (each round polls too); each change (a receipt, one more
+//! confirmation, a reorg, a re-submission) replaces the stored state with an `upgrade` line
+//! of the journal, so after a restart the first round resumes polling the same transaction
+//! and never sends a second one for the checkpoint unless the first was dropped. A reorg
+//! that moves the transaction restarts its count from the new block
+//! (`flk_audit_anchor_evm_reorgs_total`); a transaction that vanished, reverted, or has no
+//! receipt after `evm_receipt_timeout_secs` is re-submitted, same nonce and a higher gas price
+//! while that nonce is unspent (`flk_audit_anchor_evm_resubmissions_total{reason}`, an
+//! attempt of kind `evm`). Once final the proof becomes the `flk_anchor::EvmAnchor` (which
+//! verifies offline), `complete = true`, and only then the anchor counts as a success; its
+//! cost, `gasUsed * effectiveGasPrice` of the receipt, is added to
+//! `flk_audit_anchor_cost_wei_total` and shown in `flk.v1.Anchor.cost_wei` with the
+//! confirmations. One EVM transaction is in flight at a time: while one is pending, rounds do
+//! not send another (a later checkpoint is anchored by the first round after it is final, and
+//! covers the ones before). Pending EVM anchors are polled only while the strategy in effect
+//! uses EVM.
+//!
 //! # Durability
 //!
 //! An anchor counts as done ([`flk_audit_anchor_success_total`](crate::metrics), listings)
 //! only once its journal line is fsync'd. A crash during an attempt loses only the attempt:
 //! the next round finds the checkpoint unanchored and retries (an external service may then
-//! hold a second, unused timestamp of the same digest, which is harmless).
+//! hold a second, unused timestamp of the same digest, which is harmless). An EVM anchor
+//! counts as done once the journal line of its final state is; its transaction is stored
+//! (pending) right after it is sent, so a crash between the two is the only way to send a
+//! second transaction for a checkpoint.
 //!
 //! # The strategy is audited, in the audit log
 //!
@@ -46,10 +74,10 @@
 //! `previous` is the strategy recorded before (`null` the first time), `decision` is `null`
 //! for a fixed strategy. Under `auto` the candidates are the strategies this configuration
 //! can run (e.g. `rfc3161` only with `tsa_url` and `tsa_ca_cert`), with the figures of
-//! `flk_anchor::optimizer::default_strategies`, and `batches_per_month = 30 * 86400 /
-//! interval_secs`. The event is written at start when the body differs from the one last
-//! recorded; `none` is recorded only as a change from another strategy (a log that never
-//! anchored has no strategy event). Exactly once across crashes: the journal's `strategy`
+//! `flk_anchor::optimizer::default_strategies` overridden by `[anchor.strategies]`
+//! ([`config`]), and `batches_per_month = 30 * 86400 / interval_secs`. The event is written
+//! at start when the body differs from the one last recorded; `none` is recorded only as a
+//! change from another strategy (a log that never anchored has no strategy event). Exactly once across crashes: the journal's `strategy`
 //! line is written under the ledger's writer lock right after the append, and if a crash
 //! came between the two, the event is the log's last entry and is adopted on the next start.
 
@@ -59,6 +87,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flk_anchor::evm::{PendingEvm, Step};
 use flk_anchor::optimizer::{self, Decision, Inputs, Strategy, StrategyId};
 use flk_anchor::{
     AnchorKind, AnchorRecord, EvmClient, EvmConfig, OtsAnchor, OtsClient, Rfc3161Client, TsaTrust,
@@ -138,7 +167,8 @@ pub fn effective(cfg: &AnchorConfig) -> Result<Effective, AuditError> {
         }),
         StrategySetting::Auto => {
             let available = cfg.available();
-            let strategies: Vec<Strategy> = optimizer::default_strategies()
+            let strategies: Vec<Strategy> = cfg
+                .strategy_table()
                 .into_iter()
                 .filter(|s| available.contains(&s.id))
                 .collect();
@@ -166,10 +196,9 @@ pub fn effective(cfg: &AnchorConfig) -> Result<Effective, AuditError> {
     }
 }
 
-/// The cost of one batch of `strategy` from the optimizer's table, split per method (hybrid:
-/// RFC 3161's part and Polygon's part).
-fn method_cost(strategy: StrategyId, method: Method) -> f64 {
-    let table = optimizer::default_strategies();
+/// The cost of one batch of `strategy` from the optimizer's `table`, split per method
+/// (hybrid: RFC 3161's part and Polygon's part). An estimate: EVM anchors count their receipts.
+fn method_cost(table: &[Strategy], strategy: StrategyId, method: Method) -> f64 {
     let cost = |id: StrategyId| {
         table
             .iter()
@@ -317,17 +346,21 @@ impl Clients {
             None
         };
         let evm = if need.contains(&Method::Evm) {
-            let (Some(url), Some(chain_id), Some(key)) =
-                (&cfg.evm_rpc_url, cfg.evm_chain_id, &cfg.evm_key_file)
-            else {
+            let (Some(url), Some(chain_id), Some(key), Some(confirmations)) = (
+                &cfg.evm_rpc_url,
+                cfg.evm_chain_id,
+                &cfg.evm_key_file,
+                cfg.confirmations(),
+            ) else {
                 return Err(AuditError::Anchors("no evm settings".into()));
             };
             let config = EvmConfig {
                 rpc_url: url.clone(),
                 chain_id,
                 private_key: read_evm_key(key)?,
+                confirmations,
                 receipt_timeout: Duration::from_secs(cfg.evm_receipt_timeout_secs),
-                poll_interval: Duration::from_millis(500),
+                poll_interval: cfg.evm_poll_interval(),
                 request_timeout: timeout,
             };
             Some(EvmClient::new(&config).map_err(|e| bad("evm", &e))?)
@@ -341,12 +374,16 @@ impl Clients {
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Round {
-    /// Anchors stored in this round (new ones; upgrades not included).
+    /// Anchors stored in this round (new ones, EVM ones still pending; upgrades not included).
     pub anchored: Vec<u64>,
     /// Methods that failed (their kind labels).
     pub failed: Vec<&'static str>,
     /// OpenTimestamps proofs upgraded.
     pub upgraded: usize,
+    /// EVM anchors that became final.
+    pub confirmed: Vec<u64>,
+    /// EVM anchor transactions re-submitted.
+    pub resubmitted: usize,
 }
 
 /// The anchoring task's state.
@@ -357,14 +394,27 @@ struct Anchorer {
     ledger: Arc<Ledger>,
     store: Arc<AnchorStore>,
     metrics: AuditMetrics,
+    /// The optimizer's (configured) figures, for the estimated cost metric.
+    table: Vec<Strategy>,
+}
+
+/// Runs a journal write on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AuditError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
 }
 
 impl Anchorer {
-    /// One round: upgrade pending OpenTimestamps proofs, then anchor the latest checkpoint by
-    /// every method of the strategy that has not anchored it yet.
+    /// One round: upgrade pending OpenTimestamps proofs, poll pending EVM anchors, then anchor
+    /// the latest checkpoint by every method of the strategy that has not anchored it yet.
     async fn round(&self) -> Round {
         let mut round = Round::default();
         self.upgrade_pending(&mut round).await;
+        self.poll_evm(&mut round).await;
         let cp = self.ledger.checkpoint();
         if cp.size == 0 {
             return round;
@@ -387,6 +437,11 @@ impl Anchorer {
                     && a.record.root_hash == root
             });
             if done {
+                continue;
+            }
+            if method == Method::Evm && stored.iter().any(|a| a.record.kind == kind && !a.complete)
+            {
+                // One EVM transaction in flight at a time (see the module docs).
                 continue;
             }
             let label = kind_label(kind);
@@ -425,9 +480,13 @@ impl Anchorer {
                 },
                 Method::Evm => match &self.clients.evm {
                     Some(c) => c
-                        .anchor(&digest)
+                        .send(&digest)
                         .await
-                        .map(|a| (AnchorRecord::evm(&checkpoint, name, &a, now_unix()), true))
+                        .map(|p| {
+                            let record =
+                                AnchorRecord::evm_pending(&checkpoint, name, &p, now_unix());
+                            (record, false)
+                        })
                         .map_err(|e| e.to_string()),
                     None => Err("no evm client".into()),
                 },
@@ -436,14 +495,26 @@ impl Anchorer {
                 Ok((record, complete)) => {
                     let store = self.store.clone();
                     let note = cp.note.clone();
-                    tokio::task::spawn_blocking(move || store.add(note, record, complete))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
+                    blocking(move || store.add(note, record, complete)).await
                 }
                 Err(e) => Err(e),
             };
             match stored {
+                Ok(a) if method == Method::Evm => {
+                    // Done only when final (`poll_evm`); an attempt until then.
+                    self.metrics.evm_pending.inc();
+                    tracing::info!(
+                        id = a.id,
+                        size = cp.size,
+                        confirmations = self
+                            .clients
+                            .evm
+                            .as_ref()
+                            .map_or(0, EvmClient::confirmations),
+                        "checkpoint anchor transaction sent; waiting for its confirmations"
+                    );
+                    round.anchored.push(a.id);
+                }
                 Ok(a) => {
                     self.metrics
                         .anchor_success
@@ -456,7 +527,7 @@ impl Anchorer {
                     self.metrics
                         .anchor_cost
                         .with_label_values(&[name])
-                        .inc_by(method_cost(self.strategy, method));
+                        .inc_by(method_cost(&self.table, self.strategy, method));
                     self.metrics.anchored_up_to(cp.size);
                     tracing::info!(
                         id = a.id,
@@ -479,6 +550,141 @@ impl Anchorer {
             }
         }
         round
+    }
+
+    /// Whether there are EVM anchors to poll.
+    fn evm_pending(&self) -> bool {
+        self.clients.evm.is_some() && !self.store.incomplete(AnchorKind::Evm).is_empty()
+    }
+
+    /// Polls every pending EVM anchor once (see the module docs): stores a changed state, the
+    /// final anchor, or a re-submission.
+    async fn poll_evm(&self, round: &mut Round) {
+        let Some(client) = &self.clients.evm else {
+            return;
+        };
+        let label = kind_label(AnchorKind::Evm);
+        for a in self.store.incomplete(AnchorKind::Evm) {
+            let id = a.id;
+            let pending: PendingEvm = match serde_json::from_slice(&a.record.proof) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(id, error = %e, "a pending evm anchor's stored state does not parse; not polling it");
+                    continue;
+                }
+            };
+            let step = match client.poll(&pending).await {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "polling a pending evm anchor failed; polling again later");
+                    continue;
+                }
+            };
+            let reorgs = |next: &PendingEvm| next.reorgs.saturating_sub(pending.reorgs);
+            let store = self.store.clone();
+            match step {
+                Step::Pending(next) if next == pending => {}
+                Step::Pending(next) => {
+                    self.metrics.evm_reorgs.inc_by(u64::from(reorgs(&next)));
+                    if reorgs(&next) > 0 {
+                        tracing::warn!(
+                            id,
+                            reorgs = next.reorgs,
+                            "a reorg moved or dropped a pending evm anchor's transaction; its confirmations restart"
+                        );
+                    }
+                    let proof = serde_json::to_vec(&next).unwrap_or_default();
+                    let (confirmations, cost) = (next.confirmations, next.cost_wei());
+                    let done =
+                        blocking(move || store.upgrade_evm(id, &proof, false, confirmations, cost))
+                            .await;
+                    if let Err(e) = done {
+                        tracing::warn!(id, error = %e, "cannot store a pending evm anchor's progress");
+                    }
+                }
+                Step::Final(anchor) => {
+                    let proof = serde_json::to_vec(&anchor).unwrap_or_default();
+                    let confirmations = anchor.confirmations;
+                    let cost = anchor.cost_wei.parse::<u128>().ok();
+                    let done =
+                        blocking(move || store.upgrade_evm(id, &proof, true, confirmations, cost))
+                            .await;
+                    match done {
+                        Ok(()) => {
+                            self.metrics.evm_pending.dec();
+                            self.metrics
+                                .anchor_success
+                                .with_label_values(&[label])
+                                .inc();
+                            self.metrics
+                                .anchor_last_success
+                                .with_label_values(&[label])
+                                .set(now_unix());
+                            self.metrics
+                                .anchor_cost_wei
+                                .with_label_values(&[a.record.strategy.as_str()])
+                                .inc_by(cost.unwrap_or(0) as f64);
+                            self.metrics.anchored_up_to(a.record.checkpoint_size);
+                            tracing::info!(
+                                id,
+                                kind = label,
+                                size = a.record.checkpoint_size,
+                                block = anchor.block_number,
+                                confirmations,
+                                cost_wei = %anchor.cost_wei,
+                                "checkpoint anchored"
+                            );
+                            round.confirmed.push(id);
+                        }
+                        Err(e) => {
+                            tracing::warn!(id, error = %e, "cannot store a final evm anchor; polling again later")
+                        }
+                    }
+                }
+                Step::Dropped(next, reason) => {
+                    self.metrics.evm_reorgs.inc_by(u64::from(reorgs(&next)));
+                    self.metrics
+                        .anchor_attempts
+                        .with_label_values(&[label])
+                        .inc();
+                    let old = next.latest().map(|t| t.tx_hash.clone()).unwrap_or_default();
+                    let sent = match client.resubmit(&next).await {
+                        Ok(p) => {
+                            let proof = serde_json::to_vec(&p).unwrap_or_default();
+                            let tx = p.latest().map(|t| t.tx_hash.clone()).unwrap_or_default();
+                            blocking(move || store.upgrade_evm(id, &proof, false, 0, None))
+                                .await
+                                .map(|()| tx)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match sent {
+                        Ok(tx) => {
+                            self.metrics
+                                .evm_resubmissions
+                                .with_label_values(&[reason.label()])
+                                .inc();
+                            tracing::warn!(id, reason = reason.label(), dropped = %old, sent = %tx, "evm anchor transaction re-submitted");
+                            round.resubmitted += 1;
+                        }
+                        Err(e) => {
+                            self.metrics
+                                .anchor_failures
+                                .with_label_values(&[label])
+                                .inc();
+                            tracing::warn!(id, reason = reason.label(), dropped = %old, error = %e, "re-submitting an evm anchor transaction failed; retrying at the next poll");
+                            if !round.failed.contains(&label) {
+                                round.failed.push(label);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let pending = self.store.incomplete(AnchorKind::Evm).len();
+        self.metrics
+            .evm_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     async fn upgrade_pending(&self, round: &mut Round) {
@@ -581,6 +787,7 @@ impl AnchorHandle {
             ledger,
             store,
             metrics,
+            table: cfg.strategy_table(),
         };
         let (trigger, rx) = mpsc::channel(16);
         let task = tokio::spawn(run(anchorer, rx));
@@ -596,22 +803,32 @@ impl AnchorHandle {
 }
 
 /// The loop: a round at start, then every interval (after a failure: after the backoff
-/// delay), or when triggered.
+/// delay), or when triggered; in between, while EVM anchors are pending, a poll of them every
+/// `evm_poll_interval_ms`.
 async fn run(anchorer: Anchorer, mut trigger: mpsc::Receiver<oneshot::Sender<Round>>) {
     let interval = anchorer.cfg.interval();
     let initial = Duration::from_millis(anchorer.cfg.retry_initial_ms).min(interval);
     let max = Duration::from_millis(anchorer.cfg.retry_max_ms).min(interval);
+    let poll_every = anchorer.cfg.evm_poll_interval();
     let mut delay = initial;
     let mut next = tokio::time::Instant::now();
+    let mut next_poll = next + poll_every;
     loop {
+        let polling = anchorer.evm_pending();
         let reply = tokio::select! {
             _ = tokio::time::sleep_until(next) => None,
+            _ = tokio::time::sleep_until(next_poll), if polling => {
+                anchorer.poll_evm(&mut Round::default()).await;
+                next_poll = tokio::time::Instant::now() + poll_every;
+                continue;
+            }
             asked = trigger.recv() => match asked {
                 Some(reply) => Some(reply),
                 None => return,
             },
         };
         let round = anchorer.round().await;
+        next_poll = tokio::time::Instant::now() + poll_every;
         if round.failed.is_empty() {
             delay = initial;
             next = tokio::time::Instant::now() + interval;
@@ -638,10 +855,55 @@ mod tests {
             .find(|s| s.id == StrategyId::Hybrid)
             .unwrap()
             .cost_per_batch_usd;
-        let parts = method_cost(StrategyId::Hybrid, Method::Rfc3161)
-            + method_cost(StrategyId::Hybrid, Method::Evm);
+        let parts = method_cost(&table, StrategyId::Hybrid, Method::Rfc3161)
+            + method_cost(&table, StrategyId::Hybrid, Method::Evm);
         assert!((parts - hybrid).abs() < 1e-12);
-        assert_eq!(method_cost(StrategyId::Ethereum, Method::Evm), 2.0);
+        assert_eq!(method_cost(&table, StrategyId::Ethereum, Method::Evm), 2.0);
+        // A configured table is the one used.
+        let cfg = AnchorConfig {
+            strategies: toml::from_str("[rfc3161]\ncost_per_batch_usd = 0.25\n").unwrap(),
+            ..AnchorConfig::default()
+        };
+        let configured = cfg.strategy_table();
+        assert_eq!(
+            method_cost(&configured, StrategyId::Hybrid, Method::Rfc3161),
+            0.25
+        );
+        assert_eq!(
+            method_cost(&configured, StrategyId::Rfc3161, Method::Rfc3161),
+            0.25
+        );
+    }
+
+    #[test]
+    fn a_configured_strategy_table_changes_the_auto_choice() {
+        let cfg = AnchorConfig {
+            strategy: StrategySetting::Auto,
+            tsa_url: Some("http://tsa.test/".into()),
+            tsa_ca_cert: Some("/ca.pem".into()),
+            ots_calendars: vec!["http://cal.test".into()],
+            objective: optimizer::Objective::Cost,
+            ..AnchorConfig::default()
+        };
+        // Defaults: OpenTimestamps' public calendars are free.
+        assert_eq!(
+            effective(&cfg).unwrap().strategy,
+            Some(StrategyId::Opentimestamps)
+        );
+        // A deployment that pays for its calendar says so, and RFC 3161 wins on cost.
+        let cfg = AnchorConfig {
+            strategies: toml::from_str("[opentimestamps]\ncost_per_batch_usd = 0.05\n").unwrap(),
+            ..cfg
+        };
+        let eff = effective(&cfg).unwrap();
+        assert_eq!(eff.strategy, Some(StrategyId::Rfc3161));
+        let d = eff.decision.unwrap();
+        let ots = d
+            .candidates
+            .iter()
+            .find(|c| c.strategy.id == StrategyId::Opentimestamps)
+            .unwrap();
+        assert_eq!(ots.strategy.cost_per_batch_usd, 0.05);
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //!
 //! [anchor]                            # checkpoint anchoring: crate::anchoring::config
 //! strategy = "none"                   # (FLK_AUDIT_ANCHOR_* overrides)
+//! # evm_confirmations = 12            # EVM anchors final at this depth (default by chain id:
+//! #                                   # 12 Ethereum, 128 Polygon; FLK_AUDIT_ANCHOR_EVM_CONFIRMATIONS)
+//! # [anchor.strategies.ethereum]      # auto: the optimizer's figures per strategy, any of
+//! # cost_per_batch_usd = 2.0          # cost_per_batch_usd, latency_secs, durability, reliability
 //! ```
 
 use std::net::SocketAddr;

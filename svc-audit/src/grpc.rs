@@ -76,6 +76,8 @@ impl From<&StoredAnchor> for v1::Anchor {
             proof: a.record.proof.clone(),
             checkpoint_note: a.note.clone(),
             complete: a.complete,
+            confirmations: a.confirmations,
+            cost_wei: a.cost_wei.clone().unwrap_or_default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! svc-audit's Prometheus metrics (`flk_audit_*`), registered on a registry passed in (never
 //! a global). Labels come from closed sets: the skip reason ([`crate::mapping::Skip::label`]),
-//! the anchor `kind` (`rfc3161`, `opentimestamps`, `evm`) and the anchoring `strategy`
-//! (`flk_anchor::optimizer::StrategyId` names).
+//! the anchor `kind` (`rfc3161`, `opentimestamps`, `evm`), the anchoring `strategy`
+//! (`flk_anchor::optimizer::StrategyId` names) and why an EVM transaction was re-submitted
+//! (`reason`: `flk_anchor::evm::DropReason` labels `vanished`, `reverted`, `stuck`).
 
 use prometheus::{
     CounterVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -52,8 +53,18 @@ pub struct AuditMetrics {
     pub anchor_last_success: IntGaugeVec,
     /// The largest checkpoint size anchored.
     pub anchored_tree_size: IntGauge,
-    /// Anchoring cost from the optimizer's table (USD per batch), by strategy.
+    /// Estimated anchoring cost of RFC 3161 and OpenTimestamps anchors from the optimizer's
+    /// (configured) table, USD per batch, by strategy.
     pub anchor_cost: CounterVec,
+    /// Wei paid for final EVM anchors (gas used x effective gas price of their receipts),
+    /// by strategy.
+    pub anchor_cost_wei: CounterVec,
+    /// EVM anchor transactions re-submitted, by reason.
+    pub evm_resubmissions: IntCounterVec,
+    /// Inclusions of pending EVM anchor transactions lost or moved by a reorg.
+    pub evm_reorgs: IntCounter,
+    /// EVM anchors sent and not final yet.
+    pub evm_pending: IntGauge,
 }
 
 impl AuditMetrics {
@@ -171,11 +182,36 @@ impl AuditMetrics {
             anchor_cost: CounterVec::new(
                 Opts::new(
                     "flk_audit_anchor_cost_usd_total",
-                    "anchoring cost in USD per the optimizer's strategy table, by strategy",
+                    "estimated cost in USD of rfc3161 and opentimestamps anchors per the optimizer's strategy table, by strategy",
                 ),
                 &["strategy"],
             )?,
+            anchor_cost_wei: CounterVec::new(
+                Opts::new(
+                    "flk_audit_anchor_cost_wei_total",
+                    "wei paid for final evm anchors (gas used x effective gas price of the receipts), by strategy",
+                ),
+                &["strategy"],
+            )?,
+            evm_resubmissions: IntCounterVec::new(
+                Opts::new(
+                    "flk_audit_anchor_evm_resubmissions_total",
+                    "evm anchor transactions re-submitted (vanished after a reorg or from the mempool, reverted, or stuck without a receipt), by reason",
+                ),
+                &["reason"],
+            )?,
+            evm_reorgs: IntCounter::new(
+                "flk_audit_anchor_evm_reorgs_total",
+                "inclusions of pending evm anchor transactions lost or moved by a reorg",
+            )?,
+            evm_pending: IntGauge::new(
+                "flk_audit_anchor_evm_pending",
+                "evm anchors sent and not final yet (waiting for confirmations)",
+            )?,
         };
+        for reason in ["vanished", "reverted", "stuck"] {
+            m.evm_resubmissions.with_label_values(&[reason]);
+        }
         for name in ["not_a_decision", "bad_pcs_id", "bad_record"] {
             m.skipped.with_label_values(&[name]);
         }
@@ -201,6 +237,10 @@ impl AuditMetrics {
         registry.register(Box::new(m.anchor_last_success.clone()))?;
         registry.register(Box::new(m.anchored_tree_size.clone()))?;
         registry.register(Box::new(m.anchor_cost.clone()))?;
+        registry.register(Box::new(m.anchor_cost_wei.clone()))?;
+        registry.register(Box::new(m.evm_resubmissions.clone()))?;
+        registry.register(Box::new(m.evm_reorgs.clone()))?;
+        registry.register(Box::new(m.evm_pending.clone()))?;
         Ok(m)
     }
 

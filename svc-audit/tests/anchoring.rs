@@ -1,16 +1,22 @@
 //! Checkpoint anchoring end to end: a real svc-verify feeding a real svc-audit that anchors
 //! its checkpoints at a real RFC 3161 TSA (`openssl ts -reply` on port 0, from
-//! `flk_anchor::test_support`). Anchors must verify offline against the stored note and the
-//! log key, survive a restart, be listed over REST and gRPC; TSA outages are counted and
-//! retried; the `auto` strategy's choice is an entry of the audit log itself.
+//! `flk_anchor::test_support`) and on a ganache development chain (`TestChain`, port 0; the
+//! test mines the blocks and reorgs it with `evm_snapshot` / `evm_revert`). Anchors must
+//! verify offline against the stored note and the log key, survive a restart, be listed over
+//! REST and gRPC; TSA outages are counted and retried; EVM anchors stay pending until their
+//! confirmation depth, without holding up RFC 3161, and are re-submitted after a reorg drops
+//! them; the `auto` strategy's choice is an entry of the audit log itself.
 
 mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
+use flk_anchor::evm::PendingEvm;
 use flk_anchor::optimizer::Objective;
-use flk_anchor::test_support::TestTsa;
+use flk_anchor::test_support::ganache::{ADDRESS, CHAIN_ID, KEY_HEX};
+use flk_anchor::test_support::{TestChain, TestTsa};
+use flk_anchor::{AnchorError, EvmAnchor};
 use flk_anchor::{AnchorKind, AnchorRecord, Evidence, VerifyContext, anchored_digest};
 use flk_proto::v1;
 use flk_tlog::{EventKind, LogEntry};
@@ -455,5 +461,190 @@ async fn auto_strategy_choice_and_its_changes_are_entries_of_the_log() {
     )
     .expect("log verifies");
     assert_eq!(report.checkpoint.size, 7);
+    verify.stop().await;
+}
+
+async fn anchor_by_id(audit: &Audit, id: u64) -> Option<v1::Anchor> {
+    let mut client = audit.client().await;
+    client
+        .get_anchor(v1::GetAnchorRequest { id })
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_evm_anchor_waits_for_its_depth_survives_a_reorg_and_a_restart() {
+    let tsa = TestTsa::start().await;
+    let chain = TestChain::start();
+    let before = chain.snapshot().await;
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key_file = keys.path().join("anchor.key");
+    std::fs::write(&key_file, format!("0x{KEY_HEX}\n")).expect("write key");
+    let verify = Verify::start().await;
+    let mut audit = Audit::start_with(&verify.url(), |c| {
+        anchor_at(c, &tsa, StrategySetting::Hybrid, 3600);
+        c.anchor.evm_rpc_url = Some(chain.url.clone());
+        c.anchor.evm_chain_id = Some(CHAIN_ID);
+        c.anchor.evm_key_file = Some(key_file.clone());
+        c.anchor.evm_confirmations = Some(3);
+        c.anchor.evm_poll_interval_ms = 20;
+    })
+    .await;
+
+    // The round at start: the token at once, the transaction sent and pending. Ganache mined
+    // its block, so a poll soon counts 1 confirmation.
+    let pending = poll_until("the evm anchor has its first confirmation", || async {
+        anchor_by_id(&audit, 1)
+            .await
+            .filter(|a| a.confirmations == 1)
+    })
+    .await;
+    let token = anchor_by_id(&audit, 0).await.expect("the rfc 3161 anchor");
+    assert_eq!((token.kind.as_str(), token.complete), ("rfc3161", true));
+    assert_eq!(
+        (pending.kind.as_str(), pending.strategy.as_str()),
+        ("evm", "hybrid")
+    );
+    assert_eq!(pending.checkpoint_size, token.checkpoint_size);
+    assert!(!pending.complete);
+    assert!(pending.cost_wei.parse::<u128>().expect("cost in wei") > 0);
+    let (record, note) = record_of(&pending);
+    assert!(matches!(
+        record.verify(&note, audit.ledger().verifier(), &VerifyContext::default()),
+        Err(AnchorError::EvmNotFinal { confirmations: 1 })
+    ));
+    let first: PendingEvm = serde_json::from_slice(&pending.proof).expect("pending state");
+    assert_eq!(first.attempts.len(), 1);
+
+    // A reorg drops the transaction: the service notices and sends it again.
+    chain.revert(&before).await;
+    let resent = poll_until(
+        "the dropped transaction is re-submitted and mined",
+        || async {
+            anchor_by_id(&audit, 1).await.filter(|a| {
+                let p: PendingEvm = serde_json::from_slice(&a.proof).expect("pending state");
+                p.attempts.len() == 2 && a.confirmations == 1
+            })
+        },
+    )
+    .await;
+    let state: PendingEvm = serde_json::from_slice(&resent.proof).unwrap();
+    assert_eq!((state.resubmissions, state.reorgs), (1, 1));
+    assert_ne!(state.attempts[1].tx_hash, first.attempts[0].tx_hash);
+    let m = audit.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            r#"flk_audit_anchor_evm_resubmissions_total{reason="vanished"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(&m, "flk_audit_anchor_evm_reorgs_total"), 1.0);
+    assert_eq!(metric(&m, "flk_audit_anchor_evm_pending"), 1.0);
+    assert_eq!(
+        metric(&m, r#"flk_audit_anchor_success_total{kind="evm"}"#),
+        0.0
+    );
+
+    // Waiting for confirmations holds up nothing: a new checkpoint gets its token now, and no
+    // second transaction while one is in flight.
+    decide(&verify, &audit, "evm", 3).await;
+    let round = audit
+        .client()
+        .await
+        .anchor_checkpoint(v1::AnchorCheckpointRequest {})
+        .await
+        .expect("AnchorCheckpoint")
+        .into_inner();
+    assert!(round.failed.is_empty(), "{round:?}");
+    assert_eq!(round.anchored.len(), 1, "{round:?}");
+    assert_eq!(round.anchored[0].kind, "rfc3161");
+    assert_eq!(
+        round.anchored[0].checkpoint_size,
+        audit.ledger().checkpoint().size
+    );
+    // The table's estimate counts the two tokens only (RFC 3161's part of hybrid, 0.01 USD
+    // each); the transaction will count what its receipt says.
+    let usd = metric(
+        &audit.metrics(),
+        r#"flk_audit_anchor_cost_usd_total{strategy="hybrid"}"#,
+    );
+    assert!((usd - 0.02).abs() < 1e-9, "{usd}");
+
+    // A restart resumes the pending anchor from the journal; a block mined meanwhile counts.
+    audit.stop().await;
+    chain.mine(1).await;
+    audit.reopen().await;
+    poll_until(
+        "the resumed anchor counts the block mined while down",
+        || async {
+            anchor_by_id(&audit, 1)
+                .await
+                .filter(|a| a.confirmations == 2 && !a.complete)
+        },
+    )
+    .await;
+    chain.mine(1).await;
+    let done = poll_until("the evm anchor is final at its depth", || async {
+        anchor_by_id(&audit, 1).await.filter(|a| a.complete)
+    })
+    .await;
+    assert_eq!(done.confirmations, 3);
+    // One transaction mined in all: the re-submission; the restart sent none.
+    assert_eq!(
+        chain
+            .rpc(
+                "eth_getTransactionCount",
+                serde_json::json!([ADDRESS, "latest"])
+            )
+            .await,
+        "0x1"
+    );
+
+    // Final: the proof is the anchor, verifying offline; its cost is the receipt's.
+    let anchor: EvmAnchor = serde_json::from_slice(&done.proof).expect("final anchor");
+    assert_eq!(anchor.tx_hash, state.attempts[1].tx_hash);
+    assert_eq!(anchor.cost_wei, done.cost_wei);
+    let (record, note) = record_of(&done);
+    let v = record
+        .verify(&note, audit.ledger().verifier(), &VerifyContext::default())
+        .expect("final evm anchor verifies");
+    assert_eq!(
+        v.evidence,
+        Evidence::Evm {
+            chain_id: CHAIN_ID,
+            block_number: anchor.block_number
+        }
+    );
+    let m =
+        poll_until("the final anchor is counted", || {
+            let m = audit.metrics();
+            async move {
+                (metric(&m, r#"flk_audit_anchor_success_total{kind="evm"}"#) == 1.0).then_some(m)
+            }
+        })
+        .await;
+    let wei: f64 = done.cost_wei.parse().unwrap();
+    assert_eq!(
+        metric(&m, r#"flk_audit_anchor_cost_wei_total{strategy="hybrid"}"#),
+        wei
+    );
+    assert_eq!(metric(&m, "flk_audit_anchor_evm_pending"), 0.0);
+
+    // The next round anchors the latest checkpoint by evm too, now that nothing is in flight.
+    let round = audit
+        .client()
+        .await
+        .anchor_checkpoint(v1::AnchorCheckpointRequest {})
+        .await
+        .expect("AnchorCheckpoint")
+        .into_inner();
+    assert_eq!(round.anchored.len(), 1, "{round:?}");
+    assert_eq!(
+        (round.anchored[0].kind.as_str(), round.anchored[0].complete),
+        ("evm", false)
+    );
+    audit.stop().await;
     verify.stop().await;
 }

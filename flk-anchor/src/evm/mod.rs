@@ -1,5 +1,6 @@
 //! Ethereum / Polygon anchoring: the anchored digest as the calldata of a transaction signed
-//! locally, sent over JSON-RPC, its receipt stored and verified.
+//! locally, sent over JSON-RPC, done once it is buried under a configured number of blocks;
+//! its receipt stored and verified.
 //!
 //! The transaction is an EIP-155 legacy transaction (`rlp([nonce, gasPrice, gas, to, value,
 //! data, v, r, s])`, signed over `keccak256(rlp([nonce, gasPrice, gas, to, value, data,
@@ -9,26 +10,50 @@
 //! gas price `eth_gasPrice`, the nonce `eth_getTransactionCount(address, "pending")`. Polygon is
 //! the same code with its chain id and RPC URL.
 //!
-//! [`EvmClient::anchor`] checks `eth_chainId`, sends with `eth_sendRawTransaction` (the returned
-//! hash must be ours), polls `eth_getTransactionReceipt` until a deadline and verifies online
-//! ([`EvmClient::verify_online`]). The stored [`EvmAnchor`] holds the signed transaction fields,
-//! its hash, the block and the receipt as received.
+//! # Sending and confirming
+//!
+//! [`EvmClient::send`] checks `eth_chainId`, sends with `eth_sendRawTransaction` (the returned
+//! hash must be ours) and returns a [`PendingEvm`]: the state a caller stores and hands to
+//! [`EvmClient::poll`] until it is [`Step::Final`]. A poll asks `eth_blockNumber`, the
+//! attempts' receipts, and `eth_getBlockByNumber` at the receipt's block; the anchor is final
+//! once `head - receipt.blockNumber + 1 >= confirmations` ([`EvmConfig::confirmations`],
+//! default [`default_confirmations`]: 12 on Ethereum, 128 on Polygon) *and* that block is
+//! still the canonical one at its height. A reorg that moves the transaction restarts the
+//! count from its new block; a transaction that vanished (reorged out and not in the mempool),
+//! reverted, or got no receipt within [`EvmConfig::receipt_timeout`] is [`Step::Dropped`], and
+//! [`EvmClient::resubmit`] sends it again: with the same nonce and a gas price at least 10%
+//! higher while that nonce is unspent (so it replaces a stuck copy), else with the next nonce.
+//! The rules are pure functions of the node's answers, in [`confirm`]. Because the state is
+//! data, a restarted caller resumes polling and never sends a second transaction for a
+//! digest unless the first was dropped. [`EvmClient::anchor`] runs the whole cycle in one
+//! call.
+//!
+//! The final [`EvmAnchor`] holds the signed transaction fields, its hash, the block, the
+//! receipt as received, the confirmations seen and the cost in wei from the receipt
+//! (`gasUsed * effectiveGasPrice`, [`confirm::receipt_cost_wei`]).
+//!
+//! # Verifying
 //!
 //! Offline ([`EvmAnchor::verify_offline`]): the transaction's calldata is the digest, its
 //! re-encoding hashes to the stored hash, its signature recovers the stored sender for the
-//! stored chain id, and the stored receipt has status 1, this hash and the stored block.
+//! stored chain id, and the stored receipt has status 1, this hash and the stored block (and,
+//! when stored, the cost is the receipt's).
 //! Online ([`EvmClient::verify_online`]): `eth_getTransactionByHash` has the same input, sender,
 //! block hash and number; the receipt has status 1 in that block; `eth_getBlockByNumber` at
 //! that number has that hash.
 
+pub mod confirm;
 mod rlp;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha3::{Digest, Keccak256};
+
+pub use confirm::{DropReason, PendingEvm, SentTx, Step, default_confirmations};
+use confirm::{Observation, bumped_gas_price};
 
 /// The largest JSON-RPC answer read, in bytes.
 pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
@@ -96,9 +121,13 @@ pub struct EvmConfig {
     pub chain_id: u64,
     /// The secp256k1 private key of the sending account.
     pub private_key: [u8; 32],
-    /// How long to wait for the receipt.
+    /// Blocks, the transaction's included, before an anchor is final (at least 1; usually
+    /// [`default_confirmations`] of the chain id).
+    pub confirmations: u64,
+    /// How long a sent transaction may stay without a receipt before it counts as stuck and
+    /// is re-submitted with a higher gas price ([`EvmClient::anchor`]: gives up instead).
     pub receipt_timeout: Duration,
-    /// Pause between receipt polls.
+    /// Pause between polls in [`EvmClient::anchor`].
     pub poll_interval: Duration,
     /// Bound on each JSON-RPC request.
     pub request_timeout: Duration,
@@ -110,6 +139,7 @@ impl std::fmt::Debug for EvmConfig {
             .field("rpc_url", &self.rpc_url)
             .field("chain_id", &self.chain_id)
             .field("private_key", &"<redacted>")
+            .field("confirmations", &self.confirmations)
             .field("receipt_timeout", &self.receipt_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("request_timeout", &self.request_timeout)
@@ -157,6 +187,14 @@ pub struct EvmAnchor {
     pub block_hash: String,
     /// The receipt as returned by the node.
     pub receipt: Value,
+    /// Confirmations when the anchor became final (`head - block_number + 1`; 0 in anchors
+    /// stored before confirmations were counted).
+    #[serde(default)]
+    pub confirmations: u64,
+    /// Wei paid, `gasUsed * effectiveGasPrice` of the receipt, decimal ([`confirm`]; empty
+    /// in anchors stored before the cost was recorded).
+    #[serde(default)]
+    pub cost_wei: String,
 }
 
 fn hex0x(b: &[u8]) -> String {
@@ -258,46 +296,75 @@ fn sign(
     Ok((stored, raw))
 }
 
+/// The byte fields of a stored transaction, decoded.
+struct Decoded {
+    to: Vec<u8>,
+    data: Vec<u8>,
+    r: [u8; 32],
+    s: [u8; 32],
+}
+
+impl SignedLegacyTx {
+    fn decoded(&self) -> Result<Decoded, EvmError> {
+        let bad = EvmError::Verification;
+        let b32 = |x: &str, what| {
+            unhex(x)
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or(bad(what))
+        };
+        Ok(Decoded {
+            to: unhex(&self.to)
+                .filter(|t| t.len() == 20)
+                .ok_or(bad("bad recipient"))?,
+            data: unhex(&self.data).ok_or(bad("calldata is not hex"))?,
+            r: b32(&self.r, "bad signature r")?,
+            s: b32(&self.s, "bad signature s")?,
+        })
+    }
+
+    fn unsigned<'a>(&self, d: &'a Decoded) -> UnsignedTx<'a> {
+        UnsignedTx {
+            nonce: self.nonce,
+            gas_price: self.gas_price,
+            gas_limit: self.gas_limit,
+            to: &d.to,
+            value: self.value,
+            data: &d.data,
+        }
+    }
+
+    /// The raw signed transaction, `rlp([nonce, gasPrice, gas, to, value, data, v, r, s])`
+    /// (what `eth_sendRawTransaction` takes, e.g. to broadcast it again); `Err` names the
+    /// field that is not well-formed.
+    pub fn raw(&self) -> Result<Vec<u8>, EvmError> {
+        let d = self.decoded()?;
+        Ok(self.unsigned(&d).raw(self.v, &d.r, &d.s))
+    }
+}
+
 impl EvmAnchor {
     /// Offline checks (see the module docs); returns the block number.
     pub fn verify_offline(&self, digest: &[u8; 32]) -> Result<u64, EvmError> {
         let bad = EvmError::Verification;
         let tx = &self.tx;
-        let data = unhex(&tx.data).ok_or(bad("calldata is not hex"))?;
-        if data != digest {
+        let d = tx.decoded()?;
+        if d.data != digest {
             return Err(bad("calldata is not the anchored digest"));
         }
-        let to = unhex(&tx.to)
-            .filter(|t| t.len() == 20)
-            .ok_or(bad("bad recipient"))?;
-        let unsigned = UnsignedTx {
-            nonce: tx.nonce,
-            gas_price: tx.gas_price,
-            gas_limit: tx.gas_limit,
-            to: &to,
-            value: tx.value,
-            data: &data,
-        };
-        let r = unhex(&tx.r)
-            .filter(|x| x.len() == 32)
-            .ok_or(bad("bad signature r"))?;
-        let s = unhex(&tx.s)
-            .filter(|x| x.len() == 32)
-            .ok_or(bad("bad signature s"))?;
-        let raw = unsigned.raw(tx.v, &r, &s);
+        let unsigned = tx.unsigned(&d);
+        let raw = unsigned.raw(tx.v, &d.r, &d.s);
         if hex0x(&keccak(&raw)) != self.tx_hash {
             return Err(bad("transaction hash does not match the transaction"));
         }
-        let recid =
-            tx.v.checked_sub(35 + 2 * self.chain_id)
-                .and_then(|x| u8::try_from(x).ok())
-                .and_then(RecoveryId::from_byte)
-                .ok_or(bad("v does not encode this chain id"))?;
-        let sig = Signature::from_scalars(
-            <[u8; 32]>::try_from(r.as_slice()).map_err(|_| bad("bad signature r"))?,
-            <[u8; 32]>::try_from(s.as_slice()).map_err(|_| bad("bad signature s"))?,
-        )
-        .map_err(|_| bad("invalid signature"))?;
+        let recid = self
+            .chain_id
+            .checked_mul(2)
+            .and_then(|c| c.checked_add(35))
+            .and_then(|base| tx.v.checked_sub(base))
+            .and_then(|x| u8::try_from(x).ok())
+            .and_then(RecoveryId::from_byte)
+            .ok_or(bad("v does not encode this chain id"))?;
+        let sig = Signature::from_scalars(d.r, d.s).map_err(|_| bad("invalid signature"))?;
         let key =
             VerifyingKey::recover_from_prehash(&unsigned.signing_hash(self.chain_id), &sig, recid)
                 .map_err(|_| bad("signature does not recover"))?;
@@ -316,6 +383,16 @@ impl EvmAnchor {
         {
             return Err(bad("receipt block differs from the stored block"));
         }
+        if !self.cost_wei.is_empty()
+            && confirm::receipt_cost_wei(rc, tx.gas_price)
+                .map(|c| c.to_string())
+                .ok()
+                != Some(self.cost_wei.clone())
+        {
+            return Err(bad(
+                "stored cost differs from the receipt's gas used x price",
+            ));
+        }
         Ok(self.block_number)
     }
 }
@@ -328,8 +405,19 @@ pub struct EvmClient {
     chain_id: u64,
     key: SigningKey,
     address: [u8; 20],
+    confirmations: u64,
     receipt_timeout: Duration,
     poll_interval: Duration,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn lower(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_lowercase)
 }
 
 impl EvmClient {
@@ -339,6 +427,9 @@ impl EvmClient {
             .map_err(|e| EvmError::Config(format!("rpc url: {e}")))?;
         let key = SigningKey::from_slice(&config.private_key)
             .map_err(|_| EvmError::Config("private key is not a valid secp256k1 scalar".into()))?;
+        if config.confirmations == 0 {
+            return Err(EvmError::Config("confirmations must be at least 1".into()));
+        }
         let address = address_of(key.verifying_key());
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
@@ -350,6 +441,7 @@ impl EvmClient {
             chain_id: config.chain_id,
             key,
             address,
+            confirmations: config.confirmations,
             receipt_timeout: config.receipt_timeout,
             poll_interval: config.poll_interval,
         })
@@ -360,72 +452,145 @@ impl EvmClient {
         hex0x(&self.address)
     }
 
-    /// Anchors `digest` (see the module docs).
+    /// The confirmation depth at which an anchor is final.
+    pub fn confirmations(&self) -> u64 {
+        self.confirmations
+    }
+
+    /// Anchors `digest` from start to finish: [`EvmClient::send`], then
+    /// [`EvmClient::poll`] every `poll_interval` until final, re-submitting a transaction that
+    /// vanished or reverted. Waits as long as the chain takes to reach the depth;
+    /// [`EvmError::ReceiptTimeout`] when a transaction has no receipt within
+    /// `receipt_timeout`.
     pub async fn anchor(&self, digest: &[u8; 32]) -> Result<EvmAnchor, EvmError> {
-        let node_chain = self.quantity_call("eth_chainId", json!([])).await?;
-        if node_chain != u128::from(self.chain_id) {
-            return Err(EvmError::ChainIdMismatch {
-                node: u64::try_from(node_chain).unwrap_or(u64::MAX),
-                configured: self.chain_id,
-            });
+        let start = tokio::time::Instant::now();
+        let mut pending = self.send(digest).await?;
+        loop {
+            pending = match self.poll(&pending).await? {
+                Step::Final(anchor) => return Ok(anchor),
+                Step::Pending(p) => p,
+                Step::Dropped(p, DropReason::Stuck) => {
+                    return Err(EvmError::ReceiptTimeout {
+                        tx_hash: p.latest().map(|a| a.tx_hash.clone()).unwrap_or_default(),
+                        waited: start.elapsed(),
+                    });
+                }
+                Step::Dropped(p, _) => self.resubmit(&p).await?,
+            };
+            // Polling a remote node for a future block: the pause is the protocol, not a
+            // synchronisation shortcut.
+            tokio::time::sleep(self.poll_interval).await;
         }
-        let me = self.address();
-        let nonce = self
-            .quantity_call("eth_getTransactionCount", json!([me, "pending"]))
-            .await?;
-        let gas_price = self.quantity_call("eth_gasPrice", json!([])).await?;
-        let unsigned = UnsignedTx {
-            nonce: u64::try_from(nonce).map_err(|_| EvmError::Malformed {
-                method: "eth_getTransactionCount",
-                what: "nonce above 2^64",
-            })?,
-            gas_price,
-            gas_limit: intrinsic_gas(digest),
-            to: &self.address,
-            value: 0,
-            data: digest,
-        };
-        let (tx, raw) = sign(&self.key, &unsigned, self.chain_id)?;
-        let tx_hash = hex0x(&keccak(&raw));
-        let sent = self
-            .call("eth_sendRawTransaction", json!([hex0x(&raw)]))
-            .await?;
-        if sent.as_str().map(str::to_lowercase) != Some(tx_hash.clone()) {
-            return Err(EvmError::Malformed {
-                method: "eth_sendRawTransaction",
-                what: "returned hash is not the transaction's",
-            });
-        }
-        let receipt = self.wait_for_receipt(&tx_hash).await?;
-        let malformed = |what| EvmError::Malformed {
-            method: "eth_getTransactionReceipt",
-            what,
-        };
-        let block_number = quantity(&receipt["blockNumber"])
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or(malformed("blockNumber"))?;
-        let block_hash = receipt["blockHash"]
-            .as_str()
-            .map(str::to_lowercase)
-            .ok_or(malformed("blockHash"))?;
-        let anchor = EvmAnchor {
-            chain_id: self.chain_id,
-            from: me,
-            tx,
-            tx_hash,
-            block_number,
-            block_hash,
-            receipt,
-        };
-        anchor.verify_offline(digest)?;
-        self.verify_online(&anchor, digest).await?;
-        Ok(anchor)
     }
 
     /// [`EvmClient::anchor`] for synchronous callers: runs it on a private runtime in a helper
     /// thread and blocks until it is done.
     pub fn anchor_blocking(&self, digest: &[u8; 32]) -> Result<EvmAnchor, EvmError> {
         crate::block_on(self.anchor(digest)).map_err(EvmError::Transport)?
+    }
+
+    /// Sends the transaction anchoring `digest` and returns the state to poll (see the module
+    /// docs).
+    pub async fn send(&self, digest: &[u8; 32]) -> Result<PendingEvm, EvmError> {
+        self.check_chain().await?;
+        let nonce = self.nonce("pending").await?;
+        let gas_price = self.quantity_call("eth_gasPrice", json!([])).await?;
+        let attempt = self.sign_and_send(digest, nonce, gas_price).await?;
+        Ok(PendingEvm {
+            chain_id: self.chain_id,
+            from: self.address(),
+            digest: hex0x(digest),
+            attempts: vec![attempt],
+            inclusion: None,
+            confirmations: 0,
+            missing_polls: 0,
+            resubmissions: 0,
+            reorgs: 0,
+        })
+    }
+
+    /// Re-submits a dropped anchor ([`Step::Dropped`]): the same nonce with a gas price at
+    /// least 10% above the last attempt's (or `eth_gasPrice` if higher) while the account's
+    /// mined nonce has not passed it, else the next pending nonce at `eth_gasPrice`. Returns
+    /// the state with the new attempt.
+    pub async fn resubmit(&self, pending: &PendingEvm) -> Result<PendingEvm, EvmError> {
+        self.check_pending(pending)?;
+        let digest = pending.digest_bytes()?;
+        let last = pending
+            .latest()
+            .ok_or(EvmError::Verification("pending anchor has no transaction"))?;
+        self.check_chain().await?;
+        let mined = self.nonce("latest").await?;
+        let current = self.quantity_call("eth_gasPrice", json!([])).await?;
+        let (nonce, gas_price) = if mined <= last.tx.nonce {
+            (
+                last.tx.nonce,
+                current.max(bumped_gas_price(last.tx.gas_price)),
+            )
+        } else {
+            (self.nonce("pending").await?, current)
+        };
+        let attempt = self.sign_and_send(&digest, nonce, gas_price).await?;
+        Ok(pending.with_attempt(attempt))
+    }
+
+    /// Polls a pending anchor once (see [`confirm`]); a [`Step::Final`] anchor has passed
+    /// [`EvmAnchor::verify_offline`] and [`EvmClient::verify_online`].
+    pub async fn poll(&self, pending: &PendingEvm) -> Result<Step, EvmError> {
+        self.check_pending(pending)?;
+        let digest = pending.digest_bytes()?;
+        let head = u64::try_from(self.quantity_call("eth_blockNumber", json!([])).await?).map_err(
+            |_| EvmError::Malformed {
+                method: "eth_blockNumber",
+                what: "block number above 2^64",
+            },
+        )?;
+        let mut receipt = None;
+        for (i, a) in pending.attempts.iter().enumerate().rev() {
+            let r = self
+                .call("eth_getTransactionReceipt", json!([a.tx_hash]))
+                .await?;
+            // Some nodes answer a receipt without a block for a transaction still pending.
+            if !r.is_null() && !r["blockHash"].is_null() {
+                receipt = Some((i, r));
+                break;
+            }
+        }
+        let mut canonical_hash = None;
+        let mut known = receipt.is_some();
+        if let Some((_, r)) = &receipt {
+            let block = self
+                .call("eth_getBlockByNumber", json!([r["blockNumber"], false]))
+                .await?;
+            canonical_hash = lower(&block["hash"]);
+        } else {
+            for a in pending.attempts.iter().rev() {
+                let tx = self
+                    .call("eth_getTransactionByHash", json!([a.tx_hash]))
+                    .await?;
+                if !tx.is_null() {
+                    known = true;
+                    break;
+                }
+            }
+        }
+        let obs = Observation {
+            head,
+            receipt,
+            canonical_hash,
+            known,
+            now_unix: now_unix(),
+        };
+        let step = confirm::advance(
+            pending,
+            &obs,
+            self.confirmations,
+            self.receipt_timeout.as_secs(),
+        )?;
+        if let Step::Final(anchor) = &step {
+            self.verify_online(anchor, &digest).await?;
+        }
+        Ok(step)
     }
 
     /// Checks `anchor` against the chain (see the module docs), after the offline checks.
@@ -442,7 +607,6 @@ impl EvmClient {
         if tx.is_null() {
             return Err(bad("transaction not found on chain"));
         }
-        let lower = |v: &Value| v.as_str().map(str::to_lowercase);
         if lower(&tx["input"]) != Some(anchor.tx.data.clone()) {
             return Err(bad("on-chain input is not the anchored digest"));
         }
@@ -475,26 +639,72 @@ impl EvmClient {
         Ok(())
     }
 
-    async fn wait_for_receipt(&self, tx_hash: &str) -> Result<Value, EvmError> {
-        let start = tokio::time::Instant::now();
-        let deadline = start + self.receipt_timeout;
-        loop {
-            let receipt = self
-                .call("eth_getTransactionReceipt", json!([tx_hash]))
-                .await?;
-            if !receipt.is_null() {
-                return Ok(receipt);
-            }
-            if tokio::time::Instant::now() + self.poll_interval > deadline {
-                return Err(EvmError::ReceiptTimeout {
-                    tx_hash: tx_hash.to_owned(),
-                    waited: start.elapsed(),
-                });
-            }
-            // Polling a remote node for a future block: the pause is the protocol, not a
-            // synchronisation shortcut.
-            tokio::time::sleep(self.poll_interval).await;
+    /// A pending anchor must be of this chain and sender.
+    fn check_pending(&self, pending: &PendingEvm) -> Result<(), EvmError> {
+        if pending.chain_id != self.chain_id || pending.from != self.address() {
+            return Err(EvmError::Config(format!(
+                "pending anchor is for chain {} sender {}, this client is chain {} sender {}",
+                pending.chain_id,
+                pending.from,
+                self.chain_id,
+                self.address()
+            )));
         }
+        Ok(())
+    }
+
+    async fn check_chain(&self) -> Result<(), EvmError> {
+        let node_chain = self.quantity_call("eth_chainId", json!([])).await?;
+        if node_chain != u128::from(self.chain_id) {
+            return Err(EvmError::ChainIdMismatch {
+                node: u64::try_from(node_chain).unwrap_or(u64::MAX),
+                configured: self.chain_id,
+            });
+        }
+        Ok(())
+    }
+
+    /// `eth_getTransactionCount(address, block)`.
+    async fn nonce(&self, block: &str) -> Result<u64, EvmError> {
+        let n = self
+            .quantity_call("eth_getTransactionCount", json!([self.address(), block]))
+            .await?;
+        u64::try_from(n).map_err(|_| EvmError::Malformed {
+            method: "eth_getTransactionCount",
+            what: "nonce above 2^64",
+        })
+    }
+
+    async fn sign_and_send(
+        &self,
+        digest: &[u8; 32],
+        nonce: u64,
+        gas_price: u128,
+    ) -> Result<SentTx, EvmError> {
+        let unsigned = UnsignedTx {
+            nonce,
+            gas_price,
+            gas_limit: intrinsic_gas(digest),
+            to: &self.address,
+            value: 0,
+            data: digest,
+        };
+        let (tx, raw) = sign(&self.key, &unsigned, self.chain_id)?;
+        let tx_hash = hex0x(&keccak(&raw));
+        let sent = self
+            .call("eth_sendRawTransaction", json!([hex0x(&raw)]))
+            .await?;
+        if lower(&sent) != Some(tx_hash.clone()) {
+            return Err(EvmError::Malformed {
+                method: "eth_sendRawTransaction",
+                what: "returned hash is not the transaction's",
+            });
+        }
+        Ok(SentTx {
+            tx,
+            tx_hash,
+            sent_at_unix: now_unix(),
+        })
     }
 
     async fn quantity_call(&self, method: &'static str, params: Value) -> Result<u128, EvmError> {

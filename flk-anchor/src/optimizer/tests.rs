@@ -324,3 +324,80 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_configured_table_overrides_figures_and_rederives_hybrid() {
+    let table: StrategyTable = parse_table(
+        r#"{"ethereum": {"cost_per_batch_usd": 0.5},
+            "polygon": {"latency_secs": 120.0, "reliability": 0.99},
+            "hybrid": {"durability": 0.9}}"#,
+    );
+    table.validate().unwrap();
+    let s = table.strategies();
+    assert_eq!(
+        s.iter().map(|s| s.id).collect::<Vec<_>>(),
+        default_strategies()
+            .iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>()
+    );
+    let eth = table.strategy(StrategyId::Ethereum).unwrap();
+    assert_eq!(
+        (
+            eth.cost_per_batch_usd,
+            eth.latency_secs,
+            eth.durability,
+            eth.reliability
+        ),
+        (0.5, 768.0, 0.99, 0.99)
+    );
+    let poly = table.strategy(StrategyId::Polygon).unwrap();
+    assert_eq!((poly.latency_secs, poly.reliability), (120.0, 0.99));
+    // Hybrid: derived from the configured parts, then its own override.
+    let hybrid = table.strategy(StrategyId::Hybrid).unwrap();
+    let rfc = table.strategy(StrategyId::Rfc3161).unwrap();
+    let derived = Strategy::hybrid(StrategyId::Hybrid, &rfc, &poly);
+    assert_eq!(hybrid.reliability, derived.reliability);
+    assert_eq!(hybrid.durability, 0.9);
+    // No configuration is the default table.
+    assert_eq!(StrategyTable::default().strategies(), default_strategies());
+}
+
+#[test]
+fn a_configured_table_changes_the_choice() {
+    let cost = |strategies| {
+        choose(&Inputs {
+            strategies,
+            objective: Objective::Cost,
+            constraints: Constraints::default(),
+            batches_per_month: 1000,
+        })
+        .unwrap()
+        .chosen
+    };
+    assert_eq!(cost(default_strategies()), StrategyId::Opentimestamps);
+    let table: StrategyTable = parse_table(r#"{"opentimestamps": {"cost_per_batch_usd": 3.0}}"#);
+    assert_eq!(cost(table.strategies()), StrategyId::Polygon);
+}
+
+#[test]
+fn bad_configured_tables_are_refused_naming_the_key() {
+    for (json, key) in [
+        (r#"{"solana": {}}"#, "solana"),
+        (r#"{"ethereum": {"cost": 1.0}}"#, "cost"),
+    ] {
+        let err = serde_json::from_str::<StrategyTable>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{err}");
+    }
+    let t: StrategyTable = parse_table(r#"{"rfc3161": {"durability": 1.5}}"#);
+    let err = t.validate().unwrap_err();
+    assert!(err.contains("rfc3161.durability"), "{err}");
+    let t: StrategyTable = parse_table(r#"{"polygon": {"latency_secs": -1.0}}"#);
+    assert!(t.validate().unwrap_err().contains("polygon.latency_secs"));
+}
+
+fn parse_table(json: &str) -> StrategyTable {
+    serde_json::from_str(json).unwrap()
+}

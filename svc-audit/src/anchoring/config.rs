@@ -1,5 +1,5 @@
 //! The `[anchor]` section of svc-audit's configuration, with its `FLK_AUDIT_ANCHOR_*`
-//! environment overrides (names in [`env`]).
+//! environment overrides (names in [`mod@env`]).
 //!
 //! ```toml
 //! [anchor]
@@ -15,16 +15,33 @@
 //! evm_chain_id = 137
 //! evm_network = "polygon"      # which network the RPC is: "ethereum" or "polygon"
 //! evm_key_file = "/secrets/anchor.key"    # 32-byte secp256k1 key, hex (optionally 0x-prefixed)
-//! evm_receipt_timeout_secs = 600
+//! # evm_confirmations = 128    # blocks (the transaction's included) before an EVM anchor is
+//! #                            # final; default by evm_chain_id: 12 Ethereum, 128 Polygon, else 12
+//! evm_receipt_timeout_secs = 600  # no receipt this long after sending: re-sent, higher gas price
+//! evm_poll_interval_ms = 4000  # how often a pending EVM anchor's transaction is polled
 //! objective = "balanced"       # auto only: cost | latency | durability | balanced
 //! # max_cost_per_month_usd = 50.0, max_latency_secs = 3600.0,
 //! # min_durability = 0.9, min_reliability = 0.95     (auto only: hard constraints)
+//!
+//! # auto only: the optimizer's figures, per strategy (ethereum, polygon, rfc3161,
+//! # opentimestamps, hybrid), any of the four; the rest keep the defaults of
+//! # flk_anchor::optimizer::default_strategies (ethereum: 2.0 USD, 768 s, 0.99, 0.99).
+//! [anchor.strategies.ethereum]
+//! cost_per_batch_usd = 0.5
+//! [anchor.strategies.polygon]
+//! latency_secs = 120.0
 //! ```
+//!
+//! Unknown keys are refused, naming the key (in `[anchor.strategies]` too). The table feeds
+//! `auto`'s choice and the estimated cost metric of RFC 3161 and OpenTimestamps anchors
+//! (`flk_audit_anchor_cost_usd_total`); EVM anchors count what their receipts say
+//! (`flk_audit_anchor_cost_wei_total`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flk_anchor::optimizer::{Constraints, Objective, StrategyId};
+use flk_anchor::evm::default_confirmations;
+use flk_anchor::optimizer::{Constraints, Objective, Strategy, StrategyId, StrategyTable};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -45,6 +62,8 @@ pub mod env {
     pub const EVM_NETWORK: &str = "FLK_AUDIT_ANCHOR_EVM_NETWORK";
     pub const EVM_KEY_FILE: &str = "FLK_AUDIT_ANCHOR_EVM_KEY_FILE";
     pub const EVM_RECEIPT_TIMEOUT_SECS: &str = "FLK_AUDIT_ANCHOR_EVM_RECEIPT_TIMEOUT_SECS";
+    pub const EVM_CONFIRMATIONS: &str = "FLK_AUDIT_ANCHOR_EVM_CONFIRMATIONS";
+    pub const EVM_POLL_INTERVAL_MS: &str = "FLK_AUDIT_ANCHOR_EVM_POLL_INTERVAL_MS";
     pub const OBJECTIVE: &str = "FLK_AUDIT_ANCHOR_OBJECTIVE";
     pub const MAX_COST_PER_MONTH_USD: &str = "FLK_AUDIT_ANCHOR_MAX_COST_PER_MONTH_USD";
     pub const MAX_LATENCY_SECS: &str = "FLK_AUDIT_ANCHOR_MAX_LATENCY_SECS";
@@ -148,8 +167,15 @@ pub struct AnchorConfig {
     pub evm_network: EvmNetwork,
     /// File holding the sender's secp256k1 private key, 64 hex digits.
     pub evm_key_file: Option<PathBuf>,
-    /// How long to wait for a transaction's receipt.
+    /// How long a sent transaction may stay without a receipt before it is re-submitted with
+    /// a higher gas price.
     pub evm_receipt_timeout_secs: u64,
+    /// Confirmations before an EVM anchor is final; `None`: by chain id
+    /// (`flk_anchor::evm::default_confirmations`: 12 Ethereum, 128 Polygon, else 12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evm_confirmations: Option<u64>,
+    /// Pause between two polls of a pending EVM anchor's transaction.
+    pub evm_poll_interval_ms: u64,
     /// `auto`: what the optimizer maximizes.
     pub objective: Objective,
     /// `auto`: hard constraint, USD per month.
@@ -160,6 +186,9 @@ pub struct AnchorConfig {
     pub min_durability: Option<f64>,
     /// `auto`: hard constraint.
     pub min_reliability: Option<f64>,
+    /// The optimizer's figures per strategy (`[anchor.strategies.<name>]`), over
+    /// `flk_anchor::optimizer::default_strategies`.
+    pub strategies: StrategyTable,
 }
 
 impl Default for AnchorConfig {
@@ -178,11 +207,14 @@ impl Default for AnchorConfig {
             evm_network: EvmNetwork::Polygon,
             evm_key_file: None,
             evm_receipt_timeout_secs: 600,
+            evm_confirmations: None,
+            evm_poll_interval_ms: 4000,
             objective: Objective::Balanced,
             max_cost_per_month_usd: None,
             max_latency_secs: None,
             min_durability: None,
             min_reliability: None,
+            strategies: StrategyTable::default(),
         }
     }
 }
@@ -258,6 +290,12 @@ impl AnchorConfig {
         if let Some(v) = vars(env::EVM_RECEIPT_TIMEOUT_SECS) {
             self.evm_receipt_timeout_secs = parse_env(env::EVM_RECEIPT_TIMEOUT_SECS, &v)?;
         }
+        if let Some(v) = vars(env::EVM_CONFIRMATIONS) {
+            self.evm_confirmations = Some(parse_env(env::EVM_CONFIRMATIONS, &v)?);
+        }
+        if let Some(v) = vars(env::EVM_POLL_INTERVAL_MS) {
+            self.evm_poll_interval_ms = parse_env(env::EVM_POLL_INTERVAL_MS, &v)?;
+        }
         if let Some(v) = vars(env::OBJECTIVE) {
             self.objective = match v.trim() {
                 "cost" => Objective::Cost,
@@ -303,6 +341,18 @@ impl AnchorConfig {
         if self.request_timeout_ms == 0 {
             return invalid("`anchor.request_timeout_ms` must be at least 1".into());
         }
+        if self.evm_confirmations == Some(0) {
+            return invalid("`anchor.evm_confirmations` must be at least 1".into());
+        }
+        if self.evm_poll_interval_ms == 0 {
+            return invalid("`anchor.evm_poll_interval_ms` must be at least 1".into());
+        }
+        if self.evm_receipt_timeout_secs == 0 {
+            return invalid("`anchor.evm_receipt_timeout_secs` must be at least 1".into());
+        }
+        self.strategies
+            .validate()
+            .map_err(|m| ConfigError::Invalid(format!("`anchor.strategies.{m}`")))?;
         let c = self.constraints();
         for v in [
             c.max_cost_per_month_usd,
@@ -384,6 +434,21 @@ impl AnchorConfig {
         .collect()
     }
 
+    /// The confirmation depth of EVM anchors: `evm_confirmations`, else the chain id's default.
+    pub fn confirmations(&self) -> Option<u64> {
+        self.evm_confirmations
+            .or(self.evm_chain_id.map(default_confirmations))
+    }
+
+    /// The optimizer's figures: the defaults with `strategies` applied.
+    pub fn strategy_table(&self) -> Vec<Strategy> {
+        self.strategies.strategies()
+    }
+
+    pub fn evm_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.evm_poll_interval_ms)
+    }
+
     /// The optimizer's hard constraints.
     pub fn constraints(&self) -> Constraints {
         Constraints {
@@ -462,5 +527,98 @@ mod tests {
         c.strategy = StrategySetting::None;
         c.interval_secs = 0;
         assert!(c.validate().unwrap_err().to_string().contains("interval"));
+    }
+
+    #[test]
+    fn evm_confirmations_default_by_chain_and_are_overridden() {
+        let mut c = AnchorConfig::default();
+        assert_eq!(c.confirmations(), None);
+        c.evm_chain_id = Some(1);
+        assert_eq!(c.confirmations(), Some(12));
+        c.evm_chain_id = Some(137);
+        assert_eq!(c.confirmations(), Some(128));
+        c.apply_env(&vars(&[
+            (env::EVM_CONFIRMATIONS, "3"),
+            (env::EVM_POLL_INTERVAL_MS, "250"),
+        ]))
+        .unwrap();
+        assert_eq!(c.confirmations(), Some(3));
+        assert_eq!(c.evm_poll_interval(), Duration::from_millis(250));
+        c.validate().unwrap();
+
+        let err = c
+            .apply_env(&vars(&[(env::EVM_CONFIRMATIONS, "many")]))
+            .unwrap_err();
+        assert!(err.to_string().contains(env::EVM_CONFIRMATIONS), "{err}");
+        c.apply_env(&vars(&[(env::EVM_CONFIRMATIONS, "0")]))
+            .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("evm_confirmations"), "{err}");
+        let c = AnchorConfig {
+            evm_poll_interval_ms: 0,
+            ..AnchorConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("poll"));
+    }
+
+    #[test]
+    fn anchor_section_from_toml_with_a_strategy_table() {
+        use crate::config::AuditConfig;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.toml");
+        std::fs::write(
+            &path,
+            "[anchor]\nevm_confirmations = 5\nevm_chain_id = 1\n\
+             [anchor.strategies.ethereum]\ncost_per_batch_usd = 0.5\n\
+             [anchor.strategies.hybrid]\nlatency_secs = 10.0\n",
+        )
+        .unwrap();
+        let cfg = AuditConfig::load(Some(&path), |k| {
+            (k == env::EVM_CONFIRMATIONS).then(|| "7".to_owned())
+        })
+        .unwrap();
+        let a = &cfg.anchor;
+        assert_eq!(a.confirmations(), Some(7), "the environment wins");
+        let eth = a.strategies.strategy(StrategyId::Ethereum).unwrap();
+        assert_eq!((eth.cost_per_batch_usd, eth.latency_secs), (0.5, 768.0));
+        assert_eq!(
+            a.strategies
+                .strategy(StrategyId::Hybrid)
+                .unwrap()
+                .latency_secs,
+            10.0
+        );
+        // Printed and read back unchanged.
+        let printed = cfg.redacted();
+        assert!(printed.contains("cost_per_batch_usd = 0.5"), "{printed}");
+        std::fs::write(&path, &printed).unwrap();
+        assert_eq!(
+            AuditConfig::load(Some(&path), |_| None).unwrap().anchor,
+            AnchorConfig {
+                evm_confirmations: Some(7),
+                ..a.clone()
+            }
+        );
+
+        // Unknown strategies and figures are refused, naming the key; ranges are checked.
+        for (toml, key) in [
+            (
+                "[anchor.strategies.solana]\ncost_per_batch_usd = 1.0\n",
+                "solana",
+            ),
+            ("[anchor.strategies.polygon]\ncost_usd = 1.0\n", "cost_usd"),
+            ("[anchor]\nevm_confirmation = 3\n", "evm_confirmation"),
+            (
+                "[anchor.strategies.rfc3161]\nreliability = 2.0\n",
+                "anchor.strategies.rfc3161.reliability",
+            ),
+        ] {
+            std::fs::write(&path, toml).unwrap();
+            let err = AuditConfig::load(Some(&path), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! | line `type` | fields | meaning |
 //! |---|---|---|
 //! | `anchor` | `id`, `note`, `record`, `complete` | a new anchor: the exact checkpoint note, the `flk_anchor::AnchorRecord` (proof base64), whether the proof is final |
-//! | `upgrade` | `id`, `proof`, `complete` | a new proof for anchor `id` (an upgraded OpenTimestamps file, base64) |
+//! | `upgrade` | `id`, `proof`, `complete`, [`confirmations`, `cost_wei`] | a new proof for anchor `id`: an upgraded OpenTimestamps file, or an EVM anchor's new pending state or final anchor (JSON) with its confirmations and cost in wei (decimal) |
 //! | `strategy` | `chosen`, `body`, `leaf_index` | the strategy in use, and the leaf of its audit-log event |
 //!
 //! Ids are dense from 0 in file order. On open a torn last line (a crash during an append:
@@ -36,8 +36,19 @@ pub struct StoredAnchor {
     pub note: String,
     /// The anchor.
     pub record: AnchorRecord,
-    /// False while an OpenTimestamps proof has only pending attestations.
+    /// False while an OpenTimestamps proof has only pending attestations or an EVM
+    /// transaction is not final (its proof is then a `flk_anchor::evm::PendingEvm` JSON).
     pub complete: bool,
+    /// EVM: confirmations at the last poll (final anchors: at least the depth); else 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub confirmations: u64,
+    /// EVM: wei paid per the receipt, decimal; `None` before a receipt and for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_wei: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The strategy in use, as last recorded.
@@ -59,6 +70,10 @@ enum Line {
         id: u64,
         proof: String,
         complete: bool,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        confirmations: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_wei: Option<String>,
     },
     Strategy(StrategyMark),
 }
@@ -175,6 +190,8 @@ impl AnchorStore {
             note,
             record,
             complete,
+            confirmations: 0,
+            cost_wei: None,
         };
         self.append(&mut inner, Line::Anchor(stored.clone()))?;
         Ok(stored)
@@ -182,11 +199,26 @@ impl AnchorStore {
 
     /// Replaces anchor `id`'s proof durably.
     pub fn upgrade(&self, id: u64, proof: &[u8], complete: bool) -> Result<(), AuditError> {
+        self.upgrade_evm(id, proof, complete, 0, None)
+    }
+
+    /// Replaces EVM anchor `id`'s proof (its pending state, or the final anchor) durably, with
+    /// its confirmations and cost.
+    pub fn upgrade_evm(
+        &self,
+        id: u64,
+        proof: &[u8],
+        complete: bool,
+        confirmations: u64,
+        cost_wei: Option<u128>,
+    ) -> Result<(), AuditError> {
         let mut inner = self.lock();
         let line = Line::Upgrade {
             id,
             proof: B64.encode(proof),
             complete,
+            confirmations,
+            cost_wei: cost_wei.map(|c| c.to_string()),
         };
         self.append(&mut inner, line)
     }
@@ -200,6 +232,16 @@ impl AnchorStore {
     /// Every anchor, oldest first.
     pub fn list(&self) -> Vec<StoredAnchor> {
         self.lock().anchors.clone()
+    }
+
+    /// The anchors of `kind` that are not complete, oldest first.
+    pub fn incomplete(&self, kind: flk_anchor::AnchorKind) -> Vec<StoredAnchor> {
+        self.lock()
+            .anchors
+            .iter()
+            .filter(|a| a.record.kind == kind && !a.complete)
+            .cloned()
+            .collect()
     }
 
     /// Anchor `id`.
@@ -231,6 +273,8 @@ fn apply(inner: &mut Inner, line: Line) -> Result<(), String> {
             id,
             proof,
             complete,
+            confirmations,
+            cost_wei,
         } => {
             let a = usize::try_from(id)
                 .ok()
@@ -240,6 +284,8 @@ fn apply(inner: &mut Inner, line: Line) -> Result<(), String> {
                 .decode(proof)
                 .map_err(|e| format!("upgrade of anchor {id}: {e}"))?;
             a.complete = complete;
+            a.confirmations = confirmations;
+            a.cost_wei = cost_wei;
         }
         Line::Strategy(s) => inner.strategy = Some(s),
     }
@@ -270,6 +316,7 @@ mod tests {
         assert_eq!(a.id, 0);
         store.add("note 2".into(), record(2), true).unwrap();
         store.upgrade(0, &[9, 9], true).unwrap();
+        assert_eq!(store.incomplete(AnchorKind::OpenTimestamps).len(), 0);
         store
             .set_strategy(StrategyMark {
                 chosen: "rfc3161".into(),
@@ -293,11 +340,23 @@ mod tests {
         assert_eq!(list[1].note, "note 2");
         assert_eq!(store.strategy().unwrap().leaf_index, 7);
         // The next append lands on a clean line.
-        assert_eq!(store.add("note 3".into(), record(3), true).unwrap().id, 2);
+        assert_eq!(store.add("note 3".into(), record(3), false).unwrap().id, 2);
+        assert_eq!(store.incomplete(AnchorKind::OpenTimestamps)[0].id, 2);
+        // An EVM-style upgrade keeps its confirmations and a cost above 2^64 wei.
+        let wei = u128::from(u64::MAX) * 3;
+        store.upgrade_evm(2, &[7], false, 5, Some(wei)).unwrap();
         drop(store);
         let store = AnchorStore::open(dir.path()).unwrap();
         assert_eq!(store.list().len(), 3);
-        assert_eq!(store.get(2).unwrap().record.checkpoint_size, 3);
+        let a = store.get(2).unwrap();
+        assert_eq!(a.record.checkpoint_size, 3);
+        assert_eq!((a.confirmations, a.complete), (5, false));
+        assert_eq!(a.cost_wei.as_deref(), Some(wei.to_string().as_str()));
+        // Lines without the EVM fields (OpenTimestamps, older journals) read as 0 / none.
+        assert_eq!(
+            (list[1].confirmations, list[1].cost_wei.as_ref()),
+            (0, None)
+        );
         drop(store);
 
         // Damage before the last line is corruption, not a torn tail.
