@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use flk_runtime::security::{
-    PeerSettings, TlsSettings, TokenHash, ensure_token_file, GENERATED_TOKEN_FILE,
+    GENERATED_TOKEN_FILE, PeerSettings, TlsSettings, TokenHash, ensure_token_file,
 };
 use gateway::config::GatewaySettings;
 use tokio::sync::watch;
@@ -38,6 +38,11 @@ const SECTIONS: [&str; 4] = ["verify", "audit", "kpi", "gateway"];
 
 /// The `default` tenant's API token, when the stack made one.
 pub const DEFAULT_TOKEN_FILE: &str = "default.token";
+
+/// The services' data directories inside the stack's (unless a section sets its own).
+pub const VERIFY_DIR: &str = "verify";
+pub const AUDIT_DIR: &str = "audit";
+pub const KPI_DIR: &str = "kpi";
 
 /// What to start: each service's configuration, as loaded.
 #[derive(Debug, Clone)]
@@ -92,18 +97,17 @@ impl StackConfig {
                 None => Table::new(),
             };
             if let Some(dir) = dir {
-                t.entry("data_dir").or_insert_with(|| {
-                    Value::String(data_dir.join(dir).display().to_string())
-                });
+                t.entry("data_dir")
+                    .or_insert_with(|| Value::String(data_dir.join(dir).display().to_string()));
                 t.entry("listen")
                     .or_insert_with(|| Value::String("127.0.0.1:0".into()));
             }
             Ok(t)
         };
         let (v, a, k, g) = (
-            section("verify", Some("verify"))?,
-            section("audit", Some("audit"))?,
-            section("kpi", Some("kpi"))?,
+            section("verify", Some(VERIFY_DIR))?,
+            section("audit", Some(AUDIT_DIR))?,
+            section("kpi", Some(KPI_DIR))?,
             section("gateway", None)?,
         );
         let at = |s: &str| format!("{origin} [{s}]");
@@ -306,7 +310,9 @@ impl Stack {
         let gateway = async {
             // The tenants file of svc-verify is the gateway's too (limits, API tokens).
             if gw_settings.tenants_file.is_none() {
-                gw_settings.tenants_file.clone_from(&verify_cfg.tenants_file);
+                gw_settings
+                    .tenants_file
+                    .clone_from(&verify_cfg.tenants_file);
             }
             gw_settings.audit_upstream = Some(format!("http://{audit_addr}"));
             gw_settings.kpi_upstream = Some(format!("http://{kpi_addr}"));
@@ -452,7 +458,10 @@ max_in_flight = 7
         std::fs::write(&path, "[kpi]\nretention = 3\n").unwrap();
         let err = StackConfig::load(Some(&path), None, |_| None).unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.contains("[kpi]") && text.contains("retention"), "{text}");
+        assert!(
+            text.contains("[kpi]") && text.contains("retention"),
+            "{text}"
+        );
         std::fs::write(&path, "[verfy]\n").unwrap();
         let err = StackConfig::load(Some(&path), None, |_| None).unwrap_err();
         assert!(format!("{err:#}").contains("verfy"), "{err:#}");
