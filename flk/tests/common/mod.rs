@@ -22,6 +22,13 @@ pub struct Up {
 }
 
 impl Up {
+    /// Stops the stack (kills it and waits for it to exit; a crash, which the stores
+    /// survive) and keeps the data directory, whose stores are locked while it runs.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The token in `<data-dir>/<file>` (`admin.token`, `default.token`).
     pub fn token(&self, file: &str) -> String {
         std::fs::read_to_string(self.data_dir.join(file))
@@ -69,7 +76,8 @@ pub fn up_with(args: &[&str]) -> Up {
         if let Some(rest) = line.strip_prefix("svc-audit (grpc, REST /v1/audit/*) on ") {
             audit_url = rest.split(',').next().map(str::to_owned);
         }
-        if let Some(rest) = line.strip_prefix("svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on ")
+        if let Some(rest) =
+            line.strip_prefix("svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on ")
         {
             kpi_url = rest.split(',').next().map(str::to_owned);
         }
