@@ -9,6 +9,13 @@
 //!   how it differs; a store that stops short of the checkpoint is reported as truncated,
 //!   with the entries it still holds.
 //!   `--postgres URL` reads the same log from svc-audit's PostgreSQL tables instead.
+//! * `--data-dir DIR` verifies the log a stack keeps (`flk up --data-dir DIR`: svc-audit's
+//!   data directory is `DIR/audit`) or svc-audit keeps (`DIR` holding `tlog/`), as `--log`
+//!   does, against the log's own checkpoint (`tlog/checkpoint`, unless `--checkpoint`) and,
+//!   unless `--key` is given, the verifier key of svc-audit's signer key in the same data
+//!   directory (`log.key`). That key proves the files agree with each other, not who wrote
+//!   them: whoever can rewrite the log can rewrite the key beside it, so the output says so,
+//!   and `--key` with the verifier key published elsewhere (`flk up` prints it) pins it.
 //! * `--bundle FILE --key KEY` checks one proof bundle (the JSON of
 //!   `GET /v1/audit/proof/{pcs_id}`) and prints the decoded entry and its checkpoint.
 //!
@@ -40,8 +47,12 @@ enum AuditCommand {
 #[derive(clap::Args)]
 struct VerifyArgs {
     /// The log directory (svc-audit's `<data_dir>/tlog`).
-    #[arg(long, value_name = "DIR", required_unless_present_any = ["bundle", "postgres"], conflicts_with = "postgres")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["bundle", "postgres", "data_dir"], conflicts_with = "postgres")]
     log: Option<PathBuf>,
+    /// A data directory: a stack's, as given to `flk up` (its log is `DIR/audit/tlog`), or
+    /// svc-audit's own (`DIR/tlog`); the key defaults to the one svc-audit keeps there.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["log", "postgres", "bundle"])]
+    data_dir: Option<PathBuf>,
     /// The log in PostgreSQL (svc-audit's `postgres_url`), read-only.
     #[arg(long, value_name = "URL", conflicts_with = "bundle")]
     postgres: Option<String>,
@@ -49,9 +60,10 @@ struct VerifyArgs {
     /// `GET /v1/audit/checkpoint` (default: the log's own checkpoint).
     #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
     checkpoint: Option<PathBuf>,
-    /// The log's verifier key (`<name>+<hex key id>+<base64 key>`), or a file holding it.
-    #[arg(long, value_name = "KEY")]
-    key: String,
+    /// The log's verifier key (`<name>+<hex key id>+<base64 key>`), or a file holding it
+    /// (default with --data-dir: derived from the data directory's `log.key`).
+    #[arg(long, value_name = "KEY", required_unless_present = "data_dir")]
+    key: Option<String>,
     /// First entry to read and rehash (tiles and root are always checked in full).
     #[arg(long, value_name = "N", conflicts_with = "bundle")]
     from: Option<u64>,
@@ -70,7 +82,27 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
 }
 
 fn verify(a: VerifyArgs) -> anyhow::Result<()> {
-    let verifier = load_key(&a.key)?;
+    if let Some(dir) = &a.data_dir {
+        let audit_dir = audit_dir(dir)?;
+        let verifier = match &a.key {
+            Some(key) => load_key(key)?,
+            None => {
+                let (verifier, path) = stored_verifier(&audit_dir)?;
+                println!(
+                    "verifier key: {} (of the signer key {}; it proves the log is consistent with its own key: give --key with the published verifier key to pin who signed it)",
+                    verifier.key_string(),
+                    path.display()
+                );
+                verifier
+            }
+        };
+        let store = DirStore::open(&audit_dir.join(svc_audit::ledger::TLOG_DIR))?;
+        return verify_store(&store, &a, &verifier);
+    }
+    let Some(key) = &a.key else {
+        bail!("give the log's verifier key with --key (or a data directory with --data-dir)");
+    };
+    let verifier = load_key(key)?;
     match (&a.bundle, &a.log, &a.postgres) {
         (Some(bundle), _, _) => verify_bundle(bundle, &verifier),
         (None, Some(dir), _) => {
@@ -82,8 +114,46 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot open the log in PostgreSQL: {e}"))?;
             verify_store(&store, &a, &verifier)
         }
-        (None, None, None) => bail!("give --log DIR, --postgres URL or --bundle FILE"),
+        (None, None, None) => {
+            bail!("give --data-dir DIR, --log DIR, --postgres URL or --bundle FILE")
+        }
     }
+}
+
+/// svc-audit's data directory for `dir`: `<dir>/audit` when `dir` is a stack's data directory
+/// (`flk up --data-dir`), else `dir` itself when it holds the log (`tlog/`).
+fn audit_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    let tlog = svc_audit::ledger::TLOG_DIR;
+    let stack = dir.join(crate::stack::AUDIT_DIR);
+    if stack.join(tlog).is_dir() {
+        return Ok(stack);
+    }
+    if dir.join(tlog).is_dir() {
+        return Ok(dir.to_owned());
+    }
+    bail!(
+        "{} holds no audit log: neither {} (a `flk up` data dir) nor {} (a svc-audit data dir) exists",
+        dir.display(),
+        stack.join(tlog).display(),
+        dir.join(tlog).display()
+    )
+}
+
+/// The verifier of the signer key svc-audit keeps in its data directory (`log.key`), and
+/// that file's path.
+fn stored_verifier(audit_dir: &Path) -> anyhow::Result<(LogVerifier, PathBuf)> {
+    let path = audit_dir.join(svc_audit::keys::DEFAULT_KEY_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{} does not exist (svc-audit's `log_key_file` may keep the key elsewhere): give the log's verifier key with --key",
+            path.display()
+        ),
+        Err(e) => bail!("cannot read the log key {}: {e}", path.display()),
+    };
+    let signer = flk_tlog::LogSigner::from_private_key(text.trim())
+        .map_err(|e| anyhow::anyhow!("{} is not a log signer key: {e}", path.display()))?;
+    Ok((signer.verifier(), path))
 }
 
 /// A verifier key given inline or in a file.
@@ -138,7 +208,9 @@ fn verify_store<S: TileStore>(
         Some(path) => (read_checkpoint(path)?, path.display().to_string()),
         None => match own {
             Some(n) => (n, format!("the log's checkpoint ({where_})")),
-            None => bail!("{where_} has no checkpoint; give one with --checkpoint"),
+            None => bail!(
+                "{where_} has no checkpoint (svc-audit writes one with its first entries); give one with --checkpoint"
+            ),
         },
     };
     let checkpoint = match flk_tlog::open_checkpoint(&note, verifier) {

@@ -39,6 +39,11 @@ const SECTIONS: [&str; 4] = ["verify", "audit", "kpi", "gateway"];
 /// The `default` tenant's API token, when the stack made one.
 pub const DEFAULT_TOKEN_FILE: &str = "default.token";
 
+/// The services' data directories inside the stack's (unless a section sets its own).
+pub const VERIFY_DIR: &str = "verify";
+pub const AUDIT_DIR: &str = "audit";
+pub const KPI_DIR: &str = "kpi";
+
 /// What to start: each service's configuration, as loaded.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
@@ -100,9 +105,9 @@ impl StackConfig {
             Ok(t)
         };
         let (v, a, k, g) = (
-            section("verify", Some("verify"))?,
-            section("audit", Some("audit"))?,
-            section("kpi", Some("kpi"))?,
+            section("verify", Some(VERIFY_DIR))?,
+            section("audit", Some(AUDIT_DIR))?,
+            section("kpi", Some(KPI_DIR))?,
             section("gateway", None)?,
         );
         let at = |s: &str| format!("{origin} [{s}]");

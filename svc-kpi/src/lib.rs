@@ -67,7 +67,7 @@ pub use config::KpiConfig;
 pub use error::KpiError;
 use metrics::{Event, KpiMetrics};
 pub use model::{Outcome, Verdict, Window};
-pub use report::{AuditView, KpiReport, ReportSettings, compute_report};
+pub use report::{AuditView, DecisionSeries, KpiReport, ReportSettings, compute_report};
 pub use store::Store;
 use store::{ApplyReport, FeedbackReport};
 

@@ -239,6 +239,17 @@ impl Window {
         }
     }
 
+    /// Width in minutes of one step of the report's decisions-over-time series: 1 minute
+    /// over 1h (60 steps), 30 minutes over 24h (48), 3 hours over 7d (56). Divides
+    /// [`Window::minutes`].
+    pub fn series_step_minutes(self) -> u64 {
+        match self {
+            Window::Hour => 1,
+            Window::Day => 30,
+            Window::Week => 180,
+        }
+    }
+
     /// The first minute the window covers at `now_ms`: the current minute and the
     /// `minutes() - 1` before it.
     pub fn start_minute(self, now_ms: i64) -> u64 {

@@ -32,6 +32,11 @@
 //!   tenants). Null when no audit upstream is configured or it has not answered. svc-audit
 //!   skips records it cannot map (malformed ones), which this count cannot see.
 //!
+//! * `decisions_over_time`: the window's decisions by outcome in equal steps of
+//!   [`Window::series_step_minutes`] (by decision time, like every count here), the first step
+//!   starting at `window_start_unix_ms`. Decisions stamped after the window's last step (ahead
+//!   of this clock) count in the last step, so each series sums to its outcome's count.
+//!
 //! A rate whose denominator is 0 is `None` (JSON null). The window is the current minute and
 //! the ones before it, 60 / 1,440 / 10,080 minutes in all (see [`Window::start_minute`]).
 
@@ -100,6 +105,52 @@ impl SloStatus {
     }
 }
 
+/// Decisions over the window by outcome, in equal time steps (see the module docs). Each
+/// vector has `window minutes / step_minutes` entries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecisionSeries {
+    /// Width of one step in minutes.
+    pub step_minutes: u64,
+    /// Start of the first step (Unix ms).
+    pub start_unix_ms: i64,
+    pub accepted: Vec<u64>,
+    pub escalated: Vec<u64>,
+    pub rejected: Vec<u64>,
+}
+
+impl DecisionSeries {
+    /// The series of `window` starting at `start_minute` from per-minute outcome counts.
+    fn of(window: Window, start_minute: u64, by_minute: &[(u64, [u64; 3])]) -> DecisionSeries {
+        let step = window.series_step_minutes();
+        let steps = usize::try_from(window.minutes() / step).unwrap_or(1);
+        let mut series = DecisionSeries {
+            step_minutes: step,
+            start_unix_ms: i64::try_from(start_minute.saturating_mul(60_000)).unwrap_or(i64::MAX),
+            accepted: vec![0; steps],
+            escalated: vec![0; steps],
+            rejected: vec![0; steps],
+        };
+        for (minute, [a, e, r]) in by_minute {
+            let i = usize::try_from(minute.saturating_sub(start_minute) / step)
+                .unwrap_or(usize::MAX)
+                .min(steps - 1);
+            series.accepted[i] += a;
+            series.escalated[i] += e;
+            series.rejected[i] += r;
+        }
+        series
+    }
+
+    /// Number of steps.
+    pub fn len(&self) -> usize {
+        self.accepted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accepted.is_empty()
+    }
+}
+
 /// The cost inputs measured in the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostInputs {
@@ -139,6 +190,9 @@ pub struct KpiReport {
     /// `containment`, `escalation`, `latency`.
     pub slo: BTreeMap<String, SloStatus>,
     pub cost_inputs: CostInputs,
+    /// Decisions by outcome over the window (empty from servers that predate it).
+    #[serde(default)]
+    pub decisions_over_time: DecisionSeries,
 }
 
 fn ratio(n: u64, d: u64) -> Option<f64> {
@@ -267,5 +321,6 @@ pub fn compute_report(
             replicated_bytes: b.counts[REPLICATED_BYTES],
             anchor_batches: sums.anchor_batches.iter().cloned().collect(),
         },
+        decisions_over_time: DecisionSeries::of(window, start, &sums.outcomes_by_minute),
     })
 }

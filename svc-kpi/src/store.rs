@@ -117,6 +117,9 @@ pub struct WindowSums {
     pub all_decisions: u64,
     /// Anchor batches in the window, by strategy.
     pub anchor_batches: Vec<(String, u64)>,
+    /// The tenant's decisions per minute that has any, in minute order: `(minute,
+    /// [accepted, escalated, rejected])`.
+    pub outcomes_by_minute: Vec<(u64, [u64; 3])>,
 }
 
 /// The KPI store. Cheap to share (`Arc`); redb serializes writers and lets readers run.
@@ -558,8 +561,13 @@ impl Store {
             .range((tenant, start_minute)..=(tenant, u64::MAX))
             .map_err(db_err)?
         {
-            let (_, v) = r.map_err(db_err)?;
-            sums.bucket.merge(&Bucket::decode(v.value())?);
+            let (k, v) = r.map_err(db_err)?;
+            let b = Bucket::decode(v.value())?;
+            let outcomes = Outcome::ALL.map(|o| b.outcome(o));
+            if outcomes.iter().any(|n| *n > 0) {
+                sums.outcomes_by_minute.push((k.value().1, outcomes));
+            }
+            sums.bucket.merge(&b);
         }
         let totals = txn.open_table(MINUTE_TOTALS).map_err(db_err)?;
         for r in totals.range(start_minute..).map_err(db_err)? {

@@ -280,6 +280,72 @@ fn windows_roll_with_the_clock() {
 }
 
 #[test]
+fn decisions_over_time_puts_each_decision_in_the_step_of_its_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let kpi = open(dir.path(), &clock);
+    kpi.apply(&[
+        decision(1, "acme", 1, Accepted, T0, 10),
+        decision(2, "acme", 2, Escalated, T0 - 59 * MINUTE, 10),
+        decision(3, "acme", 3, Rejected, T0 - 60 * MINUTE, 10),
+        // Ahead of this clock: counts in the last step.
+        decision(4, "acme", 4, Accepted, T0 + 5 * MINUTE, 10),
+        decision(5, "acme", 5, Accepted, T0 - 2 * DAY, 10),
+        decision(6, "other", 6, Rejected, T0, 10),
+    ])
+    .unwrap();
+    let nonzero = |v: &[u64]| -> Vec<(usize, u64)> {
+        v.iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (i, *n))
+            .collect()
+    };
+    let hour = kpi.report("acme", Window::Hour).unwrap();
+    let s = &hour.decisions_over_time;
+    assert_eq!((s.step_minutes, s.len()), (1, 60));
+    assert_eq!(s.start_unix_ms, hour.window_start_unix_ms);
+    assert_eq!(nonzero(&s.accepted), [(59, 2)]);
+    assert_eq!(nonzero(&s.escalated), [(0, 1)]);
+    assert!(
+        nonzero(&s.rejected).is_empty(),
+        "60 minutes ago is outside 1h"
+    );
+
+    // 24h: steps of 30 minutes; T0 is in the last, T0 - 59 min and T0 - 60 min in the two
+    // before it (T0 is on a step boundary).
+    let day = kpi.report("acme", Window::Day).unwrap();
+    let s = &day.decisions_over_time;
+    assert_eq!((s.step_minutes, s.len()), (30, 48));
+    assert_eq!(nonzero(&s.accepted), [(47, 2)]);
+    assert_eq!(nonzero(&s.escalated), [(46, 1)]);
+    assert_eq!(nonzero(&s.rejected), [(45, 1)]);
+
+    // 7d: steps of 3 hours; each series sums to its outcome's count.
+    let week = kpi.report("acme", Window::Week).unwrap();
+    let s = &week.decisions_over_time;
+    assert_eq!((s.step_minutes, s.len()), (180, 56));
+    assert_eq!(s.start_unix_ms, week.window_start_unix_ms);
+    assert_eq!(nonzero(&s.accepted), [(39, 1), (55, 2)]);
+    let sum = |v: &[u64]| v.iter().sum::<u64>();
+    assert_eq!(
+        (sum(&s.accepted), sum(&s.escalated), sum(&s.rejected)),
+        (week.accepted, week.escalated, week.rejected)
+    );
+
+    // Other tenants' decisions are not in it; a tenant without decisions has zeros.
+    let none = kpi.report("nobody", Window::Hour).unwrap();
+    assert_eq!(none.decisions_over_time.len(), 60);
+    assert_eq!(sum(&none.decisions_over_time.rejected), 0);
+
+    // Reports from servers that predate the series still parse.
+    let mut json = serde_json::to_value(&hour).unwrap();
+    json.as_object_mut().unwrap().remove("decisions_over_time");
+    let old: svc_kpi::KpiReport = serde_json::from_value(json).unwrap();
+    assert!(old.decisions_over_time.is_empty());
+}
+
+#[test]
 fn retention_removes_old_decisions_but_keeps_seven_days() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

@@ -23,6 +23,13 @@ pub struct Up {
 }
 
 impl Up {
+    /// Stops the stack (kills it and waits for it to exit; a crash, which the stores
+    /// survive) and keeps the data directory, whose stores are locked while it runs.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The token in `<data-dir>/<file>` (`admin.token`, `default.token`).
     pub fn token(&self, file: &str) -> String {
         std::fs::read_to_string(self.data_dir.join(file))
