@@ -19,8 +19,14 @@ async fn every_rpc_and_route_but_the_probes_needs_the_token() {
     submit_ok(&mut admin, json_request(TENANT, &pcs)).await;
 
     let url = format!("http://{}", h.addr());
-    for peer in [Peer::plain(), Peer::with_token("flk_not-the-token").unwrap()] {
-        let channel = peer.connect(&url, EndpointOptions::default()).await.unwrap();
+    for peer in [
+        Peer::plain(),
+        Peer::with_token("flk_not-the-token").unwrap(),
+    ] {
+        let channel = peer
+            .connect(&url, EndpointOptions::default())
+            .await
+            .unwrap();
         let mut c = VerifyClient::new(channel);
         let err = c.submit(json_request(TENANT, &pcs)).await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "Submit: {err:?}");
