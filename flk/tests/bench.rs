@@ -3,7 +3,6 @@
 //! kind of the mix got the answer PROTOCOL.md requires; and the errors a user sees for an
 //! unreachable server, a bad mix and a wrong key.
 
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;

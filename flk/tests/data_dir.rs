@@ -5,7 +5,6 @@
 //! byte in the stored log is named; what is missing is said. `flk report kpi --url` against
 //! the gateway needs the tenant's API token.
 
-#[allow(dead_code)]
 mod common;
 
 use std::path::{Path, PathBuf};
