@@ -136,7 +136,7 @@ struct KeygenArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    flk_runtime::telemetry::init("warn");
+    let _telemetry = flk_runtime::telemetry::init("flk", "warn");
     match Cli::parse().command {
         Command::Up(a) => up(a).await,
         Command::Submit(a) => submit(a).await,

@@ -60,7 +60,7 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    flk_runtime::telemetry::init("info");
+    let _telemetry = flk_runtime::telemetry::init("gateway", "info");
     let args = Args::parse();
     let vars = |k: &str| args.flag(k).or_else(|| std::env::var(k).ok());
     let settings = GatewaySettings::load(args.config.as_deref(), vars)?;

@@ -22,7 +22,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    flk_runtime::telemetry::init("info");
+    let _telemetry = flk_runtime::telemetry::init("svc-audit", "info");
     let args = Args::parse();
     let cfg = AuditConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     if args.print_config {
