@@ -68,7 +68,7 @@ impl<'a> Credentials<'a> {
     }
 }
 
-fn mismatch(named: &str) -> ApiError {
+pub(crate) fn mismatch(named: &str) -> ApiError {
     ApiError::new(
         ErrorKind::PermissionDenied,
         "tenant_mismatch",

@@ -78,13 +78,14 @@ impl VerifyService for GatewayGrpc {
         request: Request<Streaming<v1::SubmitRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         let (metadata, _, inbound) = request.into_parts();
-        let default_tenant = self
-            .gw
-            .submit_tenant(Credentials::of_metadata(&metadata, ""))?;
+        let credentials = Credentials::of_metadata(&metadata, "");
+        let default_tenant = self.gw.submit_tenant(credentials)?;
+        // With a token the call is that tenant's: an item naming another is refused.
+        let pinned = credentials.token.is_some();
         let (answers, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(proxy_stream(
             self.gw.clone(),
-            default_tenant,
+            (default_tenant, pinned),
             inbound,
             answers,
         ));
@@ -160,7 +161,7 @@ fn item_answer(index: u64, e: &ApiError) -> v1::SubmitStreamResponse {
 /// Reads the client's items, admits them, and forwards each to the lane of its replica.
 async fn proxy_stream(
     gw: Arc<Gateway>,
-    default_tenant: String,
+    (default_tenant, pinned): (String, bool),
     mut inbound: Streaming<v1::SubmitRequest>,
     answers: mpsc::Sender<Result<v1::SubmitStreamResponse, Status>>,
 ) {
@@ -177,10 +178,15 @@ async fn proxy_stream(
         };
         let client_index = index;
         index += 1;
-        if req.tenant_id.is_empty() {
+        let refused = if req.tenant_id.is_empty() {
             req.tenant_id.clone_from(&default_tenant);
-        }
-        if let Err(e) = gw.admit_api(&req.tenant_id) {
+            None
+        } else if pinned && req.tenant_id != default_tenant {
+            Some(crate::auth::mismatch(&req.tenant_id))
+        } else {
+            None
+        };
+        if let Err(e) = refused.map_or_else(|| gw.admit_api(&req.tenant_id), Err) {
             if answers
                 .send(Ok(item_answer(client_index, &e)))
                 .await

@@ -700,6 +700,26 @@ async fn reads_need_a_tenant_token_and_the_feed_the_admin_token() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // A SubmitStream carrying a tenant token is that tenant's: an item naming another is
+    // refused, item by item.
+    let item = v1::SubmitRequest {
+        tenant_id: "slow".into(),
+        body: Some(v1::submit_request::Body::PcsJson(
+            serde_json::to_vec(&v["pcs"]).unwrap().into(),
+        )),
+    };
+    let mut answers = tenant
+        .submit_stream(tokio_stream::iter(vec![item]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    match answer.result {
+        Some(v1::submit_stream_response::Result::Error(e)) => {
+            assert_eq!((e.http_status, e.code.as_str()), (403, "tenant_mismatch"));
+        }
+        other => panic!("expected tenant_mismatch, got {other:?}"),
+    }
     let mut other = connect(Peer::with_token(&common::token_of("slow")).unwrap()).await;
     let err = other.get_outcome(get.clone()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);

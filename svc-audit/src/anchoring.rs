@@ -516,14 +516,7 @@ impl Anchorer {
                     round.anchored.push(a.id);
                 }
                 Ok(a) => {
-                    self.metrics
-                        .anchor_success
-                        .with_label_values(&[label])
-                        .inc();
-                    self.metrics
-                        .anchor_last_success
-                        .with_label_values(&[label])
-                        .set(now_unix());
+                    self.metrics.anchor_succeeded(label, now_unix());
                     self.metrics
                         .anchor_cost
                         .with_label_values(&[name])
@@ -612,14 +605,7 @@ impl Anchorer {
                     match done {
                         Ok(()) => {
                             self.metrics.evm_pending.dec();
-                            self.metrics
-                                .anchor_success
-                                .with_label_values(&[label])
-                                .inc();
-                            self.metrics
-                                .anchor_last_success
-                                .with_label_values(&[label])
-                                .set(now_unix());
+                            self.metrics.anchor_succeeded(label, now_unix());
                             self.metrics
                                 .anchor_cost_wei
                                 .with_label_values(&[a.record.strategy.as_str()])

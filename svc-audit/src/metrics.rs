@@ -261,6 +261,14 @@ impl AuditMetrics {
     }
 
     /// Records an anchored checkpoint size (the gauge keeps the largest).
+    /// An anchor of `method` is done (stored final) at `now_unix`.
+    pub fn anchor_succeeded(&self, method: &str, now_unix: i64) {
+        self.anchor_success.with_label_values(&[method]).inc();
+        self.anchor_last_success
+            .with_label_values(&[method])
+            .set(now_unix);
+    }
+
     pub fn anchored_up_to(&self, size: u64) {
         let size = i64::try_from(size).unwrap_or(i64::MAX);
         if size > self.anchored_tree_size.get() {
