@@ -36,20 +36,21 @@
 //! # Log events, version 2
 //!
 //! Besides decisions the log records a few events of the log operator itself, so that they are
-//! as tamper-evident as the decisions (today one kind: svc-audit's choice of anchoring strategy
-//! and every change of it). An event entry starts with the version byte `0x02`, so a version-1
+//! as tamper-evident as the decisions: svc-audit's choice of anchoring strategy and every change
+//! of it, conflicting duplicates, and bursts of signature failures. An event entry starts with the version byte `0x02`, so a version-1
 //! decoder refuses it with [`EntryError::UnknownVersion`]`(2)` and the version-1 encoding is
 //! unchanged byte for byte. [`LogEntry::decode`] reads both versions.
 //!
 //! | # | field                 | encoding | notes                                          |
 //! |---|-----------------------|----------|------------------------------------------------|
 //! | 0 | version               | `u8`     | `0x02`                                         |
-//! | 1 | `kind`                | `u8`     | `1` anchor strategy ([`EventKind`])            |
+//! | 1 | `kind`                | `u8`     | `1` anchor strategy, `2` conflicting duplicate, `3` signature failure burst ([`EventKind`]) |
 //! | 2 | `recorded_at_unix_ms` | `u64`    | milliseconds since the Unix epoch              |
 //! | 3 | `body`                | `bytes32`| the event, UTF-8 JSON (shape owned by the kind)|
 //!
 //! The body of kind `1` is the JSON svc-audit documents in its `anchoring` module: the
-//! optimizer's decision and the strategy it replaces. The minimum size is 1+1+8+4 = 14 bytes;
+//! optimizer's decision and the strategy it replaces; kinds `2` and `3` are documented in
+//! svc-audit's `mapping` module. The minimum size is 1+1+8+4 = 14 bytes;
 //! the whole encoding must not exceed [`MAX_ENTRY_SIZE`]. Decoding is as strict as for
 //! version 1 (unknown kind, truncation, invalid UTF-8 in the body, trailing bytes are errors),
 //! so the encoding stays canonical.
@@ -274,6 +275,11 @@ impl AuditEntry {
 pub enum EventKind {
     /// Wire code 1: the anchoring strategy svc-audit uses (its first choice and every change).
     AnchorStrategy,
+    /// Wire code 2: a resubmission of a decided `pcs_id` with different signed content (first
+    /// write wins; the conflict is recorded).
+    ConflictingDuplicate,
+    /// Wire code 3: a burst of signature failures from one tenant.
+    SignatureFailureBurst,
 }
 
 impl EventKind {
@@ -281,6 +287,8 @@ impl EventKind {
     pub fn code(self) -> u8 {
         match self {
             EventKind::AnchorStrategy => 1,
+            EventKind::ConflictingDuplicate => 2,
+            EventKind::SignatureFailureBurst => 3,
         }
     }
 
@@ -288,6 +296,8 @@ impl EventKind {
     pub fn from_code(code: u8) -> Option<EventKind> {
         match code {
             1 => Some(EventKind::AnchorStrategy),
+            2 => Some(EventKind::ConflictingDuplicate),
+            3 => Some(EventKind::SignatureFailureBurst),
             _ => None,
         }
     }

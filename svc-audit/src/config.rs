@@ -15,6 +15,9 @@
 //! storage = "embedded"                # "embedded" (tiles in <data_dir>/tlog) or "postgres"
 //! # postgres_url = "postgres://flk_audit@db:5432/flk"  # with storage = "postgres"
 //!
+//! [siem]                              # SIEM streaming: crate::siem::config
+//! # [[siem.sinks]]                    # name, kind, url, token_env, batch_*, ...
+//!
 //! [anchor]                            # checkpoint anchoring: crate::anchoring::config
 //! strategy = "none"                   # (FLK_AUDIT_ANCHOR_* overrides)
 //! # evm_confirmations = 12            # EVM anchors final at this depth (default by chain id:
@@ -120,6 +123,8 @@ pub struct AuditConfig {
     pub auth: AuthSettings,
     /// How svc-verify is reached: CA, client certificate, token.
     pub peer: PeerSettings,
+    /// SIEM streaming ([`crate::siem::config`]).
+    pub siem: crate::siem::SiemConfig,
 }
 
 impl Default for AuditConfig {
@@ -141,6 +146,7 @@ impl Default for AuditConfig {
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
             peer: PeerSettings::default(),
+            siem: crate::siem::SiemConfig::default(),
         }
     }
 }
@@ -169,6 +175,16 @@ impl ServiceConfig for AuditConfig {
 
     fn redact(&mut self) {
         self.postgres_url = self.postgres_url.as_deref().map(redact_url);
+        // A Sumo HTTP source URL is its credential.
+        for sink in &mut self.siem.sinks {
+            if sink.kind == "sumo"
+                && let Some(url) = &mut sink.url
+                && let Ok(mut u) = reqwest::Url::parse(url)
+            {
+                u.set_path("/<redacted>");
+                *url = u.to_string();
+            }
+        }
     }
 }
 
@@ -181,6 +197,7 @@ impl AuditConfig {
     ) -> Result<AuditConfig, ConfigError> {
         let mut cfg: AuditConfig = flk_runtime::config::load(path, &vars)?;
         cfg.anchor.apply_env(&vars)?;
+        cfg.siem.apply_env(&vars)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -193,6 +210,7 @@ impl AuditConfig {
     ) -> Result<AuditConfig, ConfigError> {
         let mut cfg: AuditConfig = flk_runtime::config::from_table(table, origin, &vars)?;
         cfg.anchor.apply_env(&vars)?;
+        cfg.siem.apply_env(&vars)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -230,6 +248,7 @@ impl AuditConfig {
                 "need 0 < `reconnect_initial_ms` <= `reconnect_max_ms`".into(),
             ));
         }
+        self.siem.validate()?;
         self.anchor.validate()
     }
 

@@ -23,6 +23,7 @@
 //! A crash before 1 loses nothing: the cursor has not moved. The cursor never names a record
 //! whose entry is not durable in the log (**CursorBehindLog**).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -39,7 +40,7 @@ use flk_tlog::{
 use crate::cursor::Cursor;
 use crate::error::AuditError;
 use crate::index::{self, Index};
-use crate::mapping::{Skip, decode_hex32, map_record};
+use crate::mapping::{BurstDetector, Skip, decode_hex32, event_key, map_record};
 use crate::metrics::AuditMetrics;
 
 /// Directory of the tile store inside the data directory.
@@ -103,6 +104,8 @@ pub struct Ledger {
     writable: AtomicBool,
     /// Test-only crash point: see [`Ledger::halt_after_next_append`].
     fault: AtomicU8,
+    /// The log size after every append, for consumers that tail the log (the SIEM stage).
+    size_tx: tokio::sync::watch::Sender<u64>,
 }
 
 /// The writer's state.
@@ -112,6 +115,8 @@ struct Writer {
     /// Non-durable index commits since the last durable one.
     since_durable: u32,
     last_durable: Instant,
+    /// Signature failures per tenant, for burst events (`mapping::BurstDetector`).
+    bursts: BurstDetector,
 }
 
 impl Writer {
@@ -130,6 +135,11 @@ impl Writer {
         }
     }
 }
+
+/// Signature failures of one tenant that make a burst event, by default ...
+pub const DEFAULT_BURST_THRESHOLD: u32 = 10;
+/// ... within this many milliseconds.
+pub const DEFAULT_BURST_WINDOW_MS: u64 = 60_000;
 
 /// Records below which a batch is mapped on the calling thread alone.
 const PARALLEL_MIN: usize = 512;
@@ -234,10 +244,12 @@ impl Ledger {
                 cursor,
                 since_durable: 0,
                 last_durable: Instant::now(),
+                bursts: BurstDetector::new(DEFAULT_BURST_THRESHOLD, DEFAULT_BURST_WINDOW_MS),
             }),
             cursor: AtomicU64::new(cursor),
             writable: AtomicBool::new(true),
             fault: AtomicU8::new(FAULT_NONE),
+            size_tx: tokio::sync::watch::Sender::new(0),
         };
         {
             let _w = lock(&ledger.writer);
@@ -250,6 +262,7 @@ impl Ledger {
             }
         }
         let size = ledger.size();
+        ledger.size_tx.send_replace(size);
         ledger
             .metrics
             .tree_size
@@ -353,7 +366,15 @@ impl Ledger {
                         self.metrics.digest_mismatches.inc();
                         tracing::warn!(seq = rec.seq, pcs_id = %rec.pcs_id, "request does not hash to the feed's canonical digest; logged as received");
                     }
-                    fresh.push(m);
+                    let burst = m
+                        .signature_failure
+                        .as_ref()
+                        .and_then(|f| writer.bursts.observe(&m.tenant_id, &m.pcs_id, f));
+                    fresh.push(Cow::Borrowed(m));
+                    if let Some(b) = burst {
+                        tracing::warn!(tenant = %m.tenant_id, "signature failure burst");
+                        fresh.push(Cow::Owned(b));
+                    }
                 }
             }
         }
@@ -407,6 +428,7 @@ impl Ledger {
         }
         report.size = size;
         report.cursor = writer.cursor;
+        self.size_tx.send_replace(size);
         self.metrics.integrated_up_to(writer.cursor);
         self.metrics.batches.inc();
         self.metrics.batch_records.observe(records.len() as f64);
@@ -456,8 +478,11 @@ impl Ledger {
                 .iter()
                 .zip(start..)
                 .map(|(bytes, i)| match LogEntry::decode(bytes) {
-                    Ok(LogEntry::Decision(e)) => Ok(Some((e, i))),
-                    Ok(LogEntry::Event(_)) => Ok(None),
+                    Ok(LogEntry::Decision(e)) => Ok(Some((e.tenant_id, e.pcs_id, i))),
+                    // Conflicts and bursts are keyed; the strategy events are not.
+                    Ok(LogEntry::Event(ev)) => {
+                        Ok(event_key(&ev).map(|(tenant, key)| (tenant, key, i)))
+                    }
                     Err(e) => Err(AuditError::Inconsistent(format!(
                         "log entry {i} does not decode: {e}"
                     ))),
@@ -466,7 +491,7 @@ impl Ledger {
             let keys: Vec<(&str, &[u8; 32], u64)> = decoded
                 .iter()
                 .flatten()
-                .map(|(e, i)| (e.tenant_id.as_str(), &e.pcs_id, *i))
+                .map(|(tenant, key, i)| (tenant.as_str(), key, *i))
                 .collect();
             let twice = self.index.commit(&keys, end, true)?;
             if !twice.is_empty() {
@@ -508,7 +533,31 @@ impl Ledger {
             .set(i64::try_from(size).unwrap_or(i64::MAX));
         self.index.commit(&[], size, true)?;
         writer.committed(true);
+        self.size_tx.send_replace(size);
         then(leaf)
+    }
+
+    /// Sets how many signature failures of one tenant within `window_ms` make a
+    /// `SignatureFailureBurst` event (0: none).
+    pub fn set_burst_detection(&self, threshold: u32, window_ms: u64) {
+        lock(&self.writer).bursts = BurstDetector::new(threshold, window_ms);
+    }
+
+    /// Follows the log size (updated after every append).
+    pub fn watch_size(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.size_tx.subscribe()
+    }
+
+    /// The entries `start..end` (`end` at most the log size), as stored.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        let log = self.read_log();
+        if start > end || end > log.size() {
+            return Err(AuditError::InvalidRange(format!(
+                "need start <= end <= {}, got {start}..{end}",
+                log.size()
+            )));
+        }
+        read_entries(log.store(), start, end)
     }
 
     /// The log's last entry, decoded (`None` when the log is empty).
@@ -742,10 +791,18 @@ mod tests {
         });
         again.push(decision(10, "b", 1));
         let r = ledger.integrate(&again).unwrap();
-        assert_eq!(r.appended, 1);
+        // The new decision and the conflict event.
+        assert_eq!(r.appended, 2);
         assert_eq!(r.redelivered, 7);
-        assert_eq!(r.skipped, 2);
-        assert_eq!((r.size, r.cursor), (6, 10));
+        assert_eq!(r.skipped, 1);
+        assert_eq!((r.size, r.cursor), (7, 10));
+        assert!(matches!(
+            LogEntry::decode(&ledger.entry(6).unwrap()).unwrap(),
+            LogEntry::Event(e) if e.kind == flk_tlog::EventKind::ConflictingDuplicate
+        ));
+        // The same conflict again (redelivered, or resubmitted): logged once.
+        let r = ledger.integrate(&again[6..8]).unwrap();
+        assert_eq!((r.appended, r.redelivered), (0, 2));
         assert_eq!(
             ledger
                 .inclusion_by_pcs("b", &batch[0].pcs_id)
@@ -762,6 +819,58 @@ mod tests {
         );
         // An older batch does not move the cursor back.
         assert_eq!(ledger.integrate(&batch[..1]).unwrap().cursor, 10);
+    }
+
+    #[test]
+    fn signature_failures_in_a_window_make_one_burst_event_per_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = LogSigner::generate("test/audit").unwrap();
+        let ledger = open(dir.path(), &signer);
+        ledger.set_burst_detection(3, 1000);
+        let failure = |seq: u64, t: &str, n: u64, at: i64| {
+            let mut r = decision(seq, t, n);
+            r.decided_at_unix_ms = at;
+            if let Some(o) = r.outcome.as_mut() {
+                o.outcome = v1::OutcomeKind::Rejected as i32;
+                o.reason_code = "signature_invalid".into();
+            }
+            r
+        };
+        // Two failures of `a`, one of `b`, then one of `a` too late for the window.
+        let r = ledger
+            .integrate(&[
+                failure(1, "a", 1, 1_000),
+                failure(2, "a", 2, 1_500),
+                failure(3, "b", 3, 1_600),
+                failure(4, "a", 4, 2_600),
+            ])
+            .unwrap();
+        assert_eq!(r.appended, 4);
+        // Two more of `a` inside the window of the last: a burst of 3, right after the third.
+        let r = ledger
+            .integrate(&[failure(5, "a", 5, 2_700), failure(6, "a", 6, 2_800)])
+            .unwrap();
+        assert_eq!((r.appended, r.size), (3, 7));
+        let LogEntry::Event(e) = LogEntry::decode(&ledger.entry(6).unwrap()).unwrap() else {
+            panic!("entry 6 is not an event");
+        };
+        assert_eq!(e.kind, flk_tlog::EventKind::SignatureFailureBurst);
+        let body: crate::mapping::BurstBody = serde_json::from_str(&e.body).unwrap();
+        assert_eq!((body.tenant_id.as_str(), body.failures), ("a", 3));
+        assert_eq!(
+            (body.first_at_unix_ms, body.last_at_unix_ms),
+            (2_600, 2_800)
+        );
+        assert_eq!(body.reason_codes, ["signature_invalid"]);
+        // The count starts again after a burst; accepted decisions are not counted.
+        let r = ledger
+            .integrate(&[failure(7, "a", 7, 2_900), decision(8, "a", 8)])
+            .unwrap();
+        assert_eq!((r.appended, r.size), (2, 9));
+        // The burst is keyed: re-indexing after a crash keeps it out of a second leaf.
+        drop(ledger);
+        let ledger = open(dir.path(), &signer);
+        assert_eq!(ledger.indexed_size().unwrap(), 9);
     }
 
     #[test]

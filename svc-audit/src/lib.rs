@@ -16,6 +16,8 @@
 //! * [`anchoring`]: anchors the latest checkpoint to RFC 3161 / OpenTimestamps / EVM
 //!   (`flk-anchor`) on an interval and on demand, keeps the anchor journal, and records the
 //!   anchoring strategy (and every change of it) as an event entry of the log;
+//! * [`siem`]: streams the log's entries, checkpoints and anchors to Splunk HEC, Datadog,
+//!   Elasticsearch and Sumo Logic, at least once, from a spool and a cursor per sink;
 //! * [`grpc`], [`http`]: the thin handlers; [`config`], [`metrics`], [`error`].
 //!
 //! # Data directory
@@ -27,15 +29,16 @@
 //! <data_dir>/feed.cursor    last outcome-feed seq integrated (one decimal line)
 //! <data_dir>/log.key        the log's signer key, mode 0600 (unless `log_key_file` is set)
 //! <data_dir>/anchors.jsonl  checkpoint anchors with their proofs and notes (append-only)
+//! <data_dir>/siem/<sink>/   SIEM spool, cursor and dead letters ([`siem::spool`])
 //! ```
 //!
 //! # Entry mapping
 //!
 //! Each `FeedRecord` of kind `RECORD_KIND_DECISION` becomes one `flk_tlog::AuditEntry`
-//! (encoded as documented in `flk_tlog::entry`); `RECORD_KIND_CONFLICTING_DUPLICATE` records
-//! are counted and skipped (the first decision is already in the log). Besides decisions the
-//! log holds *log events* (version-2 entries, `flk_tlog::EventEntry`): today only the
-//! anchoring strategy in use and its changes ([`anchoring`] module docs).
+//! (encoded as documented in `flk_tlog::entry`). Besides decisions the log holds *log events*
+//! (version-2 entries, `flk_tlog::EventEntry`): the anchoring strategy in use and its changes
+//! ([`anchoring`] module docs), each `RECORD_KIND_CONFLICTING_DUPLICATE` record (once per
+//! conflicting content) and bursts of signature failures ([`mapping`] module docs).
 //!
 //! | entry field | from the feed record |
 //! |---|---|
@@ -85,6 +88,7 @@ pub mod keys;
 pub mod ledger;
 pub mod mapping;
 pub mod metrics;
+pub mod siem;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -153,6 +157,11 @@ pub struct Service {
     security: ServerSecurity,
     anchor_cfg: anchoring::AnchorConfig,
     anchor_strategy: anchoring::Effective,
+    siem_cfg: siem::SiemConfig,
+    siem_sinks: Vec<siem::ResolvedSink>,
+    siem_metrics: siem::SiemMetrics,
+    data_dir: std::path::PathBuf,
+    origin: String,
 }
 
 impl Service {
@@ -160,8 +169,11 @@ impl Service {
     /// the log and re-indexing what a crash left unindexed).
     pub async fn open(cfg: &AuditConfig) -> anyhow::Result<Service> {
         cfg.validate()?;
+        // Secrets first: a sink without its token is a startup error, before anything opens.
+        let siem_sinks = cfg.siem.resolve(|k| std::env::var(k).ok())?;
         let registry = Registry::new();
         let metrics = AuditMetrics::register(&registry)?;
+        let siem_metrics = siem::SiemMetrics::register(&registry)?;
         let key_path = cfg.key_path();
         let generate_as = cfg.log_key_file.is_none().then(|| cfg.origin.clone());
         let (data_dir, origin, sync, m) = (
@@ -202,6 +214,10 @@ impl Service {
             retry_initial: Duration::from_millis(cfg.reconnect_initial_ms),
             retry_max: Duration::from_millis(cfg.reconnect_max_ms),
         };
+        ledger.set_burst_detection(
+            cfg.siem.signature_burst_threshold,
+            cfg.siem.signature_burst_window_ms,
+        );
         let ledger = Arc::new(ledger);
         // The anchor journal, and the strategy in effect recorded in the log when it changed
         // (see the `anchoring` module docs).
@@ -235,6 +251,11 @@ impl Service {
             security,
             anchor_cfg: cfg.anchor.clone(),
             anchor_strategy,
+            siem_cfg: cfg.siem.clone(),
+            siem_sinks,
+            siem_metrics,
+            data_dir: cfg.data_dir.clone(),
+            origin: cfg.origin.clone(),
         })
     }
 
@@ -286,6 +307,15 @@ impl Service {
         if let Some(a) = &anchorer {
             let _ = self.shared.anchoring.set(a.control());
         }
+        let siem = siem::SiemStage::start(
+            &self.siem_cfg,
+            self.siem_sinks,
+            &self.data_dir,
+            &self.origin,
+            self.shared.ledger.clone(),
+            self.shared.anchors.clone(),
+            self.siem_metrics,
+        )?;
         let feed = FeedConsumer::start(
             self.settings,
             Arc::new(feed::AuditSink {
@@ -301,6 +331,7 @@ impl Service {
             .into_axum_router()
             .merge(http::routes(self.shared.clone()));
         let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
+        drop(siem);
         drop(anchorer);
         drop(feed);
         let ledger = self.shared.ledger.clone();

@@ -1,17 +1,43 @@
 //! From an outcome-feed record to an audit log entry (the mapping is tabulated in the crate
 //! docs). Pure: no I/O. A record that cannot become an entry is a [`Skip`] with a reason from
 //! a closed set (it is logged and counted by the caller), never a panic.
+//!
+//! # Log events made here
+//!
+//! A `RECORD_KIND_CONFLICTING_DUPLICATE` record (a decided `pcs_id` resubmitted with other
+//! signed content; the first decision stands) becomes an event entry of kind
+//! `ConflictingDuplicate` whose body is
+//!
+//! ```json
+//! {"tenant_id":"acme","pcs_id":"<64 hex>","request_digest":"<64 hex: the conflicting request>",
+//!  "region":"eu-1","at_unix_ms":1700000000123,
+//!  "first_outcome":"accepted","first_reason_code":"ok","policy_version":"v1"}
+//! ```
+//!
+//! keyed in the index by `(tenant_id, conflict_key(pcs_id, request_digest))`, so that the same
+//! conflict redelivered by the feed (or resubmitted again) is logged once.
+//!
+//! A burst of signature failures ([`BurstDetector`]) becomes an event of kind
+//! `SignatureFailureBurst`:
+//!
+//! ```json
+//! {"tenant_id":"acme","failures":10,"window_ms":60000,"first_at_unix_ms":..,
+//!  "last_at_unix_ms":..,"last_pcs_id":"<64 hex>","reason_codes":["signature_invalid"]}
+//! ```
+//!
+//! keyed by `(tenant_id, burst_key(last_pcs_id))`.
 
 use flk_core::canon::sha256;
 use flk_core::pcs::is_lower_hex64;
 use flk_core::{Canonical, Pcs, canonicalize, parse_pcs};
 use flk_proto::v1;
-use flk_tlog::{AuditEntry, AuditOutcome};
+use flk_tlog::{AuditEntry, AuditOutcome, EventEntry, EventKind};
+use serde::{Deserialize, Serialize};
 
 /// Why a feed record does not become an entry. The label values are a closed set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
-    /// A `RECORD_KIND_CONFLICTING_DUPLICATE` event (or an unknown kind): not a decision.
+    /// An unknown record kind: not a decision.
     NotADecision,
     /// The `pcs_id` is not 64 lowercase hex characters.
     BadPcsId,
@@ -34,12 +60,207 @@ impl Skip {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {
     pub tenant_id: String,
+    /// The index key: the `pcs_id` of a decision, a derived key for an event
+    /// ([`conflict_key`], [`burst_key`]).
     pub pcs_id: [u8; 32],
-    /// `AuditEntry::encode` of the entry.
+    /// `AuditEntry::encode` (or `EventEntry::encode`) of the entry.
     pub bytes: Vec<u8>,
     /// The canonical digest recomputed from the request differs from the feed's
     /// `canonical_digest` (the entry keeps both; the caller warns and counts).
     pub digest_mismatch: bool,
+    /// A decision rejected for its signature: what [`BurstDetector`] counts.
+    pub signature_failure: Option<SignatureFailure>,
+}
+
+/// A rejection for a bad or missing signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureFailure {
+    pub reason_code: String,
+    pub at_unix_ms: u64,
+}
+
+/// The reason codes of signature failures (flk-core `SignatureError`).
+pub const SIGNATURE_FAILURE_CODES: [&str; 3] = [
+    "signature_missing",
+    "signature_undecodable",
+    "signature_invalid",
+];
+
+/// The body of a `ConflictingDuplicate` event (module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictBody {
+    pub tenant_id: String,
+    pub pcs_id: String,
+    pub request_digest: String,
+    pub region: String,
+    pub at_unix_ms: u64,
+    pub first_outcome: String,
+    pub first_reason_code: String,
+    pub policy_version: String,
+}
+
+/// The body of a `SignatureFailureBurst` event (module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstBody {
+    pub tenant_id: String,
+    pub failures: u32,
+    pub window_ms: u64,
+    pub first_at_unix_ms: u64,
+    pub last_at_unix_ms: u64,
+    pub last_pcs_id: String,
+    pub reason_codes: Vec<String>,
+}
+
+/// The index key of a conflicting duplicate: one per `(pcs_id, conflicting digest)`.
+pub fn conflict_key(pcs_id: &[u8; 32], request_digest: &[u8; 32]) -> [u8; 32] {
+    let mut input = Vec::with_capacity(80);
+    input.extend_from_slice(b"flk-audit/conflict\0");
+    input.extend_from_slice(pcs_id);
+    input.extend_from_slice(request_digest);
+    sha256(&input)
+}
+
+/// The index key of a signature failure burst, named by the failure that completed it.
+pub fn burst_key(last_pcs_id: &[u8; 32]) -> [u8; 32] {
+    let mut input = Vec::with_capacity(48);
+    input.extend_from_slice(b"flk-audit/burst\0");
+    input.extend_from_slice(last_pcs_id);
+    sha256(&input)
+}
+
+/// The index key of a log event, for the kinds that have one (conflicts and bursts: the
+/// strategy events are not keyed). `None` also for a body that does not parse.
+pub fn event_key(event: &EventEntry) -> Option<(String, [u8; 32])> {
+    match event.kind {
+        EventKind::AnchorStrategy => None,
+        EventKind::ConflictingDuplicate => {
+            let b: ConflictBody = serde_json::from_str(&event.body).ok()?;
+            let key = conflict_key(&decode_hex32(&b.pcs_id)?, &decode_hex32(&b.request_digest)?);
+            Some((b.tenant_id, key))
+        }
+        EventKind::SignatureFailureBurst => {
+            let b: BurstBody = serde_json::from_str(&event.body).ok()?;
+            Some((b.tenant_id, burst_key(&decode_hex32(&b.last_pcs_id)?)))
+        }
+    }
+}
+
+/// Counts signature failures per tenant and reports a burst when `threshold` of them fall
+/// within `window_ms` (by decision time); after a burst the tenant's count starts again, so
+/// a sustained attack reports one burst per `threshold` failures, not one per failure.
+/// In memory: a burst that straddles a restart is counted from the restart.
+#[derive(Debug)]
+pub struct BurstDetector {
+    threshold: u32,
+    window_ms: u64,
+    recent: std::collections::HashMap<String, std::collections::VecDeque<(u64, String)>>,
+}
+
+impl BurstDetector {
+    /// `threshold == 0` disables detection.
+    pub fn new(threshold: u32, window_ms: u64) -> BurstDetector {
+        BurstDetector {
+            threshold,
+            window_ms,
+            recent: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Counts `failure` of `tenant` (the decision `pcs_id`); the burst event when it
+    /// completes one.
+    pub fn observe(
+        &mut self,
+        tenant: &str,
+        pcs_id: &[u8; 32],
+        failure: &SignatureFailure,
+    ) -> Option<Mapped> {
+        if self.threshold == 0 {
+            return None;
+        }
+        let queue = self.recent.entry(tenant.to_owned()).or_default();
+        queue.push_back((failure.at_unix_ms, failure.reason_code.clone()));
+        while let Some(&(first, _)) = queue.front() {
+            if failure.at_unix_ms.saturating_sub(first) > self.window_ms {
+                queue.pop_front();
+            } else {
+                break;
+            }
+        }
+        if queue.len() < self.threshold as usize {
+            return None;
+        }
+        let mut reason_codes: Vec<String> = queue.iter().map(|(_, r)| r.clone()).collect();
+        reason_codes.sort();
+        reason_codes.dedup();
+        let body = BurstBody {
+            tenant_id: tenant.to_owned(),
+            failures: u32::try_from(queue.len()).unwrap_or(u32::MAX),
+            window_ms: self.window_ms,
+            first_at_unix_ms: queue.front().map_or(0, |f| f.0),
+            last_at_unix_ms: failure.at_unix_ms,
+            last_pcs_id: hex::encode(pcs_id),
+            reason_codes,
+        };
+        queue.clear();
+        let event = EventEntry {
+            kind: EventKind::SignatureFailureBurst,
+            recorded_at_unix_ms: failure.at_unix_ms,
+            body: serde_json::to_string(&body).ok()?,
+        };
+        Some(Mapped {
+            tenant_id: tenant.to_owned(),
+            pcs_id: burst_key(pcs_id),
+            bytes: event.encode().ok()?,
+            digest_mismatch: false,
+            signature_failure: None,
+        })
+    }
+}
+
+/// The `ConflictingDuplicate` event of a conflict record.
+fn conflict_event(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
+    let pcs_id = decode_hex32(&rec.pcs_id).ok_or(Skip::BadPcsId)?;
+    let bad = |what: &str| Skip::BadRecord(what.to_owned());
+    let digest: [u8; 32] = rec
+        .canonical_digest
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad("canonical_digest is not 32 bytes"))?;
+    let at_unix_ms =
+        u64::try_from(rec.decided_at_unix_ms).map_err(|_| bad("decided_at_unix_ms is negative"))?;
+    let first = rec.outcome.clone().unwrap_or_default();
+    let first_outcome = match v1::OutcomeKind::try_from(first.outcome) {
+        Ok(v1::OutcomeKind::Accepted) => "accepted",
+        Ok(v1::OutcomeKind::Escalated) => "escalated",
+        Ok(v1::OutcomeKind::Rejected) => "rejected",
+        _ => "unknown",
+    };
+    let body = ConflictBody {
+        tenant_id: rec.tenant_id.clone(),
+        pcs_id: rec.pcs_id.clone(),
+        request_digest: hex::encode(digest),
+        region: rec.region.clone(),
+        at_unix_ms,
+        first_outcome: first_outcome.to_owned(),
+        first_reason_code: first.reason_code,
+        policy_version: first.policy_version,
+    };
+    let event = EventEntry {
+        kind: EventKind::ConflictingDuplicate,
+        recorded_at_unix_ms: at_unix_ms,
+        body: serde_json::to_string(&body).map_err(|e| bad(&e.to_string()))?,
+    };
+    Ok(Mapped {
+        tenant_id: rec.tenant_id.clone(),
+        pcs_id: conflict_key(&pcs_id, &digest),
+        bytes: event
+            .encode()
+            .map_err(|e| Skip::BadRecord(format!("event does not encode: {e}")))?,
+        digest_mismatch: false,
+        signature_failure: None,
+    })
 }
 
 /// The audit entry for a feed record (see the crate docs for the field mapping).
@@ -91,17 +312,27 @@ pub fn entry_for(rec: &v1::FeedRecord) -> Result<(AuditEntry, bool), Skip> {
     Ok((entry, digest != request_digest))
 }
 
-/// [`entry_for`], encoded.
+/// [`entry_for`], encoded; a conflict record becomes its event (module docs).
 pub fn map_record(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
+    if v1::RecordKind::try_from(rec.kind) == Ok(v1::RecordKind::ConflictingDuplicate) {
+        return conflict_event(rec);
+    }
     let (entry, digest_mismatch) = entry_for(rec)?;
     let bytes = entry
         .encode()
         .map_err(|e| Skip::BadRecord(format!("entry does not encode: {e}")))?;
+    let signature_failure = (entry.outcome == AuditOutcome::Rejected
+        && SIGNATURE_FAILURE_CODES.contains(&entry.reason_code.as_str()))
+    .then(|| SignatureFailure {
+        reason_code: entry.reason_code.clone(),
+        at_unix_ms: entry.decided_at_unix_ms,
+    });
     Ok(Mapped {
         tenant_id: entry.tenant_id,
         pcs_id: entry.pcs_id,
         bytes,
         digest_mismatch,
+        signature_failure,
     })
 }
 
@@ -231,7 +462,24 @@ mod tests {
             kind: v1::RecordKind::ConflictingDuplicate as i32,
             ..rec.clone()
         };
-        assert_eq!(map_record(&conflict), Err(Skip::NotADecision));
+        // A conflict is an event, keyed by the conflicting content.
+        let m = map_record(&conflict).unwrap();
+        let digest: [u8; 32] = rec.canonical_digest.as_slice().try_into().unwrap();
+        let id = decode_hex32(&rec.pcs_id).unwrap();
+        assert_eq!(m.pcs_id, conflict_key(&id, &digest));
+        let ev = EventEntry::decode(&m.bytes).unwrap();
+        assert_eq!(ev.kind, EventKind::ConflictingDuplicate);
+        assert_eq!(event_key(&ev), Some(("acme".to_owned(), m.pcs_id)));
+        let body: ConflictBody = serde_json::from_str(&ev.body).unwrap();
+        assert_eq!(
+            (body.first_outcome.as_str(), body.region.as_str()),
+            ("escalated", "eu")
+        );
+        let unknown = v1::FeedRecord {
+            kind: 99,
+            ..rec.clone()
+        };
+        assert_eq!(map_record(&unknown), Err(Skip::NotADecision));
         for bad_id in ["", "zz", &rec.pcs_id.to_uppercase(), &rec.pcs_id[1..]] {
             let r = v1::FeedRecord {
                 pcs_id: bad_id.to_owned(),
