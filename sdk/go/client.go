@@ -111,6 +111,12 @@ func (r *SubmitResult) ErrorCode() string {
 	return c
 }
 
+// String is the status and the answer's body.
+func (r *SubmitResult) String() string {
+	b, _ := json.Marshal(r.Body)
+	return fmt.Sprintf("http %d %s", r.HTTPStatus, b)
+}
+
 // RetriesExhaustedError: transient failures outlasted the policy. Last is the final HTTP
 // answer, if there was one.
 type RetriesExhaustedError struct {

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from flkserver import FlkServer
+from scripted import Scripted
 
 TESTDATA = Path(os.environ.get("FLK_SDK_TESTDATA") or Path(__file__).resolve().parents[2] / "testdata")
 
@@ -86,3 +87,11 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServ
     ks = KeyedServer(tmp_path_factory.mktemp("flk-keys"))
     yield ks
     ks.server.stop()
+
+
+@pytest.fixture
+def peer() -> Iterator[Scripted]:
+    s = Scripted()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()

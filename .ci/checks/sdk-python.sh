@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The Python SDK (sdk/python): installs it with its test extras into a throwaway virtualenv and
+# runs its tests, which start real `flk up` processes from the flk binary built here ($FLK_BIN).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target=$root/$target ;; esac
+cargo build -q --locked -p flk
+export FLK_BIN=$target/debug/flk
+export FLK_SDK_TESTDATA=$root/sdk/testdata
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+if ! python3 -m venv "$tmp/venv" 2>/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq python3-venv
+  python3 -m venv "$tmp/venv"
+fi
+"$tmp/venv/bin/pip" install -q --disable-pip-version-check "$root/sdk/python[test]"
+cd "$tmp"  # the installed package is what is tested, not the source tree
+"$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$root/sdk/python" "$root/sdk/python/tests"
