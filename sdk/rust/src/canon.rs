@@ -1,0 +1,502 @@
+//! Canonical signing bytes (PROTOCOL.md section 2): 9-decimal rounding, Python-`repr` floats,
+//! ASCII-only JSON strings and the sorted 8-key payload. `no_std` + `alloc`.
+//!
+//! Written by hand because no crate reproduces Python's `repr` float layout and `json.dumps`
+//! escaping byte for byte (serde_json differs for `0 < |x| < 1e-4`, and for non-ASCII text).
+//! The algorithm is the server's (flk-core `canon`), kept identical so that both agree on every
+//! golden vector.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use sha2::{Digest, Sha256};
+
+/// A finite double as its shortest round-trip decimal: `0.DIGITS x 10^exp10`.
+///
+/// `digits` holds 1..=17 ASCII digits without leading or trailing zeros (zero is `"0"` with
+/// `exp10 = 1`, so that it formats as `0.0`).
+#[derive(Debug, Clone, Copy)]
+struct Decimal {
+    negative: bool,
+    digits: [u8; 24],
+    len: usize,
+    /// Position of the decimal point relative to the start of `digits`.
+    exp10: i32,
+}
+
+impl Decimal {
+    fn digits(&self) -> &[u8] {
+        &self.digits[..self.len]
+    }
+
+    /// Decomposes `x` (finite) from ryu's shortest representation, whatever layout ryu picks.
+    fn of(x: f64) -> Decimal {
+        debug_assert!(x.is_finite());
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(x).as_bytes();
+        let negative = x.is_sign_negative();
+        let (mantissa, exp) = match text.iter().position(|&b| b == b'e' || b == b'E') {
+            Some(i) => (&text[..i], parse_exp(&text[i + 1..])),
+            None => (text, 0),
+        };
+        let mut digits = [0u8; 24];
+        let mut len = 0usize;
+        let mut point: Option<i32> = None;
+        let mut leading = true;
+        let mut skipped_leading = 0i32;
+        for &b in mantissa {
+            match b {
+                b'-' => {}
+                b'.' => point = Some(len as i32 + skipped_leading),
+                b'0' if leading => skipped_leading += 1,
+                b'0'..=b'9' => {
+                    leading = false;
+                    if len < digits.len() {
+                        digits[len] = b;
+                        len += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if len == 0 {
+            digits[0] = b'0';
+            return Decimal {
+                negative,
+                digits,
+                len: 1,
+                exp10: 1,
+            };
+        }
+        let int_digits = point.unwrap_or(len as i32 + skipped_leading);
+        // The value is 0.<skipped zeros><digits> x 10^int_digits; drop the zeros into the exponent.
+        let exp10 = int_digits - skipped_leading + exp;
+        while len > 1 && digits[len - 1] == b'0' {
+            len -= 1;
+        }
+        Decimal {
+            negative,
+            digits,
+            len,
+            exp10,
+        }
+    }
+}
+
+fn parse_exp(bytes: &[u8]) -> i32 {
+    let (neg, rest) = match bytes.first() {
+        Some(b'-') => (true, &bytes[1..]),
+        Some(b'+') => (false, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    let mut v = 0i32;
+    for &b in rest {
+        if b.is_ascii_digit() {
+            v = v.saturating_mul(10).saturating_add(i32::from(b - b'0'));
+        }
+    }
+    if neg { -v } else { v }
+}
+
+/// Rounds to 9 decimal places, half-up (away from zero on ties), on the shortest round-trip
+/// decimal string of `x` (PROTOCOL.md section 2, step 2). Non-finite values are returned as
+/// they are (they never pass parsing).
+pub fn round9(x: f64) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    let d = Decimal::of(x);
+    let digits = d.digits();
+    // Number of digits after the decimal point in the shortest representation.
+    let frac_digits = digits.len() as i32 - d.exp10;
+    if frac_digits <= 9 {
+        return x;
+    }
+    // Keep the digits up to the 9th decimal: that is `exp10 + 9` digits of `digits`.
+    let keep = d.exp10 + 9;
+    if keep < 0 {
+        // Below half of 1e-9 for sure (the first digit is at position 11 or later).
+        return if d.negative { -0.0 } else { 0.0 };
+    }
+    let keep = keep as usize;
+    let round_up = digits[keep] >= b'5';
+    // value = M / 1e9 where M is the kept digits as an integer (plus one when rounding up).
+    // Kept digits number at most 17 + 1 here (large values returned above), so M fits in u64.
+    let mut m: u64 = 0;
+    for &b in &digits[..keep] {
+        m = m * 10 + u64::from(b - b'0');
+    }
+    if round_up {
+        m += 1;
+    }
+    let magnitude = if m <= (1u64 << 53) {
+        // Both operands are exact doubles, and IEEE division is correctly rounded, so this is
+        // exactly the double nearest to the decimal M x 10^-9: what parsing it would give.
+        m as f64 / 1e9
+    } else {
+        alloc::format!("{m}e-9").parse::<f64>().unwrap_or(x.abs())
+    };
+    if d.negative { -magnitude } else { magnitude }
+}
+
+/// Appends `x` formatted like Python's `repr(float)` (PROTOCOL.md section 2, step 3).
+pub fn write_py_float(out: &mut Vec<u8>, x: f64) {
+    if x.is_nan() {
+        out.extend_from_slice(b"nan");
+        return;
+    }
+    if x.is_infinite() {
+        out.extend_from_slice(if x > 0.0 { b"inf" } else { b"-inf" });
+        return;
+    }
+    write_decimal(out, &Decimal::of(x));
+}
+
+/// Writes a decomposed decimal in Python `repr` layout.
+fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
+    let digits = d.digits();
+    if d.negative {
+        out.push(b'-');
+    }
+    let sci = d.exp10 - 1;
+    if (-4..16).contains(&sci) {
+        let n = digits.len() as i32;
+        if d.exp10 <= 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(core::iter::repeat_n(b'0', (-d.exp10) as usize));
+            out.extend_from_slice(digits);
+        } else if d.exp10 < n {
+            let p = d.exp10 as usize;
+            out.extend_from_slice(&digits[..p]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[p..]);
+        } else {
+            out.extend_from_slice(digits);
+            out.extend(core::iter::repeat_n(b'0', (d.exp10 - n) as usize));
+            out.extend_from_slice(b".0");
+        }
+    } else {
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.push(b'e');
+        out.push(if sci < 0 { b'-' } else { b'+' });
+        let e = sci.unsigned_abs();
+        if e < 10 {
+            out.push(b'0');
+        }
+        let mut ibuf = itoa_buf(u64::from(e));
+        out.extend_from_slice(ibuf.as_bytes_mut());
+    }
+}
+
+/// Appends `round9(x)` formatted like Python's `repr`, decomposing `x` only once.
+///
+/// When rounding is needed and the rounded decimal has at most 15 significant digits, that
+/// decimal is already the shortest round-trip form of `round9(x)` (every decimal of <= 15
+/// significant digits survives a round trip through f64), so it is written directly.
+pub fn write_py_float_round9(out: &mut Vec<u8>, x: f64) {
+    if !x.is_finite() {
+        write_py_float(out, x);
+        return;
+    }
+    // Fast path: in [1e-4, 1e16) ryu writes fixed notation identical to Python's `repr`
+    // ("0.5", "1.0", "1000000000000000.0"); when it has at most 9 decimals, round9 is a no-op.
+    let abs = x.abs();
+    if (1e-4..1e16).contains(&abs) {
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(x).as_bytes();
+        if let Some(dot) = text.iter().position(|&b| b == b'.')
+            && !text.contains(&b'e')
+            && text.len() - dot - 1 <= 9
+        {
+            out.extend_from_slice(text);
+            return;
+        }
+    }
+    let d = Decimal::of(x);
+    let frac_digits = d.len as i32 - d.exp10;
+    if frac_digits <= 9 {
+        write_decimal(out, &d);
+        return;
+    }
+    let keep = d.exp10 + 9;
+    if keep < 0 || d.exp10 > 6 {
+        // Tiny values round to (signed) zero; large ones take the general path.
+        write_py_float(out, round9(x));
+        return;
+    }
+    let keep = keep as usize;
+    let round_up = d.digits[keep] >= b'5';
+    let mut r = Decimal {
+        negative: d.negative,
+        digits: [0u8; 24],
+        len: 0,
+        exp10: d.exp10,
+    };
+    // One extra leading slot absorbs a carry out of the first digit (0.9999999996 -> 1.0).
+    r.digits[1..=keep].copy_from_slice(&d.digits[..keep]);
+    r.digits[0] = b'0';
+    let mut len = keep + 1;
+    if round_up {
+        let mut i = len;
+        while i > 0 {
+            i -= 1;
+            if r.digits[i] == b'9' {
+                r.digits[i] = b'0';
+            } else {
+                r.digits[i] += 1;
+                break;
+            }
+        }
+    }
+    // Normalize: drop the leading zero slot(s) and trailing zeros.
+    let lead = r.digits[..len].iter().take_while(|&&b| b == b'0').count();
+    if lead == len {
+        out.extend_from_slice(if d.negative { b"-0.0" } else { b"0.0" });
+        return;
+    }
+    r.digits.copy_within(lead..len, 0);
+    len -= lead;
+    r.exp10 = d.exp10 + 1 - lead as i32;
+    while len > 1 && r.digits[len - 1] == b'0' {
+        len -= 1;
+    }
+    r.len = len;
+    if len > 15 {
+        write_py_float(out, round9(x));
+    } else {
+        write_decimal(out, &r);
+    }
+}
+
+/// Python `repr(float)` as a `String` (tests, policy hashing, logs).
+pub fn py_float_repr(x: f64) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_py_float(&mut out, x);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+struct DecBuf {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl DecBuf {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(mut v: u64) -> DecBuf {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    DecBuf { buf, start: i }
+}
+
+/// Appends an integer in plain decimal.
+pub fn write_int(out: &mut Vec<u8>, v: i128) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    let mut abs = v.unsigned_abs();
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (abs % 10) as u8;
+        abs /= 10;
+        if abs == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `s` as a JSON string, ASCII only, escaped like Python's `json.dumps` with
+/// `ensure_ascii` plus DEL (0x7f) as `\u007f`.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    fn unicode_escape(out: &mut Vec<u8>, unit: u16) {
+        out.extend_from_slice(b"\\u");
+        for shift in [12u16, 8, 4, 0] {
+            out.push(HEX[usize::from((unit >> shift) & 0xf)]);
+        }
+    }
+    out.push(b'"');
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    for ch in s.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            ' '..='~' => out.push(ch as u8),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in ch.encode_utf16(&mut units) {
+                    unicode_escape(out, *unit);
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// The signed subset of a PCS, as it goes into the canonical payload.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedFields<'a> {
+    pub pcs_id: &'a str,
+    pub merkle_root: &'a str,
+    pub epoch: u64,
+    pub shard_id: &'a str,
+    pub d_hat: f64,
+    pub coh_star: f64,
+    pub r: f64,
+    pub budget: f64,
+}
+
+/// Writes the canonical payload of `f` into `out` (cleared first).
+pub fn canonical_payload_into(f: &SignedFields<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"{\"D_hat\":");
+    write_py_float_round9(out, f.d_hat);
+    out.extend_from_slice(b",\"budget\":");
+    write_py_float_round9(out, f.budget);
+    out.extend_from_slice(b",\"coh_star\":");
+    write_py_float_round9(out, f.coh_star);
+    out.extend_from_slice(b",\"epoch\":");
+    write_int(out, i128::from(f.epoch));
+    out.extend_from_slice(b",\"merkle_root\":");
+    write_json_string(out, f.merkle_root);
+    out.extend_from_slice(b",\"pcs_id\":");
+    write_json_string(out, f.pcs_id);
+    out.extend_from_slice(b",\"r\":");
+    write_py_float_round9(out, f.r);
+    out.extend_from_slice(b",\"shard_id\":");
+    write_json_string(out, f.shard_id);
+    out.push(b'}');
+}
+
+/// The canonical payload bytes of `f`.
+pub fn canonical_payload(f: &SignedFields<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + f.shard_id.len() * 6);
+    canonical_payload_into(f, &mut out);
+    out
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The canonical payload and its SHA-256 digest, computed once per submission.
+#[derive(Debug, Clone)]
+pub struct Canonical {
+    pub payload: Vec<u8>,
+    pub digest: [u8; 32],
+}
+
+impl Canonical {
+    pub fn of(f: &SignedFields<'_>) -> Canonical {
+        let payload = canonical_payload(f);
+        let digest = sha256(&payload);
+        Canonical { payload, digest }
+    }
+}
+
+/// `pcs_id` as PROTOCOL.md section 1 defines it: hex SHA-256 of `merkle_root|epoch|shard_id`.
+pub fn compute_pcs_id(merkle_root: &str, epoch: u64, shard_id: &str) -> String {
+    crate::hex::encode(&pcs_id_digest(merkle_root, epoch, shard_id))
+}
+
+/// The 32 bytes behind [`compute_pcs_id`].
+pub fn pcs_id_digest(merkle_root: &str, epoch: u64, shard_id: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(merkle_root.as_bytes());
+    h.update(b"|");
+    let mut num = Vec::with_capacity(20);
+    write_int(&mut num, i128::from(epoch));
+    h.update(&num);
+    h.update(b"|");
+    h.update(shard_id.as_bytes());
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repr_matches_python_examples() {
+        let cases: &[(f64, &str)] = &[
+            (0.5, "0.5"),
+            (1.0, "1.0"),
+            (0.0001, "0.0001"),
+            (1e15, "1000000000000000.0"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (1e-5, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (2.5e16, "2.5e+16"),
+            (1e16, "1e+16"),
+            (123.456, "123.456"),
+            (1e100, "1e+100"),
+            (-1.5e-300, "-1.5e-300"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (12345678.12345679, "12345678.12345679"),
+            (0.1, "0.1"),
+            // An exact tie between two shortest candidates: Python picks the even digit.
+            (f64::from_bits(0x430f_29a3_1351_dbca), "1096438082321273.2"),
+            (100.0, "100.0"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(py_float_repr(*x), *want, "repr of {x:e}");
+        }
+    }
+
+    #[test]
+    fn round9_matches_spec_examples() {
+        assert_eq!(round9(0.1234567885), 0.123456789);
+        assert_eq!(round9(4e-10), 0.0);
+        assert_eq!(round9(6e-10), 1e-9);
+        assert_eq!(round9(5e-10), 1e-9);
+        assert_eq!(round9(-5e-10), -1e-9);
+        assert_eq!(py_float_repr(round9(-4e-10)), "-0.0");
+        assert_eq!(round9(0.9999999996), 1.0);
+        assert_eq!(round9(1e300), 1e300);
+        assert_eq!(round9(2.5), 2.5);
+        assert_eq!(round9(1.5e-7), 1.5e-7);
+        assert_eq!(round9(1.23456789e-5), 1.2346e-5);
+    }
+
+    #[test]
+    fn escapes_like_the_spec() {
+        let mut out = Vec::new();
+        write_json_string(&mut out, "a\"\\/\n\r\t\u{8}\u{c}\u{1}\u{7f}é😀");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""a\"\\/\n\r\t\b\f\u0001\u007f\u00e9\ud83d\ude00""#
+        );
+    }
+}
