@@ -13,7 +13,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"math/big"
+	"sync"
 )
 
 // HMACMode chooses what an HMAC key signs.
@@ -36,6 +38,7 @@ type Signer interface {
 type HMACSigner struct {
 	key  []byte
 	mode HMACMode
+	pool sync.Pool // of hash.Hash: reset HMAC states keep the padded key's precomputed blocks
 }
 
 // NewHMACSigner makes an HMAC signer; mode is ModeDigest or ModePayload.
@@ -43,7 +46,9 @@ func NewHMACSigner(secret []byte, mode HMACMode) (*HMACSigner, error) {
 	if mode != ModeDigest && mode != ModePayload {
 		return nil, fmt.Errorf("unknown hmac mode %q (digest or payload)", mode)
 	}
-	return &HMACSigner{key: append([]byte(nil), secret...), mode: mode}, nil
+	s := &HMACSigner{key: append([]byte(nil), secret...), mode: mode}
+	s.pool.New = func() any { return hmac.New(sha256.New, s.key) }
+	return s, nil
 }
 
 // Mode is the signer's HMAC mode.
@@ -51,14 +56,17 @@ func (s *HMACSigner) Mode() HMACMode { return s.mode }
 
 // SignPayload returns the 32-byte MAC.
 func (s *HMACSigner) SignPayload(payload []byte) []byte {
-	m := hmac.New(sha256.New, s.key)
+	m := s.pool.Get().(hash.Hash)
+	m.Reset()
 	if s.mode == ModeDigest {
 		d := sha256.Sum256(payload)
 		m.Write(d[:])
 	} else {
 		m.Write(payload)
 	}
-	return m.Sum(nil)
+	out := m.Sum(make([]byte, 0, sha256.Size))
+	s.pool.Put(m)
+	return out
 }
 
 // VerifyPayload compares in constant time.

@@ -92,6 +92,7 @@ class Ed25519Signer:
         if len(seed) != 32:
             raise ValueError("an ed25519 seed is 32 bytes")
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        self._verifier: Ed25519Verifier | None = None
 
     @classmethod
     def from_hex(cls, seed_hex: str) -> "Ed25519Signer":
@@ -107,7 +108,9 @@ class Ed25519Signer:
         return self._key.sign(hashlib.sha256(payload).digest())
 
     def verify_payload(self, payload: bytes, signature: bytes) -> bool:
-        return Ed25519Verifier(self.public_key()).verify_payload(payload, signature)
+        if self._verifier is None:
+            self._verifier = Ed25519Verifier(self.public_key())
+        return self._verifier.verify_payload(payload, signature)
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(public_key={base64.b64encode(self.public_key()).decode()})"
@@ -117,22 +120,27 @@ class Ed25519Verifier:
     """Strict PureEd25519 verification over the digest: small-order keys and S >= L refused."""
 
     def __init__(self, public_key: bytes) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         if len(public_key) != 32:
             raise ValueError("an ed25519 public key is 32 bytes")
         self.public_key = bytes(public_key)
+        self._weak = self.public_key in _SMALL_ORDER
+        try:
+            self._key: Any = Ed25519PublicKey.from_public_bytes(self.public_key)
+        except ValueError:
+            self._key = None  # not a point: nothing verifies
 
     def verify_payload(self, payload: bytes, signature: bytes) -> bool:
         from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-        if len(signature) != 64 or self.public_key in _SMALL_ORDER:
+        if len(signature) != 64 or self._weak or self._key is None:
             return False
         if int.from_bytes(signature[32:], "little") >= _L:
             return False  # non-canonical S
         try:
-            key = Ed25519PublicKey.from_public_bytes(self.public_key)
-            key.verify(signature, hashlib.sha256(payload).digest())
-        except (InvalidSignature, ValueError):
+            self._key.verify(signature, hashlib.sha256(payload).digest())
+        except InvalidSignature:
             return False
         return True
 
