@@ -119,3 +119,23 @@ def test_ed25519_strict_rules() -> None:
     # cofactored rules for every message; strict verification refuses it.
     identity = bytes.fromhex("01" + "00" * 31)
     assert not Ed25519Verifier(identity).verify_payload(payload, identity + bytes(32))
+
+
+def test_round9_fast_path_equals_the_decimal_rule() -> None:
+    # The fixed-notation fast path against the rule as written: Decimal(repr(x)), half-up.
+    import math
+    import random
+    from decimal import ROUND_HALF_UP, Context, Decimal
+
+    ctx = Context(prec=400)
+
+    def rule(x: float) -> float:
+        return float(Decimal(repr(x)).quantize(Decimal("1e-9"), ROUND_HALF_UP, ctx))
+
+    rng = random.Random(9)
+    values = [rng.random() * 10 ** rng.randint(-12, 18) * rng.choice((1, -1)) for _ in range(20000)]
+    values += [int(rng.random() * 1e10) / 1e10 + 5e-11 for _ in range(5000)]  # near ties
+    values += [-4e-10, 4e-10, 5e-10, -5e-10, 9007199.2547409915, 123456789.1234567895]
+    for x in values:
+        got, want = round9(x), rule(x)
+        assert got == want and math.copysign(1, got) == math.copysign(1, want), x

@@ -37,9 +37,23 @@ def round9(x: float) -> float:
     """
     if not math.isfinite(x):
         raise CanonicalError(f"non-finite float {x!r}")
-    d = Decimal(repr(float(x)))
+    text = repr(float(x))
+    if "e" not in text:
+        # Fixed notation, the usual case: round the digit string itself.
+        whole, _, frac = text.lstrip("-").partition(".")
+        if len(frac) <= 9:
+            return float(x)  # nine decimals or fewer already: nothing to round
+        n = int(whole + frac[:9]) + (frac[9] >= "5")
+        if n < 2**53:
+            # n and 1e9 are exact doubles, so the IEEE quotient is the correctly rounded
+            # value of the decimal n * 10^-9, as parsing it would give.
+            r = n / 1e9
+        else:
+            r = float(f"{n}e-9")
+        return -r if text[0] == "-" else r
+    d = Decimal(text)
     if d.as_tuple().exponent >= -9:  # type: ignore[operator]
-        return float(x)  # nine decimals or fewer already: nothing to round
+        return float(x)
     return float(d.quantize(_NINE, rounding=ROUND_HALF_UP, context=_CTX))
 
 
