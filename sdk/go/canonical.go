@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"unicode/utf16"
 )
 
@@ -21,13 +20,25 @@ const MaxEpoch = 1<<53 - 1
 // ErrNonFinite is returned for NaN or an infinity where a finite float is required.
 var ErrNonFinite = errors.New("non-finite float")
 
-// shortest splits |x| into its shortest round-trip decimal digits and the decimal exponent of
-// the first digit (x = 0.d1d2d3... * 10^(exp+1), i.e. d1.d2d3... * 10^exp).
-func shortest(x float64) (digits string, exp int) {
-	s := strconv.FormatFloat(math.Abs(x), 'e', -1, 64) // d.ddddde±XX
-	mant, e, _ := strings.Cut(s, "e")
-	exp, _ = strconv.Atoi(e)
-	return strings.Replace(mant, ".", "", 1), exp
+// shortest writes |x|'s shortest round-trip decimal digits into buf and returns them with the
+// decimal exponent of the first digit (x = d1.d2d3... * 10^exp).
+func shortest(buf []byte, x float64) (digits []byte, exp int) {
+	b := strconv.AppendFloat(buf[:0], math.Abs(x), 'e', -1, 64) // d.ddddde±XX
+	i := 1
+	for b[i] != 'e' {
+		i++
+	}
+	for _, c := range b[i+2:] {
+		exp = exp*10 + int(c-'0')
+	}
+	if b[i+1] == '-' {
+		exp = -exp
+	}
+	if i == 1 {
+		return b[:1], exp
+	}
+	copy(b[1:], b[2:i])
+	return b[:i-1], exp
 }
 
 // Round9 rounds x to 9 decimals: its shortest round-trip decimal, half-up (away from zero)
@@ -40,24 +51,33 @@ func Round9(x float64) (float64, error) {
 	if x == 0 {
 		return x, nil
 	}
-	digits, exp := shortest(x)
-	frac := len(digits) - 1 - exp // decimals written
-	if frac <= 9 {
+	var buf [32]byte
+	digits, exp := shortest(buf[:], x)
+	if len(digits)-1-exp <= 9 { // nine decimals or fewer already
 		return x, nil
 	}
 	keep := exp + 10 // digits up to and including the 10^-9 place
-	var kept []byte
+	var r float64
 	switch {
 	case keep < 0:
-		kept = []byte{'0'}
+		r = 0
 	case keep == 0:
 		if digits[0] >= '5' {
-			kept = []byte{'1'}
-		} else {
-			kept = []byte{'0'}
+			r = 1e-9
 		}
+	case keep <= 15: // the kept integer is below 10^15 < 2^53: exact as a float64
+		var n int64
+		for _, c := range digits[:keep] {
+			n = n*10 + int64(c-'0')
+		}
+		if digits[keep] >= '5' {
+			n++
+		}
+		// n and 1e9 are exact, so the IEEE quotient is the correctly rounded value of the
+		// decimal n * 10^-9, exactly what parsing it gives.
+		r = float64(n) / 1e9
 	default:
-		kept = []byte(digits[:keep])
+		kept := append([]byte(nil), digits[:keep]...)
 		if digits[keep] >= '5' {
 			i := len(kept) - 1
 			for ; i >= 0 && kept[i] == '9'; i-- {
@@ -69,12 +89,15 @@ func Round9(x float64) (float64, error) {
 				kept = append([]byte{'1'}, kept...)
 			}
 		}
+		var err error
+		if r, err = strconv.ParseFloat(string(kept)+"e-9", 64); err != nil {
+			return 0, err
+		}
 	}
-	sign := ""
 	if math.Signbit(x) {
-		sign = "-"
+		r = -r
 	}
-	return strconv.ParseFloat(sign+string(kept)+"e-9", 64)
+	return r, nil
 }
 
 // FormatFloat writes x as Python's repr does: shortest round-trip digits, fixed notation for
@@ -84,85 +107,97 @@ func FormatFloat(x float64) (string, error) {
 	if math.IsNaN(x) || math.IsInf(x, 0) {
 		return "", ErrNonFinite
 	}
-	var b strings.Builder
+	return string(appendPyFloat(nil, x)), nil
+}
+
+var zeros = []byte("0000000000000000")
+
+// appendPyFloat appends FormatFloat(x) for a finite x.
+func appendPyFloat(dst []byte, x float64) []byte {
 	if math.Signbit(x) {
-		b.WriteByte('-')
+		dst = append(dst, '-')
 	}
 	if x == 0 {
-		b.WriteString("0.0")
-		return b.String(), nil
+		return append(dst, "0.0"...)
 	}
-	digits, exp := shortest(x)
+	var buf [32]byte
+	digits, exp := shortest(buf[:], x)
 	n := len(digits)
 	if -4 <= exp && exp < 16 {
 		switch {
 		case exp < 0:
-			b.WriteString("0.")
-			b.WriteString(strings.Repeat("0", -exp-1))
-			b.WriteString(digits)
+			dst = append(dst, "0."...)
+			dst = append(dst, zeros[:-exp-1]...)
+			dst = append(dst, digits...)
 		case n <= exp+1:
-			b.WriteString(digits)
-			b.WriteString(strings.Repeat("0", exp+1-n))
-			b.WriteString(".0")
+			dst = append(dst, digits...)
+			dst = append(dst, zeros[:exp+1-n]...)
+			dst = append(dst, ".0"...)
 		default:
-			b.WriteString(digits[:exp+1])
-			b.WriteByte('.')
-			b.WriteString(digits[exp+1:])
+			dst = append(dst, digits[:exp+1]...)
+			dst = append(dst, '.')
+			dst = append(dst, digits[exp+1:]...)
 		}
-		return b.String(), nil
+		return dst
 	}
-	b.WriteByte(digits[0])
+	dst = append(dst, digits[0])
 	if n > 1 {
-		b.WriteByte('.')
-		b.WriteString(digits[1:])
+		dst = append(dst, '.')
+		dst = append(dst, digits[1:]...)
 	}
-	b.WriteByte('e')
+	dst = append(dst, 'e')
 	if exp < 0 {
-		b.WriteByte('-')
+		dst = append(dst, '-')
 		exp = -exp
 	} else {
-		b.WriteByte('+')
+		dst = append(dst, '+')
 	}
 	if exp < 10 {
-		b.WriteByte('0')
+		dst = append(dst, '0')
 	}
-	b.WriteString(strconv.Itoa(exp))
-	return b.String(), nil
+	return strconv.AppendInt(dst, int64(exp), 10)
 }
 
 // EscapeString writes s as a JSON string literal in ASCII: \" \\ \n \r \t \b \f, printable
 // ASCII as is (including /), everything else as \uXXXX in lowercase hex, astral code points
 // as a UTF-16 surrogate pair.
-func EscapeString(s string) string {
+func EscapeString(s string) string { return string(appendEscaped(nil, s)) }
+
+func appendEscaped(dst []byte, s string) []byte {
 	const hexdigits = "0123456789abcdef"
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
+	dst = append(dst, '"')
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	u := func(c rune) {
-		b.WriteString(`\u`)
-		b.WriteByte(hexdigits[c>>12&0xf])
-		b.WriteByte(hexdigits[c>>8&0xf])
-		b.WriteByte(hexdigits[c>>4&0xf])
-		b.WriteByte(hexdigits[c&0xf])
+		dst = append(dst, '\\', 'u', hexdigits[c>>12&0xf], hexdigits[c>>8&0xf], hexdigits[c>>4&0xf], hexdigits[c&0xf])
 	}
 	for _, c := range s {
 		switch {
 		case c == '"':
-			b.WriteString(`\"`)
+			dst = append(dst, '\\', '"')
 		case c == '\\':
-			b.WriteString(`\\`)
+			dst = append(dst, '\\', '\\')
 		case c == '\n':
-			b.WriteString(`\n`)
+			dst = append(dst, '\\', 'n')
 		case c == '\r':
-			b.WriteString(`\r`)
+			dst = append(dst, '\\', 'r')
 		case c == '\t':
-			b.WriteString(`\t`)
+			dst = append(dst, '\\', 't')
 		case c == '\b':
-			b.WriteString(`\b`)
+			dst = append(dst, '\\', 'b')
 		case c == '\f':
-			b.WriteString(`\f`)
+			dst = append(dst, '\\', 'f')
 		case c >= 0x20 && c <= 0x7e:
-			b.WriteByte(byte(c))
+			dst = append(dst, byte(c))
 		case c > 0xffff:
 			r1, r2 := utf16.EncodeRune(c)
 			u(r1)
@@ -171,8 +206,7 @@ func EscapeString(s string) string {
 			u(c)
 		}
 	}
-	b.WriteByte('"')
-	return b.String()
+	return append(dst, '"')
 }
 
 // SignedFields are the 8 values a signature covers.
@@ -192,34 +226,32 @@ func CanonicalPayload(f SignedFields) ([]byte, error) {
 	if f.Epoch < 0 || f.Epoch > MaxEpoch {
 		return nil, fmt.Errorf("epoch %d outside 0..=2^53-1", f.Epoch)
 	}
-	var nums [4]string
+	var nums [4]float64
 	for i, v := range [4]float64{f.DHat, f.Budget, f.CohStar, f.R} {
 		r, err := Round9(v)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", [4]string{"D_hat", "budget", "coh_star", "r"}[i], err)
 		}
-		nums[i], _ = FormatFloat(r)
+		nums[i] = r
 	}
-	var b strings.Builder
-	b.Grow(256)
-	b.WriteString(`{"D_hat":`)
-	b.WriteString(nums[0])
-	b.WriteString(`,"budget":`)
-	b.WriteString(nums[1])
-	b.WriteString(`,"coh_star":`)
-	b.WriteString(nums[2])
-	b.WriteString(`,"epoch":`)
-	b.WriteString(strconv.FormatInt(f.Epoch, 10))
-	b.WriteString(`,"merkle_root":`)
-	b.WriteString(EscapeString(f.MerkleRoot))
-	b.WriteString(`,"pcs_id":`)
-	b.WriteString(EscapeString(f.PcsID))
-	b.WriteString(`,"r":`)
-	b.WriteString(nums[3])
-	b.WriteString(`,"shard_id":`)
-	b.WriteString(EscapeString(f.ShardID))
-	b.WriteByte('}')
-	return []byte(b.String()), nil
+	b := make([]byte, 0, 200+len(f.ShardID))
+	b = append(b, `{"D_hat":`...)
+	b = appendPyFloat(b, nums[0])
+	b = append(b, `,"budget":`...)
+	b = appendPyFloat(b, nums[1])
+	b = append(b, `,"coh_star":`...)
+	b = appendPyFloat(b, nums[2])
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendInt(b, f.Epoch, 10)
+	b = append(b, `,"merkle_root":`...)
+	b = appendEscaped(b, f.MerkleRoot)
+	b = append(b, `,"pcs_id":`...)
+	b = appendEscaped(b, f.PcsID)
+	b = append(b, `,"r":`...)
+	b = appendPyFloat(b, nums[3])
+	b = append(b, `,"shard_id":`...)
+	b = appendEscaped(b, f.ShardID)
+	return append(b, '}'), nil
 }
 
 // Digest is SHA-256 of the canonical payload.
