@@ -66,6 +66,8 @@ def format_float(x: float) -> str:
 
 def escape_string(s: str) -> str:
     """A JSON string literal escaped to ASCII (``\\uXXXX`` lowercase, surrogate pairs)."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'  # printable ASCII (0x20..0x7e) needs no escape
     return json.dumps(s, ensure_ascii=True)
 
 
