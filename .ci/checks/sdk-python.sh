@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Python SDK (sdk/python): installs it with its test extras into a throwaway virtualenv and
-# runs its tests, which start real `flk up` processes from the flk binary built here ($FLK_BIN).
+# The Python SDK (sdk/python): installs it with its test extras into a throwaway virtualenv,
+# type-checks it (mypy --strict) and runs its tests, which start real `flk up` processes from
+# the flk binary built here ($FLK_BIN).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -20,5 +21,6 @@ if ! python3 -m venv "$tmp/venv" 2>/dev/null; then
   python3 -m venv "$tmp/venv"
 fi
 "$tmp/venv/bin/pip" install -q --disable-pip-version-check "$root/sdk/python[test]"
+"$tmp/venv/bin/python" -m mypy --strict --cache-dir "$tmp/mypy" "$root/sdk/python/src/flk_sdk"
 cd "$tmp"  # the installed package is what is tested, not the source tree
 "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$root/sdk/python" "$root/sdk/python/tests"

@@ -79,3 +79,24 @@ def test_drain_acks_answers_and_dead_letters_refusals(tmp_path: Path, peer: Scri
     assert (tmp_path / DEAD_LETTER_NAME).exists()
     with Outbox(tmp_path) as ob:
         assert len(ob) == 0
+
+
+def test_drain_async(tmp_path: Path, peer: Scripted) -> None:
+    import asyncio
+
+    from flk_sdk.aio import AsyncClient
+
+    for _ in range(3):
+        peer.add(200, OUTCOME)
+    peer.add(401, {"error": {"code": "signature_invalid", "message": "bad"}})
+
+    async def go(ob: Outbox) -> object:
+        async with AsyncClient(peer.url, retry=RetryPolicy(max_attempts=None)) as c:
+            return await ob.drain_async(c, concurrency=1)
+
+    with Outbox(tmp_path) as ob:
+        for i in range(4):
+            ob.put(dict(pcs(), epoch=i))
+        report = asyncio.run(go(ob))
+        assert (report.delivered, report.dead_lettered) == (3, 1)  # type: ignore[attr-defined]
+        assert len(ob) == 0 and [d["seq"] for d in ob.dead_letters()] == [4]
