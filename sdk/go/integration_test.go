@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func randomHex(n int) string {
@@ -57,9 +59,11 @@ func TestFlkUp(t *testing.T) {
 			}
 			first[i] = r
 		}
+		var r *SubmitResult
+		var err error
 		for i, v := range f.Vectors {
 			p := mustPCS(t, v.PCS)
-			r, err := c.Submit(ctx, p)
+			r, err = c.Submit(ctx, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,12 +75,24 @@ func TestFlkUp(t *testing.T) {
 				t.Errorf("vector %d stored: %v %v", i, stored, err)
 			}
 		}
+		// The audit log records every decision off the request path: the proof appears.
+		some := mustPCS(t, f.Vectors[5].PCS).PcsID
+		var proof map[string]any
+		for deadline := time.Now().Add(60 * time.Second); proof == nil; time.Sleep(50 * time.Millisecond) {
+			if proof, err = c.GetProof(ctx, some); err != nil || time.Now().After(deadline) {
+				t.Fatalf("no proof for %s: %v", some, err)
+			}
+		}
+		entry, _ := base64.StdEncoding.DecodeString(fmt.Sprint(proof["entry"]))
+		if !strings.Contains(string(entry), some) {
+			t.Fatalf("proof entry %q does not name %s", entry, some)
+		}
 		// A tampered copy is refused (401), never answered from the dedup store.
 		p := mustPCS(t, f.Vectors[0].PCS)
 		Sign(p, signer)
 		p.Epoch++
 		body, _ := p.Marshal()
-		r, err := c.SubmitBody(ctx, body)
+		r, err = c.SubmitBody(ctx, body)
 		if err != nil || r.HTTPStatus != 401 || r.ErrorCode() != "signature_invalid" {
 			t.Fatalf("tampered: %v %v", r, err)
 		}

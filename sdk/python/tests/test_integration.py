@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import CONSTRUCTION, SIGNING, TESTDATA, VERIFY, KeyedServer
-from flkserver import FlkServer
+from flkserver import FlkServer, wait_until
 
 from flk_sdk import Client, Ed25519Signer, HmacSigner, ReadError, evaluate
 from flk_sdk.aio import AsyncClient
@@ -33,6 +34,11 @@ def test_signing_vectors_are_decided_once(hmac_server: tuple[FlkServer, str]) ->
             assert (r.http_status, r.outcome, r.duplicate) == (before.http_status, before.outcome, True)
             stored = c.get_outcome(v["pcs"]["pcs_id"])
             assert stored is not None and stored["outcome"] == before.outcome
+        # The audit log records every decision (off the request path): its proof appears.
+        some = SIGNING["vectors"][5]["pcs"]["pcs_id"]
+        proof = wait_until(lambda: c.get_proof(some), timeout=60)
+        assert proof["tree_size"] > proof["leaf_index"] >= 0 and proof["checkpoint"]["note"]
+        assert some.encode() in base64.b64decode(proof["entry"])
         # A tampered copy of a known PCS is refused, never answered from the dedup store.
         tampered = dict(SIGNING["vectors"][0]["pcs"])
         body = c.prepare(tampered)
