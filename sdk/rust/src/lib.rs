@@ -26,11 +26,10 @@
 //! assert!(pcs.sig.is_some());
 //! ```
 
-#![no_std]
+// no_std unless `std` is on (then the std prelude is there for the generated gRPC code too).
+#![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
-extern crate std;
 
 pub mod audit;
 pub mod canon;
