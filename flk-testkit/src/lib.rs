@@ -41,6 +41,8 @@ mod postgres;
 mod process;
 mod redis;
 mod scratch;
+#[cfg(feature = "siem")]
+pub mod siem;
 
 pub use error::TestkitError;
 pub use postgres::PgServer;

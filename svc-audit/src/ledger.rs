@@ -472,7 +472,7 @@ impl Ledger {
         let mut start = from;
         while start < size {
             let end = size.min(start + REINDEX_CHUNK);
-            let entries = read_entries(log.store(), start, end)?;
+            let entries = read_entries(log.store(), size, start, end)?;
             // Log events (version-2 entries, e.g. the anchoring strategy) have no key.
             let decoded = entries
                 .iter()
@@ -557,7 +557,7 @@ impl Ledger {
                 log.size()
             )));
         }
-        read_entries(log.store(), start, end)
+        read_entries(log.store(), log.size(), start, end)
     }
 
     /// The log's last entry, decoded (`None` when the log is empty).
@@ -691,13 +691,20 @@ impl Ledger {
 }
 
 /// The entries `start..end` (all below the log size) from the stored bundles.
-fn read_entries(store: &dyn TileStore, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+/// Entries `start..end` of the log of size `size` (`end <= size`). Bundles are read as that
+/// log stores them: full ones, and the partial one at its edge (a partial bundle of an earlier
+/// size may be gone once the log has grown past it).
+fn read_entries(
+    store: &dyn TileStore,
+    size: u64,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Vec<u8>>, AuditError> {
     let tile_width = u64::from(TILE_WIDTH);
     let mut out = Vec::with_capacity((end - start) as usize);
     let mut tile = start / tile_width;
     while tile * tile_width < end {
-        // The bundle as the log of size `end` has it: full, or the partial one at the edge.
-        let width = (end - tile * tile_width).min(tile_width) as u16;
+        let width = (size - tile * tile_width).min(tile_width) as u16;
         let locate = || store.locate(TileKind::Entries, tile, width);
         let bytes = store
             .get(TileKind::Entries, tile, width)
@@ -711,7 +718,8 @@ fn read_entries(store: &dyn TileStore, start: u64, end: u64) -> Result<Vec<Vec<u
             )));
         }
         let lo = start.saturating_sub(tile * tile_width) as usize;
-        out.extend(entries[lo..].iter().map(|e| e.to_vec()));
+        let hi = (end - tile * tile_width).min(tile_width) as usize;
+        out.extend(entries[lo..hi].iter().map(|e| e.to_vec()));
         tile += 1;
     }
     Ok(out)
@@ -766,6 +774,28 @@ mod tests {
             kind: v1::RecordKind::Decision as i32,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn any_range_reads_after_the_log_grew_past_its_partial_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = LogSigner::generate("test/audit").unwrap();
+        let ledger = open(dir.path(), &signer);
+        // Three batches: the partial bundles of sizes 1 and 4 are replaced as the log grows.
+        for range in [1..=1, 2..=4, 5..=300] {
+            let batch: Vec<_> = range.map(|i| decision(i, "a", i)).collect();
+            ledger.integrate(&batch).unwrap();
+        }
+        let all = ledger.entries(0, 300).unwrap();
+        assert_eq!(all.len(), 300);
+        for (start, end) in [(0, 1), (3, 4), (255, 257), (256, 300), (10, 10), (299, 300)] {
+            assert_eq!(
+                ledger.entries(start, end).unwrap(),
+                all[start as usize..end as usize],
+                "{start}..{end}"
+            );
+        }
+        assert!(ledger.entries(0, 301).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct Up {
     pub kpi_url: String,
     /// The data directory.
     pub data_dir: std::path::PathBuf,
+    args: Vec<String>,
     _data: tempfile::TempDir,
 }
 
@@ -28,6 +29,18 @@ impl Up {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Kills the stack with SIGKILL and starts it again over the same data directory with
+    /// the same arguments (new ports).
+    pub fn restart(&mut self) {
+        self.stop();
+        let started = spawn(&self.args, &self.data_dir);
+        self.child = started.child;
+        self.url = started.url;
+        self.verify_url = started.verify_url;
+        self.audit_url = started.audit_url;
+        self.kpi_url = started.kpi_url;
     }
 
     /// The token in `<data-dir>/<file>` (`admin.token`, `default.token`).
@@ -54,11 +67,34 @@ pub fn up() -> Up {
 /// `flk up --listen 127.0.0.1:0 --data-dir TMP` plus `args`.
 pub fn up_with(args: &[&str]) -> Up {
     let data = tempfile::tempdir().unwrap();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let started = spawn(&args, data.path());
+    Up {
+        child: started.child,
+        url: started.url,
+        verify_url: started.verify_url,
+        audit_url: started.audit_url,
+        kpi_url: started.kpi_url,
+        data_dir: data.path().to_path_buf(),
+        args,
+        _data: data,
+    }
+}
+
+struct Started {
+    child: Child,
+    url: String,
+    verify_url: String,
+    audit_url: String,
+    kpi_url: String,
+}
+
+fn spawn(args: &[String], data: &std::path::Path) -> Started {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flk"))
         .args(["up", "--listen", "127.0.0.1:0"])
         .args(args)
         .arg("--data-dir")
-        .arg(data.path())
+        .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -88,14 +124,12 @@ pub fn up_with(args: &[&str]) -> Up {
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Up {
+    Started {
         child,
         url,
         verify_url: verify_url.expect("flk up prints the svc-verify address"),
         audit_url: audit_url.expect("flk up prints the svc-audit address"),
         kpi_url: kpi_url.expect("flk up prints the svc-kpi address"),
-        data_dir: data.path().to_path_buf(),
-        _data: data,
     }
 }
 

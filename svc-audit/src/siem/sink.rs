@@ -151,6 +151,8 @@ impl Sender {
         if !current.is_empty() {
             chunks.push(current);
         }
+        // A stack: the next chunk to send is on top.
+        chunks.reverse();
         while let Some(chunk) = chunks.pop() {
             let batch: Vec<&Item> = chunk.iter().map(|&i| items[i]).collect();
             let answer = self.post(&batch).await;
@@ -172,8 +174,14 @@ impl Sender {
                     vec![Verdict::Retry; batch.len()]
                 }
             };
+            let whole_retry = verdicts.iter().all(|v| *v == Verdict::Retry);
             for (i, v) in chunk.into_iter().zip(verdicts) {
                 reply.verdicts[i] = v;
+            }
+            // The product is busy or unreachable: the later chunks wait with this one (they
+            // stay `Retry`), so that nothing overtakes it.
+            if whole_retry {
+                break;
             }
         }
         reply
