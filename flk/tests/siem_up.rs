@@ -93,4 +93,13 @@ async fn a_killed_stack_loses_no_event_and_resends_only_the_unacknowledged_batch
     let resent: usize = counts.values().map(|n| n - 1).sum();
     assert!(resent <= BATCH, "{resent} decision events sent twice");
     assert!(counts.values().all(|n| *n <= 2));
+    // The batch whose answer was lost was sent again, whatever its events were.
+    let all_resent: usize = receiver.seen(|seen| {
+        let mut ids = std::collections::HashSet::new();
+        seen.events
+            .iter()
+            .filter(|e| !ids.insert(e["event_id"].as_str().unwrap().to_owned()))
+            .count()
+    });
+    assert!((1..=BATCH).contains(&all_resent), "{all_resent} events sent twice");
 }
