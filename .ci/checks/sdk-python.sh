@@ -6,6 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 
+# The SDKs' vector copies (a clone has no ../shared) must be the shared golden files.
+if [ -d ../shared/golden ]; then
+  for f in signing_vectors.json construction_vectors.json verify_vectors.json; do
+    cmp -s "../shared/golden/$f" "sdk/testdata/$f" \
+      || { echo "sdk/testdata/$f differs from ../shared/golden/$f"; exit 1; }
+  done
+fi
+
 target=${CARGO_TARGET_DIR:-target}
 case $target in /*) ;; *) target=$root/$target ;; esac
 cargo build -q --locked -p flk
