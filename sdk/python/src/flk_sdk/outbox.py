@@ -129,7 +129,10 @@ class Outbox:
         self._acks_since_compaction = acks
 
     def _append(self, rec: Mapping[str, Any]) -> None:
-        self._log.write(json.dumps(rec, separators=(",", ":")).encode("utf-8") + b"\n")
+        data = memoryview(json.dumps(rec, separators=(",", ":")).encode("utf-8") + b"\n")
+        while data:  # an unbuffered write may be partial
+            n = self._log.write(data)
+            data = data[n or 0 :]
         os.fsync(self._log.fileno())
 
     def compact(self) -> None:
