@@ -100,3 +100,19 @@ def test_drain_async(tmp_path: Path, peer: Scripted) -> None:
         report = asyncio.run(go(ob))
         assert (report.delivered, report.dead_lettered) == (3, 1)  # type: ignore[attr-defined]
         assert len(ob) == 0 and [d["seq"] for d in ob.dead_letters()] == [4]
+
+
+def test_shared_fixture_replays_like_the_go_sdk(tmp_path: Path) -> None:
+    # sdk/testdata/outbox/outbox.log: compaction marker, puts, an ack, a torn final line. The
+    # Go SDK's test replays the same file to the same state (the on-disk format is shared).
+    import shutil
+
+    from conftest import TESTDATA
+
+    shutil.copy(TESTDATA / "outbox" / LOG_NAME, tmp_path / LOG_NAME)
+    with Outbox(tmp_path) as ob:
+        assert [(e.seq, e.body) for e in ob.pending()] == [
+            (6, b'{"pcs_id":"six","shard_id":"\\u00e9<&>"}'),
+            (7, b'{"pcs_id":"seven"}'),  # its ack was torn: not acknowledged
+        ]
+        assert ob.put_body(b"{}") == 8
