@@ -14,7 +14,7 @@ use flk_core::{HmacMode, SigningMaterial, canonicalize, compute_pcs_id, parse_pc
 use flk_proto::v1::{self, submit_request};
 use flk_runtime::client::{Peer, VerifyClient};
 use flk_runtime::security::ServerSecurity;
-use flk_tlog::{AuditEntry, AuditOutcome, Hash, Log, LogSigner, MemStore};
+use flk_tlog::{AuditEntry, AuditOutcome, EventEntry, EventKind, Hash, Log, LogSigner, MemStore};
 use serde_json::Value;
 use svc_audit::{AuditClient, AuditConfig, Ledger};
 use svc_verify::config::{DedupConfig, LogSettings};
@@ -550,13 +550,66 @@ pub fn expected_entry(r: &v1::FeedRecord) -> AuditEntry {
     }
 }
 
-/// The log built from scratch with flk-tlog from the feed's decisions, in feed order:
-/// its size and root.
+/// The `ConflictingDuplicate` log event of a conflict record, written out here from the
+/// record's fields in the body format `svc_audit::mapping` documents.
+pub fn expected_conflict(r: &v1::FeedRecord) -> EventEntry {
+    let first = r
+        .outcome
+        .as_ref()
+        .expect("a conflict carries the first outcome");
+    let first_outcome = match first.outcome() {
+        v1::OutcomeKind::Accepted => "accepted",
+        v1::OutcomeKind::Escalated => "escalated",
+        v1::OutcomeKind::Rejected => "rejected",
+        v1::OutcomeKind::Unspecified => "unknown",
+    };
+    let q = |s: &str| Value::from(s).to_string();
+    let body = format!(
+        "{{\"tenant_id\":{},\"pcs_id\":{},\"request_digest\":{},\"region\":{},\"at_unix_ms\":{},\"first_outcome\":{},\"first_reason_code\":{},\"policy_version\":{}}}",
+        q(&r.tenant_id),
+        q(&r.pcs_id),
+        q(&hex::encode(&r.canonical_digest)),
+        q(&r.region),
+        r.decided_at_unix_ms,
+        q(first_outcome),
+        q(&first.reason_code),
+        q(&first.policy_version),
+    );
+    EventEntry {
+        kind: EventKind::ConflictingDuplicate,
+        recorded_at_unix_ms: u64::try_from(r.decided_at_unix_ms).expect("time"),
+        body,
+    }
+}
+
+/// The entries the audit log must hold for a feed, in feed order: one per decision (the
+/// first per key) and one event per distinct conflicting content of a decided key.
+pub fn log_entries(feed: &[v1::FeedRecord]) -> Vec<Vec<u8>> {
+    let first: HashSet<u64> = decisions(feed).iter().map(|r| r.seq).collect();
+    let mut conflicts = HashSet::new();
+    feed.iter()
+        .filter_map(|r| match r.kind() {
+            v1::RecordKind::Decision if first.contains(&r.seq) => {
+                Some(expected_entry(r).encode().expect("entry encodes"))
+            }
+            v1::RecordKind::ConflictingDuplicate
+                if conflicts.insert((
+                    r.tenant_id.clone(),
+                    r.pcs_id.clone(),
+                    r.canonical_digest.clone(),
+                )) =>
+            {
+                Some(expected_conflict(r).encode().expect("event encodes"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The log built from scratch with flk-tlog from the feed ([`log_entries`]): its size and
+/// root.
 pub fn reference_root(feed: &[v1::FeedRecord]) -> (u64, Hash) {
-    let entries: Vec<Vec<u8>> = decisions(feed)
-        .into_iter()
-        .map(|r| expected_entry(r).encode().expect("entry encodes"))
-        .collect();
+    let entries = log_entries(feed);
     let signer = LogSigner::generate("reference/log").expect("key");
     let mut log = Log::open(MemStore::new(), signer, "reference/log").expect("mem log");
     log.append_batch(&entries).expect("append");
