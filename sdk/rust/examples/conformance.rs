@@ -125,8 +125,11 @@ fn signing_line(v: &Value, hmac: &SigningKey, ed: Option<&SigningKey>) -> Result
     Ok(l.finish())
 }
 
+/// A construction vector's points, raw bytes, build parameters and HMAC key.
+type ConstructionInput = (Vec<[f64; 3]>, Vec<u8>, BuildParams, String);
+
 /// The points, raw bytes and build parameters of a construction vector.
-fn construction_input(v: &Value) -> Result<(Vec<[f64; 3]>, Vec<u8>, BuildParams, String), String> {
+fn construction_input(v: &Value) -> Result<ConstructionInput, String> {
     let p = &v["params"];
     let points = v["points"]
         .as_array()

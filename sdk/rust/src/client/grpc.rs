@@ -2,6 +2,7 @@
 //! connected HTTP/2 channel, answers mapped to the REST statuses.
 
 use std::string::{String, ToString};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use std::vec::Vec;
 
@@ -15,7 +16,9 @@ use super::{Answer, ClientConfig, ClientError, parse_retry_after};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Grpc {
-    channel: Channel,
+    endpoint: Endpoint,
+    /// Made on first use, inside the caller's runtime (a lazy channel spawns its worker).
+    channel: Arc<OnceLock<Channel>>,
     tenant: String,
     token: Option<String>,
 }
@@ -92,16 +95,22 @@ fn classify(s: tonic::Status) -> Result<Answer, ClientError> {
 
 impl Grpc {
     pub(crate) fn new(cfg: &ClientConfig) -> Result<Grpc, ClientError> {
-        let channel = Endpoint::from_shared(cfg.base_url.clone())
+        let endpoint = Endpoint::from_shared(cfg.base_url.clone())
             .map_err(|_| ClientError::BadUrl(cfg.base_url.clone()))?
             .timeout(cfg.timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
+            .connect_timeout(Duration::from_secs(5));
         Ok(Grpc {
-            channel,
+            endpoint,
+            channel: Arc::new(OnceLock::new()),
             tenant: cfg.tenant_id.clone(),
             token: cfg.api_token.clone(),
         })
+    }
+
+    fn channel(&self) -> Channel {
+        self.channel
+            .get_or_init(|| self.endpoint.connect_lazy())
+            .clone()
     }
 
     fn request<T>(&self, msg: T, with_token: bool) -> Result<tonic::Request<T>, ClientError> {
@@ -126,7 +135,7 @@ impl Grpc {
     }
 
     pub(crate) async fn submit(&self, body: Bytes) -> Result<Answer, ClientError> {
-        let mut c = VerifyServiceClient::new(self.channel.clone());
+        let mut c = VerifyServiceClient::new(self.channel());
         let req = self.request(self.submit_request(body), false)?;
         match c.submit(req).await {
             Ok(resp) => match resp.into_inner().outcome {
@@ -145,7 +154,7 @@ impl Grpc {
         bodies: Vec<Bytes>,
     ) -> Result<Vec<Answer>, ClientError> {
         let n = bodies.len();
-        let mut c = VerifyServiceClient::new(self.channel.clone());
+        let mut c = VerifyServiceClient::new(self.channel());
         let reqs: Vec<SubmitRequest> = bodies.into_iter().map(|b| self.submit_request(b)).collect();
         let req = self.request(tokio_stream::iter(reqs), false)?;
         let mut stream = match c.submit_stream(req).await {
@@ -189,7 +198,7 @@ impl Grpc {
         &self,
         pcs_id: &str,
     ) -> Result<Option<proto::Outcome>, ClientError> {
-        let mut c = VerifyServiceClient::new(self.channel.clone());
+        let mut c = VerifyServiceClient::new(self.channel());
         let req = self.request(
             proto::GetOutcomeRequest {
                 tenant_id: self.tenant.clone(),
