@@ -130,3 +130,19 @@ def test_every_signing_mode_is_accepted(keyed_server: KeyedServer) -> None:
         with pytest.raises(ReadError) as e:
             c.get_outcome(SIGNING["vectors"][0]["pcs"]["pcs_id"])
         assert e.value.status == 401
+
+
+def test_conformance_runner_submits_in_every_mode(keyed_server: KeyedServer) -> None:
+    ks = keyed_server
+    data = (TESTDATA / "signing_vectors.json").read_bytes()
+    base = ("--submit", ks.url, "--tenant", ks.tenant)
+    for extra in (("--hmac-key", ks.digest_secret), ("--hmac-key", ks.payload_secret, "--hmac-mode", "payload"),
+                  ("--ed25519-seed", ks.ed25519_seed.hex())):
+        lines = _conformance(*base, *extra, stdin=data)
+        assert len(lines) == len(SIGNING["vectors"])
+        assert all(line["http_status"] in (200, 202) and line["outcome"] for line in lines), extra
+    refused = subprocess.run([sys.executable, "-m", "flk_sdk.conformance", *base, "--hmac-key", "wrong"],
+                             input=data, capture_output=True, timeout=600)
+    assert refused.returncode == 1
+    first = json.loads(refused.stdout.splitlines()[0])
+    assert (first["http_status"], first["outcome"], first["duplicate"]) == (401, None, False)
