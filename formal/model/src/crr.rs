@@ -498,7 +498,8 @@ pub fn first_write_wins(s: &State) -> bool {
 
 /// `LogDurability`: what was acknowledged is durable. A decision answered to a client is in
 /// the region's log (`AckedIsLogged`); a feed record under the target's applied watermark, or
-/// under the source's acknowledged watermark, is in the target's dedup index; and a source never
+/// under the source's acknowledged watermark, is in the target's dedup index; no watermark is past
+/// the end of the feed; and a source never
 /// holds an acknowledgement beyond what the target applied.
 pub fn log_durability(m: &CrrModel, s: &State) -> bool {
     let clients = s.client_acks.iter().all(|&(region, key, value)| {
@@ -511,6 +512,7 @@ pub fn log_durability(m: &CrrModel, s: &State) -> bool {
             let (si, ti) = (usize::from(source), usize::from(target));
             let applied = s.applied[ti][si];
             s.acked[si][ti] <= applied
+                && applied <= s.feed_len(source)
                 && s.feed(source)
                     .take(usize::from(applied))
                     .all(|r| s.dedup[ti][usize::from(r.key)].is_some())
