@@ -1,0 +1,29 @@
+// Throughput of the TypeScript SDK in Node, one thread (WebCrypto is asynchronous: each
+// operation awaits its promise): canonical payload + digest + signature per PCS for HMAC
+// (digest mode) and Ed25519, and verification. `npm run build && node bench.mjs`.
+import { canonical, Ed25519Signer, HmacSigner, signPcs } from "./dist/index.js";
+
+const pcs = {
+  pcs_id: "e1ab1abd7da190a4fe95dbfbe75aea159d250c6e9ae82b619c8ccfe7c1640bc7",
+  merkle_root: "f5f5990c5e4a2d115b32940daf4de6d315bdb46a8a2fdcde7d127b183cec2359",
+  shard_id: "shard-example", epoch: 1,
+  D_hat: 1.234567891234, coh_star: 0.7123456789, r: 0.3187654321, budget: 0.4567891234,
+};
+
+async function rate(name, n, f) {
+  for (let i = 0; i < Math.min(n, 1000); i++) await f();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) await f();
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(`${name}: ${Math.round(n / s).toLocaleString("en")}/s`);
+}
+
+const hmac = await HmacSigner.create("testsecret", "digest");
+await rate("ts sign hmac digest (WebCrypto)", 50_000, () => signPcs({ ...pcs }, hmac));
+const c = await canonical(pcs);
+const sig = await hmac.sign(c);
+await rate("ts verify hmac digest (WebCrypto)", 50_000, async () => hmac.verify(await canonical(pcs), sig));
+const ed = await Ed25519Signer.fromSeed("0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20");
+await rate("ts sign ed25519 (WebCrypto)", 10_000, () => signPcs({ ...pcs }, ed));
+const edw = await Ed25519Signer.fromSeed("0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20", { forceWasm: true });
+await rate("ts sign ed25519 (wasm core)", 5_000, () => signPcs({ ...pcs }, edw));
