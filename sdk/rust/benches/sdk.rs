@@ -21,8 +21,14 @@ fn pcs() -> Pcs {
 fn signing(c: &mut Criterion) {
     let p = pcs();
     let keys = [
-        ("hmac_digest", SigningKey::hmac(b"testsecret", HmacMode::Digest).unwrap()),
-        ("hmac_payload", SigningKey::hmac(b"testsecret", HmacMode::Payload).unwrap()),
+        (
+            "hmac_digest",
+            SigningKey::hmac(b"testsecret", HmacMode::Digest).unwrap(),
+        ),
+        (
+            "hmac_payload",
+            SigningKey::hmac(b"testsecret", HmacMode::Payload).unwrap(),
+        ),
         ("ed25519", SigningKey::ed25519_seed(&[7u8; 32]).unwrap()),
     ];
     let mut g = c.benchmark_group("sign");
@@ -54,7 +60,9 @@ fn construction(c: &mut Criterion) {
     // A 10,000-point cloud in the unit cube (a deterministic LCG), 6 decimals like the agents'.
     let mut s = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
-        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((s >> 11) as f64 / (1u64 << 53) as f64 * 1e6).round() / 1e6
     };
     let points: Vec<[f64; 3]> = (0..10_000).map(|_| [next(), next(), next()]).collect();
