@@ -93,14 +93,19 @@ export class Ed25519Signer implements Signer {
   async publicKey(): Promise<Uint8Array> {
     if (this.key) return ed25519Public(this.key);
     const core = await wasmCore();
+    core.__flkKeyOwner = this;
     return core.useEd25519Seed(this.seed);
   }
 
   async sign(c: Canonical, fields: SignedFields): Promise<Uint8Array> {
     if (this.key) return ed25519Sign(this.key, c.digest);
     const core = await wasmCore();
-    // Synchronous from here: nothing else can use the core's one key in between.
-    core.useEd25519Seed(this.seed);
+    // Synchronous from here: nothing else can use the core's one key in between. The core
+    // keeps the last key; setting it again (deriving the public key) would double the cost.
+    if (core.__flkKeyOwner !== this) {
+      core.useEd25519Seed(this.seed);
+      core.__flkKeyOwner = this;
+    }
     core.canonical(fields);
     return core.signCanonical();
   }
@@ -129,5 +134,6 @@ export async function verifyEd25519Strict(pcs: SignedFields & { sig?: string }, 
   const core = await wasmCore();
   if (!core) return null;
   core.useEd25519Public(fromBase64(publicKeyB64));
+  core.__flkKeyOwner = null;
   return core.verify(pcs);
 }
