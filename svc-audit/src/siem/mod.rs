@@ -259,7 +259,7 @@ async fn read_step(
         return Ok(false);
     }
     let size = ledger.size();
-    let mut lines = String::new();
+    let mut lines = String::with_capacity(room.min(4 << 20));
     let mut pos = head;
     if head.leaf < size {
         let end = size.min(head.leaf + READ_CHUNK);
@@ -270,11 +270,12 @@ async fn read_step(
             let after = Position { leaf: i + 1, ..pos };
             match encoder.entry(i, bytes) {
                 Some(ev) => {
-                    let line = Spool::line(&ev, after);
-                    if lines.len() + line.len() > room {
+                    let mark = lines.len();
+                    Spool::push_line(&mut lines, &ev, after);
+                    if lines.len() > room {
+                        lines.truncate(mark);
                         break;
                     }
-                    lines.push_str(&line);
                 }
                 None => {
                     tracing::error!(sink = %ctx.name, leaf = i, "audit log entry does not decode; not shipped (run `flk audit verify`)")

@@ -81,6 +81,8 @@ pub struct Sender {
     http: reqwest::Client,
     /// Splunk HEC: `,"host":..,"source":..,"sourcetype":..[,"index":..],"event":`.
     splunk_fields: String,
+    /// Elasticsearch: `{"create":{"_index":"<index>","_id":"` (the id and `"}}` follow).
+    es_action: String,
 }
 
 enum Answer {
@@ -106,11 +108,16 @@ impl Sender {
             splunk_fields.push_str(&format!(",\"index\":{}", quoted(index)));
         }
         splunk_fields.push_str(",\"event\":");
+        let es_action = format!(
+            "{{\"create\":{{\"_index\":{},\"_id\":\"",
+            quoted(cfg.index.as_deref().unwrap_or("flk-events"))
+        );
         Ok(Sender {
             sink,
             host: host.to_owned(),
             http,
             splunk_fields,
+            es_action,
         })
     }
 
@@ -234,11 +241,11 @@ impl Sender {
                 out = gzip(&serde_json::to_vec(&entries).unwrap_or_default());
             }
             SinkKind::Elasticsearch => {
-                let index = cfg.index.as_deref().unwrap_or("flk-events");
                 for item in items {
-                    let action = json!({"create": {"_index": index, "_id": item.id}});
-                    out.extend_from_slice(action.to_string().as_bytes());
-                    out.push(b'\n');
+                    // `{"create":{"_index":<quoted index>,"_id":"<event id: hex>"}}`
+                    out.extend_from_slice(self.es_action.as_bytes());
+                    out.extend_from_slice(item.id.as_bytes());
+                    out.extend_from_slice(b"\"}}\n");
                     out.extend_from_slice(item.json.as_bytes());
                     out.push(b'\n');
                 }

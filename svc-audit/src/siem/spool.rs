@@ -109,7 +109,11 @@ fn parse_line(line: &[u8]) -> Option<(Position, u64, &str, &str)> {
     let time_ms = parts.next()?.parse().ok()?;
     let id = parts.next()?;
     let json = parts.next()?;
-    if id.is_empty() || !json.starts_with('{') || !json.ends_with('}') {
+    if id.is_empty()
+        || !id.bytes().all(|b| b.is_ascii_hexdigit())
+        || !json.starts_with('{')
+        || !json.ends_with('}')
+    {
         return None;
     }
     Some((
@@ -235,10 +239,22 @@ impl Spool {
 
     /// The line of `event` with the position after it.
     pub fn line(event: &Event, after: Position) -> String {
-        format!(
-            "{} {} {} {} {} {}\n",
-            after.leaf, after.anchor, after.checkpoint, event.time_ms, event.id, event.json
-        )
+        let mut out = String::new();
+        Spool::push_line(&mut out, event, after);
+        out
+    }
+
+    /// Appends the line of `event` to `out` ([`Spool::line`] without a String of its own).
+    pub fn push_line(out: &mut String, event: &Event, after: Position) {
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "{} {} {} {} {} ",
+            after.leaf, after.anchor, after.checkpoint, event.time_ms, event.id
+        );
+        out.push_str(&event.json);
+        out.push('\n');
     }
 
     /// Appends encoded lines ([`Spool::line`]) that bring the head to `head`.
@@ -424,7 +440,7 @@ mod tests {
 
     fn ev(i: u64) -> Event {
         Event {
-            id: format!("id{i}"),
+            id: format!("1d{i}"),
             time_ms: 1000 + i,
             json: format!("{{\"n\":{i}}}"),
         }
@@ -468,7 +484,7 @@ mod tests {
             .read((ack.segment, ack.offset), 100, usize::MAX)
             .unwrap();
         let ids: Vec<_> = rest.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids, ["id4", "id5", "id6", "id7", "id8", "id9"]);
+        assert_eq!(ids, ["1d4", "1d5", "1d6", "1d7", "1d8", "1d9"]);
         assert_eq!(rest[0].time_ms, 1004);
         // The byte bound cuts a read, but never below one item.
         assert_eq!(
@@ -485,7 +501,7 @@ mod tests {
         drop(spool);
         let seg = segment_path(dir.path(), 0);
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(b"6 0 0 1006 id6 {\"n\":").unwrap();
+        f.write_all(b"6 0 0 1006 1d6 {\"n\":").unwrap();
         drop(f);
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(spool.head(), pos(4));
@@ -493,7 +509,7 @@ mod tests {
         fill(&spool, 5..6);
         let all = spool.read((0, 0), 100, usize::MAX).unwrap();
         assert_eq!(all.len(), 6);
-        assert_eq!(all[5].id, "id5");
+        assert_eq!(all[5].id, "1d5");
     }
 
     #[test]
