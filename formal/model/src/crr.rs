@@ -497,10 +497,10 @@ pub fn first_write_wins(s: &State) -> bool {
 }
 
 /// `LogDurability`: what was acknowledged is durable. A decision answered to a client is in
-/// the region's log (`AckedIsLogged`); a feed record under the target's applied watermark, or
-/// under the source's acknowledged watermark, is in the target's dedup index; no watermark is past
-/// the end of the feed; and a source never
-/// holds an acknowledgement beyond what the target applied.
+/// the region's log (`AckedIsLogged`); a feed record under the target's applied watermark (and
+/// so under the source's acknowledged one) is in the target's dedup index; no watermark is
+/// past the end of the feed; and a source never holds an acknowledgement beyond what the
+/// target applied.
 pub fn log_durability(m: &CrrModel, s: &State) -> bool {
     let clients = s.client_acks.iter().all(|&(region, key, value)| {
         s.log[usize::from(region)]
