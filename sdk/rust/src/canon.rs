@@ -202,6 +202,10 @@ pub fn write_py_float_round9(out: &mut Vec<u8>, x: f64) {
         write_py_float(out, x);
         return;
     }
+    if let Some(m) = fast_round9_scaled(x) {
+        write_fixed9(out, x.is_sign_negative(), m);
+        return;
+    }
     // Fast path: in [1e-4, 1e16) ryu writes fixed notation identical to Python's `repr`
     // ("0.5", "1.0", "1000000000000000.0"); when it has at most 9 decimals, round9 is a no-op.
     let abs = x.abs();
@@ -270,6 +274,55 @@ pub fn write_py_float_round9(out: &mut Vec<u8>, x: f64) {
     } else {
         write_decimal(out, &r);
     }
+}
+
+/// `round9(|x|) * 1e9` as an integer, computed in floating point, when that is provably what
+/// the decimal rule gives and the result prints in fixed notation; `None` otherwise.
+///
+/// For `1e-4 <= |x| < 2^40 / 1e9` (about 1099.5): `y = |x| * 1e9` is below 2^40, so its
+/// rounding error is under 1.3e-4, and the shortest decimal of `x` differs from `x` by half an
+/// ulp, under 1.2e-4 once scaled; when the fraction of `y` is more than 1e-3 away from one
+/// half, both the shortest decimal and `y` round half-up to the same integer `M`. `M / 1e9`
+/// then has at most 13 significant digits, so its shortest decimal is `M`'s digits (trailing
+/// zeros dropped), and since it is at least 1e-4 Python writes it in fixed notation. The
+/// signing hot path (agents' values have more than 9 decimals) takes this branch; ties and
+/// everything else take the exact decimal path. Checked against it by a property test.
+fn fast_round9_scaled(x: f64) -> Option<u64> {
+    let ax = x.abs();
+    if !(1e-4..1_099.5).contains(&ax) {
+        return None;
+    }
+    let y = ax * 1e9;
+    let floor = y.floor();
+    let frac = y - floor;
+    if (frac - 0.5).abs() < 1e-3 {
+        return None;
+    }
+    let m = if frac > 0.5 { floor + 1.0 } else { floor } as u64;
+    (m >= 100_000).then_some(m)
+}
+
+/// Writes `M / 1e9` (`M >= 1e5`) in Python's fixed `repr` layout: `12.5`, `0.000123`, `3.0`.
+fn write_fixed9(out: &mut Vec<u8>, negative: bool, m: u64) {
+    if negative {
+        out.push(b'-');
+    }
+    let int = m / 1_000_000_000;
+    let mut frac = m % 1_000_000_000;
+    let mut ibuf = itoa_buf(int);
+    out.extend_from_slice(ibuf.as_bytes_mut());
+    out.push(b'.');
+    if frac == 0 {
+        out.push(b'0');
+        return;
+    }
+    let mut digits = [b'0'; 9];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    let len = 9 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+    out.extend_from_slice(&digits[..len]);
 }
 
 /// Python `repr(float)` as a `String` (tests, policy hashing, logs).
@@ -488,6 +541,38 @@ mod tests {
         assert_eq!(round9(2.5), 2.5);
         assert_eq!(round9(1.5e-7), 1.5e-7);
         assert_eq!(round9(1.23456789e-5), 1.2346e-5);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_decimal_rule() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for i in 0..200_000u64 {
+            let r = next();
+            let x = match i % 4 {
+                // Any double of a magnitude around the fast path's range.
+                0 => f64::from_bits(0x3f00_0000_0000_0000 + r % 0x0200_0000_0000_0000),
+                // Few decimals (ties and exact values).
+                1 => (r % 100_000_000_000) as f64 / 10f64.powi((r % 12) as i32),
+                // The agents' typical values: [0, 4) with 10-17 digits.
+                2 => (r >> 11) as f64 / (1u64 << 53) as f64 * 4.0,
+                _ => f64::from_bits(r),
+            };
+            let x = if r & 1 == 1 { -x } else { x };
+            if !x.is_finite() {
+                continue;
+            }
+            let mut fast = Vec::new();
+            write_py_float_round9(&mut fast, x);
+            let mut slow = Vec::new();
+            write_py_float(&mut slow, round9(x));
+            assert_eq!(fast, slow, "{x:e}");
+        }
     }
 
     #[test]
