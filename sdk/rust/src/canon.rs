@@ -293,7 +293,7 @@ fn fast_round9_scaled(x: f64) -> Option<u64> {
         return None;
     }
     let y = ax * 1e9;
-    let floor = y.floor();
+    let floor = (y as u64) as f64; // floor: 0 <= y < 2^40 (no `f64::floor` in `core`)
     let frac = y - floor;
     if (frac - 0.5).abs() < 1e-3 {
         return None;
