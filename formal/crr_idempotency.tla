@@ -300,6 +300,7 @@ WatermarkMonotonic ==
 
 \* Every feed record reaches every peer's index and is acknowledged to its source.
 Delivered(s, t, i) ==
+    /\ i <= Len(Feed(s))
     /\ acked[s][t] >= i
     /\ dedup[t][Feed(s)[i].key] # NoValue
 
