@@ -211,3 +211,20 @@ fn every_construction_vector() {
 fn sha2_digest(b: &[u8]) -> [u8; 32] {
     flk_sdk::canon::sha256(b)
 }
+
+/// The SDK ships its own copy of the server's contract (it must build outside this
+/// workspace): the copy must stay the workspace's `proto/flk/v1/verify.proto`.
+#[test]
+fn the_proto_copy_is_the_servers() {
+    let copy = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/flk/v1/verify.proto");
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../proto/flk/v1/verify.proto"
+    );
+    if let Ok(original) = std::fs::read(server) {
+        assert!(
+            std::fs::read(copy).unwrap() == original,
+            "sdk/rust/proto/flk/v1/verify.proto differs from proto/flk/v1/verify.proto: copy it again"
+        );
+    }
+}
