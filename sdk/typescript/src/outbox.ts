@@ -1,5 +1,5 @@
-// The outbox (Node): at-least-once delivery across crashes, in the Rust SDK's file format (an
-// outbox written by one SDK can be drained by the other).
+// The outbox (Node): at-least-once delivery across crashes, in the same file layout as the Rust
+// SDK's outbox.
 //
 // `outbox.log` holds `A <seq> <base64 of the PCS JSON>` (added, fsync'd before sending) and
 // `K <seq>` (answered for good) lines; a torn last line is ignored and cut off when opened;

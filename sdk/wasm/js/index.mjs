@@ -77,26 +77,40 @@ export class FlkWasm {
     new Uint8Array(this.#x.memory.buffer, ptr, bytes.length).set(bytes);
   }
 
-  #result(code) {
+  #check(code) {
     if (code < 0) throw new Error(`flk wasm: ${ERRORS[code] ?? `error ${code}`}`);
+    return code;
+  }
+
+  #result(code) {
+    this.#check(code);
     const ptr = this.#x.flk_output_ptr();
     return new Uint8Array(this.#x.memory.buffer, ptr, code).slice();
+  }
+
+  /** Encodes strings as UTF-8 straight into the input buffer; returns their byte lengths. */
+  #writeStrings(strs) {
+    let max = 0;
+    for (const s of strs) max += s.length * 3; // UTF-16 unit -> at most 3 UTF-8 bytes
+    const ptr = this.#x.flk_input(max);
+    const mem = new Uint8Array(this.#x.memory.buffer, ptr, max);
+    let at = 0;
+    return strs.map((s) => {
+      const { written } = encoder.encodeInto(s, mem.subarray(at));
+      at += written;
+      return written;
+    });
+  }
+
+  #canonicalCode(pcs) {
+    const [a, b, c] = this.#writeStrings([pcs.pcs_id, pcs.merkle_root, pcs.shard_id]);
+    return this.#x.flk_canonical(a, b, c, Number(pcs.epoch), pcs.D_hat, pcs.coh_star, pcs.r, pcs.budget);
   }
 
   /** The canonical payload (PROTOCOL.md section 2) of a PCS object, as a string. Kept for
    * sign() and verify(). */
   canonical(pcs) {
-    const parts = [pcs.pcs_id, pcs.merkle_root, pcs.shard_id].map((s) => encoder.encode(s));
-    const all = new Uint8Array(parts[0].length + parts[1].length + parts[2].length);
-    all.set(parts[0], 0);
-    all.set(parts[1], parts[0].length);
-    all.set(parts[2], parts[0].length + parts[1].length);
-    this.#write(all);
-    const out = this.#x.flk_canonical(
-      parts[0].length, parts[1].length, parts[2].length,
-      Number(pcs.epoch), pcs.D_hat, pcs.coh_star, pcs.r, pcs.budget,
-    );
-    return decoder.decode(this.#result(out));
+    return decoder.decode(this.#result(this.#canonicalCode(pcs)));
   }
 
   /** SHA-256 of the last canonical payload. */
@@ -106,13 +120,8 @@ export class FlkWasm {
 
   /** pcs_id = hex SHA-256 of `merkle_root|epoch|shard_id`. */
   pcsId(merkleRoot, epoch, shardId) {
-    const m = encoder.encode(merkleRoot);
-    const s = encoder.encode(shardId);
-    const all = new Uint8Array(m.length + s.length);
-    all.set(m, 0);
-    all.set(s, m.length);
-    this.#write(all);
-    return decoder.decode(this.#result(this.#x.flk_pcs_id(m.length, s.length, Number(epoch))));
+    const [m, s] = this.#writeStrings([merkleRoot, shardId]);
+    return decoder.decode(this.#result(this.#x.flk_pcs_id(m, s, Number(epoch))));
   }
 
   /** Signs with HMAC-SHA256 from now on; mode "digest" (default) or "payload". */
@@ -141,19 +150,17 @@ export class FlkWasm {
 
   /** Sets `pcs.sig` (base64) with the current key and returns it. */
   sign(pcs) {
-    this.canonical(pcs);
+    this.#check(this.#canonicalCode(pcs));
     pcs.sig = toBase64(this.signCanonical());
     return pcs.sig;
   }
 
   /** Whether `pcs.sig` is valid for the current key. */
   verify(pcs) {
-    this.canonical(pcs);
+    this.#check(this.#canonicalCode(pcs));
     const sig = fromBase64(pcs.sig ?? "");
     this.#write(sig);
-    const code = this.#x.flk_verify(sig.length);
-    if (code < 0) throw new Error(`flk wasm: ${ERRORS[code] ?? `error ${code}`}`);
-    return code === 1;
+    return this.#check(this.#x.flk_verify(sig.length)) === 1;
   }
 
   /** RFC 9162 leaf hash of an audit entry. */
