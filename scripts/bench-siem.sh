@@ -58,7 +58,7 @@ TOML
 }
 
 bench() { "$flk" bench --url "$url" --data-dir "$work/$1" --quiet --json "${@:2}"; }
-summary() { python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(f"{r[\"throughput_per_sec\"]:.0f}/s p50 {l[\"p50\"]:.2f} ms p99 {l[\"p99\"]:.2f} ms mismatches {r[\"mismatches\"]}")'; }
+summary() { python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("%.0f/s p50 %.2f ms p99 %.2f ms mismatches %d" % (r["throughput_per_sec"], l["p50"], l["p99"], r["mismatches"]))'; }
 
 case "$mode" in
 lag)
