@@ -101,5 +101,45 @@ async fn a_killed_stack_loses_no_event_and_resends_only_the_unacknowledged_batch
             .filter(|e| !ids.insert(e["event_id"].as_str().unwrap().to_owned()))
             .count()
     });
-    assert!((1..=BATCH).contains(&all_resent), "{all_resent} events sent twice");
+    assert!(
+        (1..=BATCH).contains(&all_resent),
+        "{all_resent} events sent twice"
+    );
+}
+
+#[test]
+fn a_sink_without_its_secret_or_with_an_unknown_kind_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sink, expect) in [
+        (
+            "name = \"hec-main\"\nkind = \"splunk_hec\"\nurl = \"http://127.0.0.1:9\"\ntoken_env = \"FLK_TEST_UNSET_HEC_TOKEN\"\n",
+            "FLK_TEST_UNSET_HEC_TOKEN",
+        ),
+        (
+            "name = \"kafka-1\"\nkind = \"kafka\"\nurl = \"http://127.0.0.1:9\"\n",
+            "unknown kind",
+        ),
+        (
+            "name = \"es-1\"\nkind = \"elasticsearch\"\nurl = \"ftp://127.0.0.1/\"\n",
+            "url",
+        ),
+    ] {
+        let config = dir.path().join("flk.toml");
+        std::fs::write(&config, format!("[[audit.siem.sinks]]\n{sink}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_flk"))
+            .args(["up", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("FLK_TEST_UNSET_HEC_TOKEN")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = sink.split('"').nth(1).unwrap();
+        assert!(!out.status.success(), "{sink}: started");
+        assert!(
+            stderr.contains(name) && stderr.contains(expect),
+            "{sink}: {stderr}"
+        );
+    }
 }
