@@ -93,12 +93,35 @@ fn classify(s: tonic::Status) -> Result<Answer, ClientError> {
     Ok(status_answer(&s))
 }
 
+/// TLS for `https://` gateways (feature `tls`: rustls, webpki roots).
+#[cfg(feature = "tls")]
+fn tls(endpoint: Endpoint, url: &str) -> Result<Endpoint, ClientError> {
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    endpoint
+        .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+        .map_err(|e| ClientError::Grpc(e.to_string()))
+}
+
+/// Without feature `tls`, `https://` is refused up front rather than failing at connection.
+#[cfg(not(feature = "tls"))]
+fn tls(endpoint: Endpoint, url: &str) -> Result<Endpoint, ClientError> {
+    if url.starts_with("https://") {
+        return Err(ClientError::BadUrl(std::format!(
+            "{url}: https needs flk-sdk's `tls` feature"
+        )));
+    }
+    Ok(endpoint)
+}
+
 impl Grpc {
     pub(crate) fn new(cfg: &ClientConfig) -> Result<Grpc, ClientError> {
         let endpoint = Endpoint::from_shared(cfg.base_url.clone())
             .map_err(|_| ClientError::BadUrl(cfg.base_url.clone()))?
             .timeout(cfg.timeout)
             .connect_timeout(Duration::from_secs(5));
+        let endpoint = tls(endpoint, &cfg.base_url)?;
         Ok(Grpc {
             endpoint,
             channel: Arc::new(OnceLock::new()),

@@ -257,3 +257,24 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
             .unwrap_or(Duration::ZERO),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_retry_after() {
+        assert!(Client::new(ClientConfig::new("ftp://x", "t")).is_err());
+        // https needs the `tls` feature; without it the client says so up front.
+        assert_eq!(
+            Client::new(ClientConfig::new("https://x", "t")).is_ok(),
+            cfg!(feature = "tls")
+        );
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

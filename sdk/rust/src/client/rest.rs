@@ -17,7 +17,8 @@ pub(crate) struct Rest {
 
 impl Rest {
     pub(crate) fn new(cfg: &ClientConfig) -> Result<Rest, ClientError> {
-        if !(cfg.base_url.starts_with("http://") || cfg.base_url.starts_with("https://")) {
+        let https_ok = cfg!(feature = "tls") && cfg.base_url.starts_with("https://");
+        if !(cfg.base_url.starts_with("http://") || https_ok) {
             return Err(ClientError::BadUrl(cfg.base_url.clone()));
         }
         let http = reqwest::Client::builder()
