@@ -186,3 +186,54 @@ async fn constructed_pcs_are_accepted_and_audit_proofs_verify_offline() {
     bad.tree_size = bad.tree_size.max(2);
     assert!(bad.verify(&verifier).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_over_grpc_streams_dead_letters_refusals() {
+    let flk = common::FlkUp::start(&["--hmac-key", "testsecret"]);
+    let key = SigningKey::hmac(b"testsecret", HmacMode::Digest).unwrap();
+    let wrong = SigningKey::hmac(b"not-the-secret", HmacMode::Digest).unwrap();
+    let client =
+        Client::new(ClientConfig::new(&flk.url, "default").with_transport(Transport::Grpc))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut outbox = flk_sdk::client::Outbox::open(dir.path()).unwrap();
+    let vectors = common::signing_vectors();
+    let mut refused = Vec::new();
+    for (i, mut p) in vectors.into_iter().enumerate() {
+        // Every 8th is signed with a key the server does not have: 401, for good.
+        if i % 8 == 3 {
+            p.sign(&wrong);
+            refused.push(p.pcs_id.clone());
+        } else {
+            p.sign(&key);
+        }
+        outbox.enqueue(p.to_json()).unwrap();
+    }
+    let mut statuses = Vec::new();
+    let report = outbox
+        .deliver_stream(&client, 10, |_, a| statuses.push(a.http_status))
+        .await
+        .unwrap();
+    assert_eq!(statuses.len(), 64);
+    assert_eq!(report.dead_lettered, refused.len() as u64);
+    assert_eq!(report.decided, 64 - refused.len() as u64);
+    assert_eq!(report.pending, 0);
+    let dead = std::fs::read_to_string(outbox.dead_letter_path()).unwrap();
+    let lines: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), refused.len());
+    for (l, id) in lines.iter().zip(&refused) {
+        assert_eq!(l["pcs_id"].as_str(), Some(id.as_str()));
+        assert_eq!(l["http_status"], 401);
+        assert_eq!(l["code"].as_str(), Some("signature_invalid"), "{l}");
+    }
+    drop(outbox);
+    // Nothing comes back after a restart: decided and dead-lettered entries are both done.
+    assert!(
+        flk_sdk::client::Outbox::open(dir.path())
+            .unwrap()
+            .is_empty()
+    );
+}
