@@ -25,3 +25,4 @@ export {
   type ClientOptions,
   type RetryPolicy,
 } from "./client.js";
+export { rootFromInclusion, verifyInclusionBundle, type VerifiedInclusion } from "./audit.js";

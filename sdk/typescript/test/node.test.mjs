@@ -21,6 +21,7 @@ import {
   toBase64,
   toHex,
   verifyEd25519Strict,
+  verifyInclusionBundle,
 } from "../dist/index.js";
 import { GOLDEN_SEED_HEX, signingVectors, startFlk } from "../../wasm/test/flk.mjs";
 
@@ -128,3 +129,30 @@ for (const [tenant, make] of [
     assert.equal((await client.submit(tampered)).http_status, 401);
   });
 }
+
+test("an audit proof read with the token verifies offline, and fails once tampered", async () => {
+  const signer = await HmacSigner.create("testsecret", "digest");
+  const client = new Client({ baseUrl: flk.url, tenantId: "digest", apiToken: "token-digest" });
+  const p = { ...doc.vectors[0].pcs, shard_id: "ts-audit-proof" };
+  p.pcs_id = await pcsId(p.merkle_root, p.epoch, p.shard_id);
+  await signPcs(p, signer);
+  const a = await client.submit(p);
+  assert.ok([200, 202].includes(a.http_status), JSON.stringify(a.body));
+  // The decision reaches the log at its next checkpoint: poll with a deadline.
+  const deadline = Date.now() + 60_000;
+  let bundle = null;
+  while (!(bundle = await client.auditProof(p.pcs_id))) {
+    assert.ok(Date.now() < deadline, "no audit proof within 60 s");
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  const v = await verifyInclusionBundle(bundle, flk.verifierKey);
+  assert.equal(v.entry.pcs_id, p.pcs_id);
+  assert.equal(v.entry.tenant_id, "digest");
+  assert.equal(v.entry.outcome, a.outcome);
+  assert.equal(v.checkpoint.size, bundle.tree_size);
+  const entry = Buffer.from(bundle.entry, "base64");
+  entry[10] ^= 1;
+  await assert.rejects(verifyInclusionBundle({ ...bundle, entry: entry.toString("base64") }, flk.verifierKey), /root mismatch/);
+  const cp = { ...bundle.checkpoint, note: bundle.checkpoint.note.replace(/\n(\d+)\n/, (_, n) => `\n${Number(n) + 1}\n`) };
+  await assert.rejects(verifyInclusionBundle({ ...bundle, checkpoint: cp }, flk.verifierKey), /signature/);
+});

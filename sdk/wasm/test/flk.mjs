@@ -50,7 +50,7 @@ export function tenantsFile(dir) {
   return path;
 }
 
-/** Starts `flk up` with the tenants file; resolves to {url, stop()}. */
+/** Starts `flk up` with the tenants file; resolves to {url, verifierKey, stop()}. */
 export async function startFlk() {
   const dir = mkdtempSync(join(tmpdir(), "flk-sdk-js-"));
   const tenants = tenantsFile(dir);
@@ -60,10 +60,13 @@ export async function startFlk() {
     { stdio: ["ignore", "pipe", "ignore"] },
   );
   const lines = createInterface({ input: child.stdout });
+  let verifierKey = null;
   const url = await new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error("flk up did not print its address in 120 s")), 120_000);
     child.on("exit", (code) => fail(new Error(`flk up exited with ${code}`)));
     lines.on("line", (l) => {
+      const k = /^audit log verifier key: (\S+)/.exec(l);
+      if (k) verifierKey = k[1];
       const m = /^gateway listening on (\S+)/.exec(l);
       if (m) {
         clearTimeout(timer);
@@ -73,6 +76,7 @@ export async function startFlk() {
   });
   return {
     url,
+    verifierKey,
     stop: () => {
       child.kill("SIGKILL");
     },
