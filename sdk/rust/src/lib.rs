@@ -11,10 +11,10 @@
 //!   --target wasm32-unknown-unknown` builds exactly this; `sdk/wasm` exports it.
 //! * `construct` (feature `construct`, needs `std`): N_j, Theil-Sen `D_hat`, `coh_star` /
 //!   `v_star`, `r` (real zlib), the Merkle root and `pcs_id`, as the field's reference agent
-//!   computes them ([`construct::build_pcs`]).
+//!   computes them (`construct::build_pcs`).
 //! * `client` (feature `client`): gRPC (unary and streaming) and REST submission with
 //!   exponential backoff and full jitter honouring `Retry-After`, reads with the tenant's API
-//!   token, and the fsync'd [`client::Outbox`].
+//!   token, and the fsync'd `client::Outbox`.
 //!
 //! ```
 //! use flk_sdk::pcs::Pcs;

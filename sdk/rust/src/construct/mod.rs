@@ -116,7 +116,7 @@ pub fn signals(points: &[[f64; 3]], raw: &[u8], p: &BuildParams) -> Signals {
     }
 }
 
-/// Builds the (unsigned) PCS of the data: [`signals`], then the record.
+/// Builds the (unsigned) PCS of the data: [`signals()`], then the record.
 pub fn build_pcs(points: &[[f64; 3]], raw: &[u8], p: &BuildParams) -> Result<Pcs, BuildError> {
     let ok_scales = (2..=64).contains(&p.scales.len())
         && p.scales.windows(2).all(|w| w[0] < w[1])
