@@ -497,7 +497,7 @@ impl Inner {
                     )),
                 )
             } else if s.faults.item_429_one_in > 0
-                && fnv(&id) % s.faults.item_429_one_in == 0
+                && fnv(&id).is_multiple_of(s.faults.item_429_one_in)
                 && seen.item_429.insert(id.clone())
             {
                 // Refused once, accepted when sent again.
@@ -551,7 +551,7 @@ async fn bulk(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> R
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    if lines.len() % 2 != 0 {
+    if !lines.len().is_multiple_of(2) {
         return refuse(
             StatusCode::BAD_REQUEST,
             json!({"error": {"type": "illegal_argument_exception"}, "status": 400}),
