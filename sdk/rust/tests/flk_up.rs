@@ -225,9 +225,14 @@ async fn outbox_over_grpc_streams_dead_letters_refusals() {
         .collect();
     assert_eq!(lines.len(), refused.len());
     for (l, id) in lines.iter().zip(&refused) {
-        assert_eq!(l["pcs_id"].as_str(), Some(id.as_str()));
+        let body: serde_json::Value = serde_json::from_str(l["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["pcs_id"].as_str(), Some(id.as_str()));
         assert_eq!(l["http_status"], 401);
-        assert_eq!(l["code"].as_str(), Some("signature_invalid"), "{l}");
+        assert_eq!(
+            l["answer"]["error"]["code"].as_str(),
+            Some("signature_invalid"),
+            "{l}"
+        );
     }
     drop(outbox);
     // Nothing comes back after a restart: decided and dead-lettered entries are both done.

@@ -6,34 +6,40 @@
 //! it again; the server's dedup answers a copy that had arrived before the crash as a
 //! duplicate, so each PCS is decided exactly once.
 //!
-//! # Files (in the outbox directory)
+//! # Files (in the outbox directory), shared by the FLK SDKs
 //!
-//! * `outbox.log`: one record per line, `A <seq> <base64 of the PCS JSON>` (added) or
-//!   `K <seq>` (acknowledged: decided, or refused and dead-lettered). A torn last line (a crash
-//!   mid-write) is ignored and cut off at open. When acknowledged records outnumber pending
-//!   ones (and at open), the log is compacted: the pending entries are written to
-//!   `outbox.log.tmp`, fsync'd, renamed over the log, and the directory fsync'd.
-//! * `dead-letter.ndjson`: one JSON line per permanent refusal (400, 401, 403, 413...):
-//!   `{"seq", "pcs_id", "http_status", "code", "message", "pcs"}`, fsync'd before the entry is
-//!   acknowledged, so nothing refused is lost silently.
+//! The layout is the Python and Go SDKs' (`sdk/testdata/outbox/` holds a log each of them
+//! replays to the same state, and so do this crate's tests), so an outbox left by one SDK can
+//! be drained by another:
 //!
-//! One process owns an outbox directory at a time.
+//! * `outbox.log`: JSON lines, each fsync'd before the call returns:
+//!   `{"op":"put","seq":N,"body":"<the PCS JSON>"}` (written ahead),
+//!   `{"op":"ack","seq":N,"status":S}` (answered for good: decided, or refused and
+//!   dead-lettered), and after a compaction a first line `{"op":"seq","seq":M}` keeping the
+//!   highest sequence number used, so numbers never repeat. A torn last line (a crash
+//!   mid-append) is ignored and cut off at open; other unreadable lines are skipped. When
+//!   acknowledgements outnumber pending entries (and at open) the log is rewritten with only
+//!   the pending entries: temp file, fsync, rename, directory fsync.
+//! * `dead-letter.jsonl`: one line per permanent refusal (400, 401, 403, 413...):
+//!   `{"seq", "http_status", "answer", "body"}`, fsync'd before the entry is acknowledged, so
+//!   nothing refused is lost silently.
+//! * `outbox.lock`: `flock`ed while the outbox is open (Unix): one process at a time.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read as _, Write};
 use std::path::{Path, PathBuf};
 use std::string::String;
 use std::vec::Vec;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use serde_json::json;
 
 use super::{Answer, AnswerClass, Client, ClientError};
 
 const LOG: &str = "outbox.log";
-const DEAD: &str = "dead-letter.ndjson";
+const DEAD: &str = "dead-letter.jsonl";
+const LOCK: &str = "outbox.lock";
 
 /// A pending entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +55,7 @@ pub struct DeliveryReport {
     pub decided: u64,
     pub duplicates: u64,
     pub dead_lettered: u64,
-    /// Still pending (retryable answers after the last attempt, or transport failures).
+    /// Still pending (retryable answers after the last attempt).
     pub pending: u64,
 }
 
@@ -58,6 +64,8 @@ pub struct DeliveryReport {
 pub struct Outbox {
     dir: PathBuf,
     log: File,
+    /// Holds the directory's lock for as long as the outbox is open.
+    _lock: File,
     pending: BTreeMap<u64, Bytes>,
     next_seq: u64,
     acked_in_log: u64,
@@ -67,54 +75,77 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+fn line(v: serde_json::Value) -> String {
+    let mut s = v.to_string();
+    s.push('\n');
+    s
+}
+
 impl Outbox {
     /// Opens (or creates) the outbox in `dir`, recovering every entry not acknowledged.
+    /// Fails with `WouldBlock` while another process has it open.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<Outbox> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(LOG);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK))?;
+        #[cfg(unix)]
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    std::format!("outbox {} is in use by another process: {e}", dir.display()),
+                )
+            },
+        )?;
         let mut pending = BTreeMap::new();
         let mut next_seq = 1u64;
         let mut acked = 0u64;
-        if let Ok(f) = File::open(&path) {
-            let mut reader = BufReader::new(f);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                let n = reader.read_until(b'\n', &mut line)?;
-                if n == 0 || line.last() != Some(&b'\n') {
-                    break; // end, or a torn last record
-                }
-                let text = std::str::from_utf8(&line[..line.len() - 1]).unwrap_or("");
-                let mut parts = text.split(' ');
-                match (
-                    parts.next(),
-                    parts.next().and_then(|s| s.parse::<u64>().ok()),
-                    parts.next(),
-                ) {
-                    (Some("A"), Some(seq), Some(b64)) => {
-                        let Ok(body) = B64.decode(b64) else { break };
-                        pending.insert(seq, Bytes::from(body));
-                        next_seq = next_seq.max(seq + 1);
+        if let Ok(mut f) = File::open(dir.join(LOG)) {
+            let mut data = Vec::new();
+            f.read_to_end(&mut data)?;
+            // What follows the last newline is a torn append; the compaction below drops it.
+            let complete = match data.iter().rposition(|&b| b == b'\n') {
+                Some(i) => &data[..i],
+                None => &[][..],
+            };
+            for raw in complete.split(|&b| b == b'\n') {
+                let Ok(rec) = serde_json::from_slice::<serde_json::Value>(raw) else {
+                    continue; // a torn line followed by later appends
+                };
+                let Some(seq) = rec.get("seq").and_then(serde_json::Value::as_u64) else {
+                    continue;
+                };
+                match rec.get("op").and_then(serde_json::Value::as_str) {
+                    Some("put") => {
+                        if let Some(body) = rec.get("body").and_then(serde_json::Value::as_str) {
+                            pending.insert(seq, Bytes::from(body.as_bytes().to_vec()));
+                        }
                     }
-                    (Some("K"), Some(seq), None) => {
+                    Some("ack") => {
                         pending.remove(&seq);
                         acked += 1;
-                        next_seq = next_seq.max(seq + 1);
                     }
-                    _ => break,
+                    _ => {}
                 }
+                next_seq = next_seq.max(seq + 1);
             }
         }
-        let log = OpenOptions::new().create(true).append(true).open(&path)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(LOG))?;
         let mut outbox = Outbox {
             dir,
             log,
+            _lock: lock,
             pending,
             next_seq,
             acked_in_log: acked,
         };
-        // Rewrites the log without acknowledged records and without a torn tail.
         outbox.compact()?;
         Ok(outbox)
     }
@@ -129,20 +160,18 @@ impl Outbox {
         self.dir.join(DEAD)
     }
 
-    fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        self.log.write_all(record)?;
+    fn append(&mut self, record: &str) -> io::Result<()> {
+        self.log.write_all(record.as_bytes())?;
         self.log.sync_data()
     }
 
-    /// Writes a PCS's JSON ahead (fsync'd) and returns its sequence number.
+    /// Writes a PCS's JSON (UTF-8) ahead, fsync'd, and returns its sequence number.
     pub fn enqueue(&mut self, body: impl Into<Bytes>) -> io::Result<u64> {
         let body = body.into();
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a PCS body is UTF-8 JSON"))?;
         let seq = self.next_seq;
-        let mut rec = Vec::with_capacity(body.len() * 4 / 3 + 32);
-        rec.extend_from_slice(std::format!("A {seq} ").as_bytes());
-        rec.extend_from_slice(B64.encode(&body).as_bytes());
-        rec.push(b'\n');
-        self.append(&rec)?;
+        self.append(&line(json!({"op": "put", "seq": seq, "body": text})))?;
         self.next_seq += 1;
         self.pending.insert(seq, body);
         Ok(seq)
@@ -167,13 +196,22 @@ impl Outbox {
         self.pending.is_empty()
     }
 
-    /// Records that `seq` was answered for good (fsync'd); compacts when acknowledged
-    /// records outnumber the pending ones.
-    pub fn ack(&mut self, seq: u64) -> io::Result<()> {
+    /// The next sequence number [`Outbox::enqueue`] will use.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Records that `seq` was answered for good (fsync'd), with the answer's status when
+    /// known; compacts when acknowledgements outnumber the pending entries.
+    pub fn ack(&mut self, seq: u64, status: Option<u16>) -> io::Result<()> {
         if self.pending.remove(&seq).is_none() {
             return Ok(());
         }
-        self.append(std::format!("K {seq}\n").as_bytes())?;
+        let rec = match status {
+            Some(s) => json!({"op": "ack", "seq": seq, "status": s}),
+            None => json!({"op": "ack", "seq": seq}),
+        };
+        self.append(&line(rec))?;
         self.acked_in_log += 1;
         if self.acked_in_log >= 64 && self.acked_in_log > self.pending.len() as u64 {
             self.compact()?;
@@ -186,38 +224,33 @@ impl Outbox {
         let Some(body) = self.pending.get(&seq) else {
             return Ok(());
         };
-        let pcs_id = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("pcs_id").and_then(|p| p.as_str()).map(String::from));
-        let line = serde_json::json!({
+        let rec = line(json!({
             "seq": seq,
-            "pcs_id": pcs_id,
             "http_status": answer.http_status,
-            "code": answer.error_code,
-            "message": answer.error_message,
-            "pcs": String::from_utf8_lossy(body),
-        });
+            "answer": answer.body,
+            "body": String::from_utf8_lossy(body),
+        }));
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dead_letter_path())?;
-        f.write_all(std::format!("{line}\n").as_bytes())?;
+        f.write_all(rec.as_bytes())?;
         f.sync_data()?;
-        self.ack(seq)
+        self.ack(seq, Some(answer.http_status))
     }
 
     /// Rewrites the log with only the pending entries (atomic rename, fsync'd).
     pub fn compact(&mut self) -> io::Result<()> {
         let tmp = self.dir.join("outbox.log.tmp");
         {
-            let mut f = File::create(&tmp)?;
-            let mut buf = Vec::new();
+            // The highest sequence number used survives, so numbers never repeat.
+            let mut text = line(json!({"op": "seq", "seq": self.next_seq - 1}));
             for (seq, body) in &self.pending {
-                buf.extend_from_slice(std::format!("A {seq} ").as_bytes());
-                buf.extend_from_slice(B64.encode(body).as_bytes());
-                buf.push(b'\n');
+                let body = String::from_utf8_lossy(body);
+                text.push_str(&line(json!({"op": "put", "seq": seq, "body": body})));
             }
-            f.write_all(&buf)?;
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
             f.sync_all()?;
         }
         std::fs::rename(&tmp, self.dir.join(LOG))?;
@@ -245,7 +278,7 @@ impl Outbox {
             on_answer(entry.seq, &answer);
             match answer.class() {
                 AnswerClass::Decided => {
-                    self.ack(entry.seq)?;
+                    self.ack(entry.seq, Some(answer.http_status))?;
                     report.decided += 1;
                     if answer.duplicate {
                         report.duplicates += 1;
@@ -284,7 +317,7 @@ impl Outbox {
                 on_answer(e.seq, a);
                 match a.class() {
                     AnswerClass::Decided => {
-                        self.ack(e.seq)?;
+                        self.ack(e.seq, Some(a.http_status))?;
                         report.decided += 1;
                         report.duplicates += u64::from(a.duplicate);
                     }
@@ -311,14 +344,14 @@ mod tests {
         let mut o = Outbox::open(dir.path()).unwrap();
         let a = o.enqueue(&b"{\"a\":1}"[..]).unwrap();
         let b = o.enqueue(&b"{\"b\":2}"[..]).unwrap();
-        o.ack(a).unwrap();
+        o.ack(a, Some(200)).unwrap();
         drop(o);
         // A crash mid-write leaves half a record.
         let mut f = OpenOptions::new()
             .append(true)
             .open(dir.path().join(LOG))
             .unwrap();
-        f.write_all(b"A 3 eyJj").unwrap();
+        f.write_all(b"{\"op\":\"put\",\"seq\":3,\"bo").unwrap();
         drop(f);
         let mut o = Outbox::open(dir.path()).unwrap();
         assert_eq!(
@@ -328,9 +361,10 @@ mod tests {
                 body: Bytes::from_static(b"{\"b\":2}")
             }]
         );
-        // Compacted at open: only the pending entry is left.
+        // Compacted at open: the sequence marker and the pending entry.
         let text = std::fs::read_to_string(dir.path().join(LOG)).unwrap();
-        assert_eq!(text.lines().count(), 1);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.starts_with("{\"op\":\"seq\",\"seq\":2}\n"), "{text}");
         assert_eq!(o.enqueue(&b"{}"[..]).unwrap(), 3);
         let refused = Answer::from_rest(
             400,
@@ -340,10 +374,40 @@ mod tests {
         o.dead_letter(b, &refused).unwrap();
         let dead = std::fs::read_to_string(o.dead_letter_path()).unwrap();
         assert!(dead.contains("\"http_status\":400"), "{dead}");
+        assert!(dead.contains("\"code\":\"malformed\""), "{dead}");
         drop(o);
         let o = Outbox::open(dir.path()).unwrap();
         assert_eq!(o.pending().len(), 1);
         assert_eq!(o.pending()[0].seq, 3);
+    }
+
+    #[test]
+    fn one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let _o = Outbox::open(dir.path()).unwrap();
+        // flock locks belong to the open file description: a second open conflicts even in
+        // the same process.
+        let e = Outbox::open(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn replays_the_shared_fixture_like_python_and_go() {
+        // sdk/testdata/outbox/outbox.log: a compaction marker, puts, an ack, a torn last line.
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/outbox/outbox.log");
+        let Ok(log) = std::fs::read(fixture) else {
+            return; // the crate outside this repository
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LOG), log).unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let seqs: Vec<u64> = o.pending().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [6, 7]);
+        assert_eq!(
+            o.pending()[0].body,
+            Bytes::from_static("{\"pcs_id\":\"six\",\"shard_id\":\"\\u00e9<&>\"}".as_bytes())
+        );
+        assert_eq!(o.next_seq(), 8);
     }
 
     #[test]
@@ -357,7 +421,7 @@ mod tests {
             })
             .collect();
         for s in &seqs[..90] {
-            o.ack(*s).unwrap();
+            o.ack(*s, Some(200)).unwrap();
         }
         let text = std::fs::read_to_string(dir.path().join(LOG)).unwrap();
         assert!(
@@ -366,6 +430,8 @@ mod tests {
             text.lines().count()
         );
         drop(o);
-        assert_eq!(Outbox::open(dir.path()).unwrap().len(), 10);
+        let o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.len(), 10);
+        assert_eq!(o.next_seq(), 101);
     }
 }
