@@ -1,11 +1,14 @@
-// The outbox (Node): at-least-once delivery across crashes, in the same file layout as the Rust
-// SDK's outbox.
+// The outbox (Node): at-least-once delivery across crashes, in the file layout every FLK SDK
+// shares (Rust, Python, Go: an outbox left by one can be drained by another).
 //
-// `outbox.log` holds `A <seq> <base64 of the PCS JSON>` (added, fsync'd before sending) and
-// `K <seq>` (answered for good) lines; a torn last line is ignored and cut off when opened;
-// the log is rewritten with only the pending entries (temp file, fsync, rename, directory
-// fsync) at open and when acknowledged records outnumber pending ones.
-// `dead-letter.ndjson` receives permanent refusals (fsync'd before the entry is acknowledged).
+// `outbox.log`: JSON lines, each fsync'd: {"op":"put","seq":N,"body":"<PCS JSON>"} (written
+// ahead), {"op":"ack","seq":N,"status":S} (answered for good), and after a compaction a first
+// line {"op":"seq","seq":M} keeping the highest sequence number used. A torn last line is
+// ignored and cut off when opened; other unreadable lines are skipped. The log is rewritten
+// with only the pending entries (temp file, fsync, rename, directory fsync) at open and when
+// acknowledgements outnumber pending entries. `dead-letter.jsonl` receives permanent refusals
+// ({"seq","http_status","answer","body"}, fsync'd before the entry is acknowledged). Node has no
+// flock: unlike the Rust and Python outboxes, this one does not keep other processes out.
 
 import {
   closeSync,
@@ -52,14 +55,18 @@ export class Outbox {
     const path = join(dir, "outbox.log");
     if (existsSync(path)) {
       const text = readFileSync(path, "utf8");
-      const end = text.lastIndexOf("\n");
+      const end = text.lastIndexOf("\n"); // after it: a torn append, dropped by compact()
       for (const line of end < 0 ? [] : text.slice(0, end).split("\n")) {
-        const [op, seqText, b64] = line.split(" ");
-        const seq = Number(seqText);
-        if (!Number.isSafeInteger(seq)) break;
-        if (op === "A" && b64 !== undefined) o.pending.set(seq, Buffer.from(b64, "base64").toString("utf8"));
-        else if (op === "K") o.pending.delete(seq);
-        else break;
+        let rec: any;
+        try {
+          rec = JSON.parse(line);
+        } catch {
+          continue; // a torn line followed by later appends
+        }
+        const seq = rec?.seq;
+        if (!Number.isSafeInteger(seq)) continue;
+        if (rec.op === "put" && typeof rec.body === "string") o.pending.set(seq, rec.body);
+        else if (rec.op === "ack") o.pending.delete(seq);
         o.nextSeq = Math.max(o.nextSeq, seq + 1);
       }
     }
@@ -68,7 +75,12 @@ export class Outbox {
   }
 
   get deadLetterPath(): string {
-    return join(this.dir, "dead-letter.ndjson");
+    return join(this.dir, "dead-letter.jsonl");
+  }
+
+  /** The next sequence number enqueue() will use. */
+  get next(): number {
+    return this.nextSeq;
   }
 
   get size(): number {
@@ -83,7 +95,7 @@ export class Outbox {
   /** Writes a PCS's JSON ahead (fsync'd); returns its sequence number. */
   enqueue(body: string): number {
     const seq = this.nextSeq++;
-    this.append(`A ${seq} ${Buffer.from(body, "utf8").toString("base64")}\n`);
+    this.append(`${JSON.stringify({ op: "put", seq, body })}\n`);
     this.pending.set(seq, body);
     return seq;
   }
@@ -93,10 +105,10 @@ export class Outbox {
     return [...this.pending].sort((a, b) => a[0] - b[0]).map(([seq, body]) => ({ seq, body }));
   }
 
-  /** Records that `seq` was answered for good (fsync'd). */
-  ack(seq: number): void {
+  /** Records that `seq` was answered for good (fsync'd), with the answer's status if known. */
+  ack(seq: number, status?: number): void {
     if (!this.pending.delete(seq)) return;
-    this.append(`K ${seq}\n`);
+    this.append(`${JSON.stringify(status === undefined ? { op: "ack", seq } : { op: "ack", seq, status })}\n`);
     this.acked++;
     if (this.acked >= 64 && this.acked > this.pending.size) this.compact();
   }
@@ -105,23 +117,17 @@ export class Outbox {
   deadLetter(seq: number, a: Answer): void {
     const body = this.pending.get(seq);
     if (body === undefined) return;
-    let pcsId: string | null = null;
-    try {
-      pcsId = JSON.parse(body).pcs_id ?? null;
-    } catch {
-      /* kept as it is */
-    }
     const fd = openSync(this.deadLetterPath, "a");
     try {
       writeSync(
         fd,
-        `${JSON.stringify({ seq, pcs_id: pcsId, http_status: a.http_status, code: a.error_code, message: a.error_message, pcs: body })}\n`,
+        `${JSON.stringify({ seq, http_status: a.http_status, answer: a.body, body })}\n`,
       );
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    this.ack(seq);
+    this.ack(seq, a.http_status);
   }
 
   /** Rewrites the log with only the pending entries (atomic rename, fsync'd). */
@@ -129,8 +135,9 @@ export class Outbox {
     const tmp = join(this.dir, "outbox.log.tmp");
     const fd = openSync(tmp, "w");
     try {
-      let text = "";
-      for (const e of this.entries()) text += `A ${e.seq} ${Buffer.from(e.body, "utf8").toString("base64")}\n`;
+      // The highest sequence number used survives, so numbers never repeat.
+      let text = `${JSON.stringify({ op: "seq", seq: this.nextSeq - 1 })}\n`;
+      for (const e of this.entries()) text += `${JSON.stringify({ op: "put", seq: e.seq, body: e.body })}\n`;
       writeSync(fd, text);
       fsyncSync(fd);
     } finally {
@@ -157,7 +164,7 @@ export class Outbox {
       await onAnswer(e.seq, a);
       const cls = answerClass(a);
       if (cls === "decided") {
-        this.ack(e.seq);
+        this.ack(e.seq, a.http_status);
         r.decided++;
         if (a.duplicate) r.duplicates++;
       } else if (cls === "refused") {

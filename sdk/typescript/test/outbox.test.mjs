@@ -3,7 +3,7 @@
 // (copies answered as duplicates), nothing left pending or dead-lettered.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -26,17 +26,32 @@ test("pending entries survive a reopen; a torn tail is dropped; refusals are dea
   const o = Outbox.open(dir);
   const a = o.enqueue('{"a":1}');
   const b = o.enqueue('{"b":2}');
-  o.ack(a);
+  o.ack(a, 200);
   o.close();
-  appendFileSync(join(dir, "outbox.log"), "A 3 eyJj");
+  appendFileSync(join(dir, "outbox.log"), '{"op":"put","seq":3,"bo'); // a crash mid-append
   const o2 = Outbox.open(dir);
   assert.deepEqual(o2.entries(), [{ seq: b, body: '{"b":2}' }]);
-  assert.equal(readFileSync(join(dir, "outbox.log"), "utf8").trim().split("\n").length, 1);
+  // Compacted at open: the sequence marker and the pending entry.
+  assert.deepEqual(readFileSync(join(dir, "outbox.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l).op), ["seq", "put"]);
   assert.equal(o2.enqueue("{}"), 3);
-  o2.deadLetter(b, { http_status: 400, error_code: "malformed", error_message: "m" });
-  assert.match(readFileSync(o2.deadLetterPath, "utf8"), /"http_status":400/);
+  o2.deadLetter(b, { http_status: 400, body: { error: { code: "malformed", message: "m" } } });
+  const dead = JSON.parse(readFileSync(o2.deadLetterPath, "utf8"));
+  assert.equal(dead.http_status, 400);
+  assert.equal(dead.answer.error.code, "malformed");
+  assert.equal(dead.body, '{"b":2}');
   o2.close();
   assert.deepEqual(Outbox.open(dir).entries().map((e) => e.seq), [3]);
+});
+
+test("replays the shared fixture (sdk/testdata) to the Python, Go and Rust SDKs' state", () => {
+  const fixture = join(here, "../../testdata/outbox/outbox.log");
+  const dir = mkdtempSync(join(tmpdir(), "flk-outbox-fixture-"));
+  writeFileSync(join(dir, "outbox.log"), readFileSync(fixture));
+  const o = Outbox.open(dir);
+  assert.deepEqual(o.entries().map((e) => e.seq), [6, 7]);
+  assert.equal(o.entries()[0].body, '{"pcs_id":"six","shard_id":"\\u00e9<&>"}');
+  assert.equal(o.next, 8);
+  o.close();
 });
 
 function runAgent(dir, mode, killAfter) {
