@@ -61,8 +61,10 @@ export async function rootFromInclusion(leaf: Uint8Array, index: number, size: n
 }
 
 async function openNote(note: string, verifierKey: string): Promise<string> {
-  const [name, idHex, keyB64, ...rest] = verifierKey.trim().split("+");
-  if (!name || !idHex || !keyB64 || rest.length > 0 || !/^[0-9a-f]{8}$/.test(idHex)) fail("malformed verifier key");
+  // <name>+<key id>+<base64 key>: the base64 may itself contain "+".
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+(\S+)$/.exec(verifierKey.trim());
+  if (!m) fail("malformed verifier key");
+  const [, name, idHex, keyB64] = m!;
   const raw = fromBase64(keyB64);
   if (raw.length !== 33 || raw[0] !== 1) fail("verifier key must be 0x01 and 32 bytes");
   const pk = raw.subarray(1);
