@@ -4,7 +4,7 @@
 (* is idempotent.                                                          *)
 (*                                                                         *)
 (* Each region runs a whole stack. Its outcome log is durable (a decision  *)
-(* is fsync'd before it is answered: svc-verify's AckedIsLogged) and its   *)
+(* is fsync'd before it is answered: svc-verify's LogDurability) and its   *)
 (* dedup index keeps, per key (tenant_id, pcs_id), the first content       *)
 (* written (set-if-absent: Engine::decide and answer_stored in             *)
 (* svc-verify/src/engine.rs). A region's feed is the part of its log it    *)
@@ -260,7 +260,7 @@ Spec == Init /\ [][Next]_vars /\ Fairness
 (***************************************************************************)
 
 \* However often a record is redelivered or resubmitted, each region's log holds at most
-\* one decision per key (svc-verify's DecidedOnce, across regions).
+\* one decision per key (svc-verify's Idempotency, across regions).
 Idempotency ==
     \A r \in Regions : \A i, j \in 1..Len(log[r]) :
         i # j => log[r][i].key # log[r][j].key
@@ -277,7 +277,7 @@ FirstWriteWins ==
                       ELSE NoValue
 
 \* What was acknowledged is durable: a decision answered to a client is in its region's log
-\* (AckedIsLogged); a feed record under the target's applied watermark is in the target's
+\* (LogDurability); a feed record under the target's applied watermark is in the target's
 \* index; and a source never holds an acknowledgement beyond what the target applied.
 LogDurability ==
     /\ \A w \in clientAcks :

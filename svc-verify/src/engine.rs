@@ -2,9 +2,9 @@
 //! verification, durable record (outcome log, then dedup set-if-absent), answer.
 //!
 //! Invariants:
-//! - `AckedIsLogged`: nothing is answered 200/202 as a fresh decision before its record is
+//! - `LogDurability`: nothing is answered 200/202 as a fresh decision before its record is
 //!   fsync'd in the outcome log.
-//! - `DecidedOnce`: per `(tenant_id, pcs_id)` at most one decision record is appended by this
+//! - `Idempotency`: per `(tenant_id, pcs_id)` at most one decision record is appended by this
 //!   process: submissions of one key serialize on a lock stripe and re-check the index (and
 //!   the repair queue) under it before appending.
 //! - `IndexCoversLog`: every decision in the log below the persisted watermark is in the dedup
@@ -220,7 +220,7 @@ impl Engine {
     /// The pipeline runs to the end even if the caller goes away (a client's deadline, a reset
     /// stream, a dropped connection): it must not stop between the log append and the index
     /// write, or the logged decision would be missing from every lookup and a retry of the
-    /// same PCS would be decided again (`DecidedOnce`). It runs on the caller's task; only a
+    /// same PCS would be decided again (`Idempotency`). It runs on the caller's task; only a
     /// caller that drops it early hands the rest to a task of its own ([`RunToEnd`]).
     pub fn submit(
         self: &Arc<Self>,

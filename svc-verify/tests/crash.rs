@@ -1,9 +1,9 @@
 //! Real process crashes: the `svc-verify` binary is SIGKILLed under concurrent load (unary
 //! and streaming submissions) several times and restarted on the same data directory.
 //!
-//! Proves `AckedIsLogged` (every answered submission is in the log, as answered),
+//! Proves `LogDurability` (every answered submission is in the log, as answered),
 //! `IndexCoversLog` (every logged decision is answered by the dedup index after restart) and
-//! `DecidedOnce` (no key has two decision records), and that the log verifies end to end.
+//! `Idempotency` (no key has two decision records), and that the log verifies end to end.
 
 mod common;
 

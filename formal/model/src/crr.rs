@@ -1,7 +1,7 @@
 //! The cross-region replication (svc-crr) model: state, actions and safety invariants.
 //!
 //! One state is the whole system. Per region: the outcome log (durable, fsync'd before any
-//! answer: svc-verify's `AckedIsLogged`), the dedup index keyed by record (set-if-absent: the
+//! answer: svc-verify's `LogDurability`), the dedup index keyed by record (set-if-absent: the
 //! first write wins, as `Engine::decide` and `answer_stored` in `svc-verify/src/engine.rs` do),
 //! and for each peer two watermarks: `acked[source][target]`, how much of the source's feed the
 //! target has acknowledged (persisted at the source), and `applied[target][source]`, how much of
@@ -397,7 +397,7 @@ impl Model for CrrModel {
                 let r = usize::from(sub.region);
                 // Dedup lookup; a hit is answered with the stored outcome (first write wins).
                 if s.dedup[r][usize::from(sub.key)].is_none() {
-                    // Log append (fsync) and index write, then the answer (`AckedIsLogged`).
+                    // Log append (fsync) and index write, then the answer (`LogDurability`).
                     s.apply(
                         sub.region,
                         Record {
@@ -477,7 +477,7 @@ impl Model for CrrModel {
 }
 
 /// `Idempotency`: however often a record is redelivered or resubmitted, each region's log holds
-/// at most one decision per key (svc-verify's `DecidedOnce`, across regions).
+/// at most one decision per key (svc-verify's `Idempotency`, across regions).
 pub fn idempotency(s: &State) -> bool {
     s.log.iter().all(|log| {
         let keys: BTreeSet<Key> = log.iter().map(|r| r.key).collect();
@@ -497,7 +497,7 @@ pub fn first_write_wins(s: &State) -> bool {
 }
 
 /// `LogDurability`: what was acknowledged is durable. A decision answered to a client is in
-/// the region's log (`AckedIsLogged`); a feed record under the target's applied watermark (and
+/// the region's log (`LogDurability`); a feed record under the target's applied watermark (and
 /// so under the source's acknowledged one) is in the target's dedup index; no watermark is
 /// past the end of the feed; and a source never holds an acknowledgement beyond what the
 /// target applied.
