@@ -43,6 +43,7 @@ up() {
   if [ "$port" != none ]; then
     cat >"$cfg" <<TOML
 [audit.siem]
+spool_max_bytes = 268435456
 [[audit.siem.sinks]]
 name = "hec"
 kind = "splunk_hec"

@@ -262,27 +262,13 @@ async fn read_step(
     let mut lines = String::with_capacity(room.min(4 << 20));
     let mut pos = head;
     if head.leaf < size {
-        let end = size.min(head.leaf + READ_CHUNK);
-        let l = ledger.clone();
-        let start = head.leaf;
-        let entries = tokio::task::spawn_blocking(move || l.entries(start, end)).await??;
-        for (i, bytes) in (start..).zip(&entries) {
-            let after = Position { leaf: i + 1, ..pos };
-            match encoder.entry(i, bytes) {
-                Some(ev) => {
-                    let mark = lines.len();
-                    Spool::push_line(&mut lines, &ev, after);
-                    if lines.len() > room {
-                        lines.truncate(mark);
-                        break;
-                    }
-                }
-                None => {
-                    tracing::error!(sink = %ctx.name, leaf = i, "audit log entry does not decode; not shipped (run `flk audit verify`)")
-                }
-            }
-            pos = after;
-        }
+        // Reading and encoding happen on a blocking thread: they are the stage's CPU, and the
+        // async workers serve the submit path.
+        let (l, enc, name) = (ledger.clone(), encoder.clone(), ctx.name.clone());
+        (lines, pos) = tokio::task::spawn_blocking(move || {
+            encode_entries(&l, &enc, &name, head, size, room, lines)
+        })
+        .await??;
     }
     if pos.leaf == size {
         let cp = ledger.checkpoint();
@@ -325,6 +311,41 @@ async fn read_step(
         .set(i64::try_from(ctx.spool.bytes()).unwrap_or(i64::MAX));
     ctx.appended.notify_one();
     Ok(true)
+}
+
+/// Spool lines for the log entries from `head` on (at most [`READ_CHUNK`] of them and
+/// `room` bytes), appended to `lines`; returns them and the position after the last one.
+fn encode_entries(
+    ledger: &Ledger,
+    encoder: &Encoder,
+    sink: &str,
+    head: Position,
+    size: u64,
+    room: usize,
+    mut lines: String,
+) -> Result<(String, Position), crate::AuditError> {
+    let start = head.leaf;
+    let end = size.min(start + READ_CHUNK);
+    let entries = ledger.entries(start, end)?;
+    let mut pos = head;
+    for (i, bytes) in (start..).zip(&entries) {
+        let after = Position { leaf: i + 1, ..pos };
+        match encoder.entry(i, bytes) {
+            Some(ev) => {
+                let mark = lines.len();
+                Spool::push_line(&mut lines, &ev, after);
+                if lines.len() > room {
+                    lines.truncate(mark);
+                    break;
+                }
+            }
+            None => {
+                tracing::error!(sink = %sink, leaf = i, "audit log entry does not decode; not shipped (run `flk audit verify`)")
+            }
+        }
+        pos = after;
+    }
+    Ok((lines, pos))
 }
 
 impl SinkCtx {
