@@ -690,7 +690,6 @@ impl Ledger {
     }
 }
 
-/// The entries `start..end` (all below the log size) from the stored bundles.
 /// Entries `start..end` of the log of size `size` (`end <= size`). Bundles are read as that
 /// log stores them: full ones, and the partial one at its edge (a partial bundle of an earlier
 /// size may be gone once the log has grown past it).

@@ -92,15 +92,15 @@ impl Encoder {
             AuditOutcome::Escalated => ("escalated", "warning"),
             AuditOutcome::Rejected => ("rejected", "error"),
         };
-        let pcs_id = hex32(&e.pcs_id);
+        let pcs_id = hex_lower(&e.pcs_id);
         let id = event_id(&[b"decision", e.tenant_id.as_bytes(), &e.pcs_id]);
         let details = DecisionDetails {
             pcs_id: &pcs_id,
             outcome,
             reason_code: &e.reason_code,
             policy_version: &e.policy_version,
-            policy_hash: hex32(&e.policy_hash),
-            request_digest: hex32(&e.request_digest),
+            policy_hash: hex_lower(&e.policy_hash),
+            request_digest: hex_lower(&e.request_digest),
             audit_index: index,
         };
         self.finish(
@@ -311,11 +311,6 @@ pub fn event_id(parts: &[&[u8]]) -> String {
     hex_lower(&flk_core::canon::sha256(&input)[..16])
 }
 
-/// Lowercase hex of 32 bytes.
-fn hex32(bytes: &[u8; 32]) -> String {
-    hex_lower(bytes)
-}
-
 /// Lowercase hex through a table: `hex::encode`'s char iterator was a visible share of the
 /// stage's CPU (four encodings per decision).
 fn hex_lower(bytes: &[u8]) -> String {
@@ -391,7 +386,7 @@ mod tests {
     #[test]
     fn hex_is_lowercase_and_complete() {
         assert_eq!(hex_lower(&[0x00, 0xab, 0xff, 0x10]), "00abff10");
-        assert_eq!(hex32(&[0x5f; 32]), "5f".repeat(32));
+        assert_eq!(hex_lower(&[0x5f; 32]), "5f".repeat(32));
     }
 
     #[test]
