@@ -2,7 +2,9 @@
 //! prost messages and tonic client/server code.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
+    // Read at run time, not baked in with `env!`: a target directory shared by clones at
+    // other paths reuses this compiled script.
+    let root = format!("{}/../proto", std::env::var("CARGO_MANIFEST_DIR")?);
     let files = [
         "flk/v1/verify.proto",
         "flk/v1/audit.proto",
@@ -11,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in files {
         println!("cargo:rerun-if-changed={root}/{f}");
     }
-    let fds = protox::compile(files, [root])?;
+    let fds = protox::compile(files, [&root])?;
     tonic_prost_build::configure()
         // A submission's JSON body as `Bytes`: the gateway forwards the REST body without a
         // copy, and a submission kept for a resend costs a reference count, not a copy.

@@ -6,12 +6,14 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "client")]
     {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+        // Read at run time, not baked in with `env!`: a target directory shared by clones at
+        // other paths reuses this compiled script.
+        let root = format!("{}/proto", std::env::var("CARGO_MANIFEST_DIR")?);
         let files = ["flk/v1/verify.proto"];
         for f in files {
             println!("cargo:rerun-if-changed={root}/{f}");
         }
-        let fds = protox::compile(files, [root])?;
+        let fds = protox::compile(files, [&root])?;
         tonic_prost_build::configure()
             .build_server(false)
             .bytes(".flk.v1.SubmitRequest.pcs_json")
