@@ -139,6 +139,39 @@ impl VerifyService for GatewayGrpc {
         let feed = client.subscribe(request.into_inner()).await?.into_inner();
         Ok(Response::new(Box::pin(feed)))
     }
+
+    /// Every tenant's refusal counts: the admin token only. With several replicas, each
+    /// counts its own refusals: the counts of a (minute, tenant, reason) are added up.
+    async fn get_refusal_counts(
+        &self,
+        request: Request<v1::GetRefusalCountsRequest>,
+    ) -> Result<Response<v1::GetRefusalCountsResponse>, Status> {
+        self.gw
+            .check_admin(Credentials::of_metadata(request.metadata(), ""))?;
+        let req = request.into_inner();
+        let mut sum: std::collections::BTreeMap<(i64, String, String), u64> = Default::default();
+        for up in &self.gw.upstreams {
+            let mut client = up.client.clone();
+            let counts = client.get_refusal_counts(req).await?.into_inner().counts;
+            for c in counts {
+                *sum.entry((c.minute_unix_ms, c.tenant_id, c.reason_code))
+                    .or_insert(0) += c.count;
+            }
+        }
+        Ok(Response::new(v1::GetRefusalCountsResponse {
+            counts: sum
+                .into_iter()
+                .map(
+                    |((minute_unix_ms, tenant_id, reason_code), count)| v1::RefusalCount {
+                        minute_unix_ms,
+                        tenant_id,
+                        reason_code,
+                        count,
+                    },
+                )
+                .collect(),
+        }))
+    }
 }
 
 /// One upstream `SubmitStream` of a client call.

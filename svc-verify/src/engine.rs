@@ -123,6 +123,8 @@ pub struct Engine {
     region: String,
     max_body_bytes: usize,
     watermark_path: PathBuf,
+    /// Signature refusals per tenant, reason and minute ([`crate::refusals`]), once set.
+    refusals: std::sync::OnceLock<Arc<crate::refusals::Refusals>>,
 }
 
 impl Engine {
@@ -157,6 +159,7 @@ impl Engine {
             region,
             max_body_bytes,
             watermark_path: data_dir.join(WATERMARK_FILE),
+            refusals: std::sync::OnceLock::new(),
         });
         let from = match engine.dedup.is_complete().await {
             Ok(true) => read_watermark(&engine.watermark_path)? + 1,
@@ -191,6 +194,16 @@ impl Engine {
 
     pub fn tenants(&self) -> &TenantRegistry {
         &self.tenants
+    }
+
+    /// Counts signature refusals in `refusals` from now on (once; later calls are ignored).
+    pub fn set_refusals(&self, refusals: Arc<crate::refusals::Refusals>) {
+        let _ = self.refusals.set(refusals);
+    }
+
+    /// The signature refusal counts, when set.
+    pub fn refusals(&self) -> Option<&Arc<crate::refusals::Refusals>> {
+        self.refusals.get()
     }
 
     fn tenant(&self, tenant_id: &str) -> Result<&Tenant, ApiError> {
@@ -279,6 +292,9 @@ impl Engine {
                     .signature_failures
                     .with_label_values(&[&tenant.id, e.code()])
                     .inc();
+                if let Some(refusals) = self.refusals.get() {
+                    refusals.record(&tenant.id, e.code(), now);
+                }
                 return Err(e.into());
             }
         };

@@ -192,4 +192,36 @@ impl VerifyService for VerifyGrpc {
         let stream = stream.take_until(self.closing()).chain(self.closing_tail());
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn get_refusal_counts(
+        &self,
+        request: Request<v1::GetRefusalCountsRequest>,
+    ) -> Result<Response<v1::GetRefusalCountsResponse>, Status> {
+        let req = request.into_inner();
+        let Some(refusals) = self.engine.refusals().cloned() else {
+            return Ok(Response::new(v1::GetRefusalCountsResponse::default()));
+        };
+        let counts =
+            tokio::task::spawn_blocking(move || refusals.counts(req.from_unix_ms, req.to_unix_ms))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| {
+                    Status::from(ApiError::new(
+                        ErrorKind::Unavailable,
+                        "refusal_store_unavailable",
+                        e.to_string(),
+                    ))
+                })?;
+        Ok(Response::new(v1::GetRefusalCountsResponse {
+            counts: counts
+                .into_iter()
+                .map(|c| v1::RefusalCount {
+                    minute_unix_ms: c.minute_unix_ms,
+                    tenant_id: c.tenant_id,
+                    reason_code: c.reason_code,
+                    count: c.count,
+                })
+                .collect(),
+        }))
+    }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod grpc;
 pub mod metrics;
+pub mod refusals;
 pub mod tenants;
 
 use std::future::Future;
@@ -93,6 +94,10 @@ impl Service {
             &cfg.data_dir,
         )
         .await?;
+        let refusals_dir = cfg.data_dir.clone();
+        let refusals =
+            tokio::task::spawn_blocking(move || refusals::Refusals::open(&refusals_dir)).await??;
+        engine.set_refusals(Arc::new(refusals));
         Ok(Service {
             engine,
             registry,
@@ -135,6 +140,7 @@ impl Service {
         let engine = self.engine.clone();
         let maintenance = tokio::spawn(maintenance(engine.clone()));
         let flusher = tokio::spawn(flusher(engine.clone()));
+        let refusal_flusher = tokio::spawn(refusal_flusher(engine.clone()));
         let registry = self.registry.clone();
         let ready_engine = engine.clone();
         let http = axum::Router::new()
@@ -168,6 +174,9 @@ impl Service {
         let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         maintenance.abort();
         flusher.abort();
+        refusal_flusher.abort();
+        let _ = refusal_flusher.await;
+        flush_refusals(&engine).await;
         // Wait until the tasks are really gone: they hold the engine (and so the stores), and
         // a checkpoint one was running must not race the final one below.
         let _ = maintenance.await;
@@ -188,6 +197,30 @@ async fn flusher(engine: Arc<Engine>) {
             () = tokio::time::sleep(Duration::from_millis(25)) => {}
         }
         engine.flush_pending().await;
+    }
+}
+
+/// Adds the signature refusals counted in memory to their store every
+/// [`refusals::FLUSH_INTERVAL`] (a periodic timer, not a synchronisation device).
+async fn refusal_flusher(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(refusals::FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        flush_refusals(&engine).await;
+    }
+}
+
+async fn flush_refusals(engine: &Arc<Engine>) {
+    let Some(refusals) = engine.refusals().cloned() else {
+        return;
+    };
+    match tokio::task::spawn_blocking(move || refusals.flush()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot persist the signature refusal counts; will retry")
+        }
+        Err(e) => tracing::warn!(error = %e, "refusal flush task failed"),
     }
 }
 
