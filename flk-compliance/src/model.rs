@@ -231,9 +231,50 @@ pub struct Report {
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Applies each control's rule to its evidence.
+///
+/// * `all_pass`: `fail` if any evidence fails, `not_applicable` if all are, else `pass`;
+/// * `any_pass`: `pass` if any evidence passes, `not_applicable` if all are, else `fail`;
+/// * `manual`: `manual`, whatever the evidence (which is still listed for the person).
+///
+/// An evidence kind the set lacks is listed as failing evidence saying it was not computed:
+/// a report never passes a control on evidence it does not have.
 pub fn evaluate(framework: &Framework, evidence: &EvidenceSet, period: &Period) -> Report {
-    let _ = (framework, evidence, period);
-    // Stub of the contract; the rules land next.
+    let mut summary = Summary::default();
+    let controls: Vec<ControlResult> = framework
+        .controls
+        .iter()
+        .map(|c| {
+            let ev: Vec<Evidence> = c
+                .evidence
+                .iter()
+                .map(|kind| {
+                    evidence
+                        .by_kind
+                        .get(kind)
+                        .cloned()
+                        .unwrap_or_else(|| missing(kind))
+                })
+                .collect();
+            let status = verdict(c.rule, ev.iter().map(|e| e.status));
+            summary.controls += 1;
+            match status {
+                Status::Pass => summary.pass += 1,
+                Status::Fail => summary.fail += 1,
+                Status::NotApplicable => summary.not_applicable += 1,
+                Status::Manual => summary.manual += 1,
+            }
+            ControlResult {
+                id: c.id.clone(),
+                title: c.title.clone(),
+                description: c.description.clone(),
+                rule: c.rule,
+                status,
+                evidence: ev,
+            }
+        })
+        .collect();
+    let mut timeline = evidence.timeline.clone();
+    timeline.sort_by(|a, b| a.day.cmp(&b.day));
     Report {
         schema_version: SCHEMA_VERSION,
         framework: FrameworkRef {
@@ -242,8 +283,189 @@ pub fn evaluate(framework: &Framework, evidence: &EvidenceSet, period: &Period) 
             source: framework.source,
         },
         period: *period,
-        summary: Summary::default(),
-        controls: Vec::new(),
-        timeline: evidence.timeline.clone(),
+        summary,
+        controls,
+        timeline,
+    }
+}
+
+fn missing(kind: &str) -> Evidence {
+    Evidence {
+        kind: kind.to_string(),
+        status: Status::Fail,
+        figures: BTreeMap::new(),
+        detail: format!("Evidence {kind} was not computed for this report."),
+        samples: Vec::new(),
+    }
+}
+
+/// A rule over evidence statuses. Evidence is `pass`, `fail` or `not_applicable`; a `manual`
+/// evidence status (which the evidence side does not produce) makes an automatic verdict
+/// impossible, so the control is `manual` unless a failure (`all_pass`) or a pass
+/// (`any_pass`) already decides it.
+pub fn verdict(rule: Rule, statuses: impl Iterator<Item = Status> + Clone) -> Status {
+    let has = |s: Status| statuses.clone().any(|x| x == s);
+    let all_na = statuses.clone().all(|x| x == Status::NotApplicable);
+    match rule {
+        Rule::Manual => Status::Manual,
+        Rule::AllPass if has(Status::Fail) => Status::Fail,
+        Rule::AnyPass if has(Status::Pass) => Status::Pass,
+        _ if all_na => Status::NotApplicable,
+        _ if has(Status::Manual) => Status::Manual,
+        Rule::AllPass => Status::Pass,
+        Rule::AnyPass => Status::Fail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::{Control, Framework, Source};
+
+    #[test]
+    fn rules() {
+        use Status::*;
+        let v = |r, s: &[Status]| verdict(r, s.iter().copied());
+        assert_eq!(v(Rule::AllPass, &[Pass, Pass]), Pass);
+        assert_eq!(v(Rule::AllPass, &[Pass, NotApplicable]), Pass);
+        assert_eq!(v(Rule::AllPass, &[Pass, Fail]), Fail);
+        assert_eq!(v(Rule::AllPass, &[NotApplicable, Fail]), Fail);
+        assert_eq!(
+            v(Rule::AllPass, &[NotApplicable, NotApplicable]),
+            NotApplicable
+        );
+        assert_eq!(v(Rule::AnyPass, &[Fail, Pass]), Pass);
+        assert_eq!(v(Rule::AnyPass, &[Fail, NotApplicable]), Fail);
+        assert_eq!(v(Rule::AnyPass, &[Fail, Fail]), Fail);
+        assert_eq!(
+            v(Rule::AnyPass, &[NotApplicable, NotApplicable]),
+            NotApplicable
+        );
+        assert_eq!(v(Rule::Manual, &[Pass]), Manual);
+        assert_eq!(v(Rule::Manual, &[]), Manual);
+        assert_eq!(v(Rule::AllPass, &[Pass, Manual]), Manual);
+        assert_eq!(v(Rule::AnyPass, &[Fail, Manual]), Manual);
+    }
+
+    fn ev(kind: &str, status: Status) -> Evidence {
+        Evidence {
+            kind: kind.into(),
+            status,
+            figures: BTreeMap::from([("n".to_string(), serde_json::json!(1))]),
+            detail: format!("{kind} detail"),
+            samples: vec![],
+        }
+    }
+
+    fn control(id: &str, evidence: &[&str], rule: Rule) -> Control {
+        Control {
+            id: id.into(),
+            title: format!("{id} title"),
+            description: String::new(),
+            evidence: evidence.iter().map(|s| s.to_string()).collect(),
+            rule,
+        }
+    }
+
+    #[test]
+    fn evaluate_counts_and_keeps_catalog_order() {
+        let f = Framework {
+            id: "x".into(),
+            title: "X".into(),
+            version: None,
+            description: None,
+            source: Source::File,
+            controls: vec![
+                control("Z", &["retention", "tiering"], Rule::AllPass),
+                control("A", &["audit_log_integrity"], Rule::AllPass),
+                control("M", &[], Rule::Manual),
+                control("N", &["tiering"], Rule::AnyPass),
+                control("Q", &["availability"], Rule::AnyPass),
+            ],
+        };
+        let set = EvidenceSet {
+            by_kind: BTreeMap::from([
+                ("retention".into(), ev("retention", Status::Pass)),
+                ("tiering".into(), ev("tiering", Status::NotApplicable)),
+                (
+                    "audit_log_integrity".into(),
+                    ev("audit_log_integrity", Status::Fail),
+                ),
+            ]),
+            timeline: vec![
+                DayCount {
+                    day: "2026-01-02".into(),
+                    accept: 1,
+                    escalate: 0,
+                    reject: 0,
+                },
+                DayCount {
+                    day: "2026-01-01".into(),
+                    accept: 2,
+                    escalate: 1,
+                    reject: 0,
+                },
+            ],
+        };
+        let period = Period::parse("2026-01-01", "2026-01-03").unwrap();
+        let r = evaluate(&f, &set, &period);
+        let got: Vec<(&str, Status)> = r
+            .controls
+            .iter()
+            .map(|c| (c.id.as_str(), c.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Z", Status::Pass),
+                ("A", Status::Fail),
+                ("M", Status::Manual),
+                ("N", Status::NotApplicable),
+                ("Q", Status::Fail),
+            ]
+        );
+        assert_eq!(
+            r.summary,
+            Summary {
+                controls: 5,
+                pass: 1,
+                fail: 2,
+                not_applicable: 1,
+                manual: 1
+            }
+        );
+        // availability was not in the set: failing evidence saying so
+        assert!(
+            r.controls[4].evidence[0]
+                .detail
+                .contains("availability was not computed")
+        );
+        assert_eq!(r.timeline[0].day, "2026-01-01");
+        assert_eq!(r.framework.source, Source::File);
+    }
+
+    #[test]
+    fn periods_parse_and_errors_name_the_value() {
+        let p = Period::parse("2026-01-01", "2026-02-01T12:30:00+02:00").unwrap();
+        assert_eq!(p.from_rfc3339(), "2026-01-01T00:00:00Z");
+        assert_eq!(p.to_rfc3339(), "2026-02-01T10:30:00Z");
+        let e = Period::parse("2026-13-01", "2026-02-01")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("from") && e.contains("\"2026-13-01\""), "{e}");
+        let e = Period::parse("2026-01-01", "yesterday")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("to") && e.contains("\"yesterday\""), "{e}");
+        let e = Period::parse("2026-02-01", "2026-01-01")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not before"), "{e}");
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"from":"2026-01-01T00:00:00Z","to":"2026-02-01T10:30:00Z"}"#
+        );
+        assert_eq!(serde_json::from_str::<Period>(&json).unwrap(), p);
     }
 }

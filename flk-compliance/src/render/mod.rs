@@ -1,5 +1,9 @@
 //! The report's output formats: JSON (the source of truth), HTML, PDF and OSCAL.
 
+mod html;
+pub mod oscal;
+mod pdf;
+
 use crate::model::Report;
 
 /// A report that cannot be rendered.
@@ -9,8 +13,11 @@ pub enum RenderError {
     Pdf(String),
 }
 
-/// Deterministic JSON bytes (pretty, trailing newline).
+/// Deterministic JSON bytes (pretty, trailing newline): struct fields in declaration order,
+/// maps ordered by key, no wall-clock time.
 pub fn json(report: &Report) -> Vec<u8> {
+    // Serialising these types cannot fail: every map key is a string and every value is
+    // plain data.
     let mut out = serde_json::to_vec_pretty(report).unwrap_or_default();
     out.push(b'\n');
     out
@@ -18,18 +25,17 @@ pub fn json(report: &Report) -> Vec<u8> {
 
 /// One self-contained, escaped HTML page.
 pub fn html(report: &Report) -> String {
-    let _ = report;
-    String::new()
+    html::render(report)
 }
 
-/// A PDF document.
+/// A PDF document (A4, Helvetica, paginated).
 pub fn pdf(report: &Report) -> Result<Vec<u8>, RenderError> {
-    let _ = report;
-    Err(RenderError::Pdf("not implemented yet".into()))
+    pdf::render(report)
 }
 
-/// OSCAL `assessment-results` JSON with deterministic UUIDs.
+/// OSCAL `assessment-results` JSON with deterministic UUIDs (pretty, trailing newline).
 pub fn oscal(report: &Report) -> Vec<u8> {
-    let _ = report;
-    Vec::new()
+    let mut out = serde_json::to_vec_pretty(&oscal::document(report)).unwrap_or_default();
+    out.push(b'\n');
+    out
 }
