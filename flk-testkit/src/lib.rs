@@ -41,10 +41,14 @@ mod postgres;
 mod process;
 mod redis;
 mod scratch;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "siem")]
 pub mod siem;
 
 pub use error::TestkitError;
 pub use postgres::PgServer;
 pub use redis::RedisServer;
+#[cfg(feature = "s3")]
+pub use s3::S3Server;
 pub use scratch::ENV_TESTKIT_TMPDIR;

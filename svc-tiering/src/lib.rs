@@ -1,0 +1,312 @@
+//! svc-tiering: keeps every decision of svc-verify's outcome feed (the outcome, and the PCS
+//! body exactly as submitted) in the tier it belongs in: hot (memory or Redis), warm (an
+//! embedded redb file or PostgreSQL), cold (object storage through `object_store`, records
+//! lz4-compressed and packed so one read is one ranged GET). Reads go hot -> warm -> cold and
+//! promote; a placement loop demotes by TTL and hot-tier overflow and removes past retention,
+//! every move crash-safe (copy, verify, then delete: [`engine`]). Serves
+//! `flk.v1.TieringService` over gRPC, the internal REST reads of [`http`], and `/health`,
+//! `/ready`, `/metrics`, all on one listener behind the runtime's security.
+//!
+//! # Library API (what `flk up` and the gateway use)
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use svc_tiering::{Service, TieringConfig};
+//! let cfg = TieringConfig::load(None, |k| std::env::var(k).ok())?; // or from_table([tiering])
+//! // `vars` supplies AWS_* / GOOGLE_* / AZURE_* for an object-store cold tier.
+//! let mut service = Service::open(&cfg, |k| std::env::var(k).ok()).await?;
+//! // service.set_security(..); service.set_peer(..);   // as flk up does for svc-kpi
+//! let grpc = service.grpc();           // TieringGrpc: call in process, or wrap in
+//!                                      // TieringServiceServer::new(grpc)
+//! let registry = service.registry().clone(); // export next to the other services' metrics
+//! let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+//! service.serve(listener, async { /* shutdown */ }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! * [`Service::open`] / [`Service::open_with_clock`]: opens the catalog and the stores
+//!   (fails naming a store that is down or a bad URL) and recovers interrupted moves.
+//! * [`Service::serve`]: consumes the feed, runs the placement loop every
+//!   `demote_interval` (sooner on overflow), serves the port until `shutdown` resolves.
+//! * [`Service::grpc`]: the `TieringService` implementation, callable in process (the
+//!   gateway answers `GET /v1/pcs/{pcs_id}` from `Get`, with `X-Flk-Tier` = `tier`, and
+//!   `GET /v1/pcs/{pcs_id}/body` from `GetBody`).
+//! * [`Service::engine`]: the placement engine (ingest, get, cycle) for tests and tools.
+//!
+//! # Data directory
+//!
+//! ```text
+//! <data_dir>/catalog.redb   placement catalog, hot journal, pack counts, feed cursor
+//! <data_dir>/warm.redb      the embedded warm tier (warm = "embedded")
+//! <data_dir>/cold/packs/    the default cold tier (cold = file://<data_dir>/cold)
+//! <data_dir>/admin.token    generated when neither mTLS nor a token is configured
+//! ```
+//!
+//! # Invariants
+//!
+//! * **NeverAbsent** — a record is in at least one tier from ingest to removal: every move
+//!   copies, verifies, commits the new tier in the catalog, and only then deletes.
+//! * **StoredOnce** — one record per `(tenant_id, pcs_id)`; redelivered feed records are
+//!   skipped; the cursor commits with the records.
+//! * **ByteExact** — bodies are served exactly as they came in the feed (a CRC32C on every
+//!   stored copy is checked on every read and move).
+
+pub mod catalog;
+pub mod clock;
+pub mod cold;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod feed;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod prewarm;
+pub mod record;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use flk_proto::v1::tiering_service_server::TieringServiceServer;
+use flk_runtime::client::Peer;
+use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings};
+use flk_runtime::security::ServerSecurity;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Policy, TieringConfig};
+pub use engine::{CycleReport, Engine, Read, Stats, Tiers};
+pub use error::TieringError;
+pub use grpc::TieringGrpc;
+pub use record::{Key, Tier};
+
+use crate::config::{HotBackend, WarmBackend};
+use crate::metrics::TieringMetrics;
+use crate::store::{KvTier, MemoryTier, PgTier, RedbTier, RedisTier};
+
+/// An opened svc-tiering: catalog and stores open, recovered, not yet consuming or serving.
+pub struct Service {
+    engine: Arc<Engine>,
+    cfg: TieringConfig,
+    registry: Registry,
+    metrics: TieringMetrics,
+    security: ServerSecurity,
+    peer: Peer,
+}
+
+/// Opens the three tiers of `cfg`.
+pub async fn open_tiers(
+    cfg: &TieringConfig,
+    vars: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Tiers> {
+    let hot: Arc<dyn KvTier> = match cfg.hot_backend()? {
+        HotBackend::Memory => Arc::new(MemoryTier::default()),
+        HotBackend::Redis(url) => {
+            let t = RedisTier::new(&url)?;
+            t.check_ready()
+                .await
+                .context("the hot tier (redis) does not answer")?;
+            Arc::new(t)
+        }
+    };
+    let warm: Arc<dyn KvTier> = match cfg.warm_backend()? {
+        WarmBackend::Embedded => {
+            let path = cfg.data_dir.join("warm.redb");
+            Arc::new(tokio::task::spawn_blocking(move || RedbTier::open(&path)).await??)
+        }
+        WarmBackend::Postgres(url) => Arc::new(
+            PgTier::connect(&url)
+                .await
+                .context("the warm tier (postgres) does not answer")?,
+        ),
+    };
+    let cold = cold::ColdStore::open(&cfg.cold_url()?, vars)?;
+    cold.check_ready()
+        .await
+        .with_context(|| format!("the cold tier ({}) does not answer", cold.name()))?;
+    Ok(Tiers {
+        hot,
+        warm,
+        cold: Arc::new(cold),
+    })
+}
+
+impl Service {
+    /// Opens with the system clock. `vars` supplies the object store's credentials
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`) and the token files' variables.
+    pub async fn open(
+        cfg: &TieringConfig,
+        vars: impl Fn(&str) -> Option<String> + Clone,
+    ) -> anyhow::Result<Service> {
+        Service::open_with_clock(cfg, vars, Arc::new(SystemClock)).await
+    }
+
+    /// Opens with an injected clock (tests move a [`ManualClock`]).
+    pub async fn open_with_clock(
+        cfg: &TieringConfig,
+        vars: impl Fn(&str) -> Option<String> + Clone,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Service> {
+        cfg.validate()?;
+        let policy = cfg.policy()?;
+        cfg.prewarm_kind()?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+        let registry = Registry::new();
+        let metrics = TieringMetrics::register(&registry)?;
+        let catalog_path = cfg.data_dir.join("catalog.redb");
+        let catalog = tokio::task::spawn_blocking(move || catalog::Catalog::open(&catalog_path))
+            .await?
+            .context("cannot open the placement catalog")?;
+        let tiers = open_tiers(cfg, vars.clone()).await?;
+        let prewarm: Arc<dyn prewarm::Prewarm> = Arc::new(prewarm::Lru);
+        metrics
+            .prewarm
+            .with_label_values(&[prewarm.name()])
+            .set(1.0);
+        metrics.applied(catalog.cursor()?);
+        let engine = Arc::new(Engine::new(
+            catalog,
+            tiers,
+            clock,
+            policy,
+            cfg.prices.clone(),
+            prewarm,
+            cfg.move_chunk,
+            metrics.clone(),
+        ));
+        engine
+            .recover()
+            .await
+            .context("cannot recover the placement catalog")?;
+        let peer = Peer::resolve(&cfg.peer, vars.clone()).context("peer settings")?;
+        let security = ServerSecurity::resolve(&cfg.tls, &cfg.auth, &cfg.data_dir, vars)?;
+        Ok(Service {
+            engine,
+            cfg: cfg.clone(),
+            registry,
+            metrics,
+            security,
+            peer,
+        })
+    }
+
+    pub fn security(&self) -> &ServerSecurity {
+        &self.security
+    }
+
+    /// Replaces the port's security (`flk up` and tests configure it in code).
+    pub fn set_security(&mut self, security: ServerSecurity) {
+        self.security = security;
+    }
+
+    /// Replaces the credentials towards svc-verify.
+    pub fn set_peer(&mut self, peer: Peer) {
+        self.peer = peer;
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The metrics registry (`/metrics`; `flk up` exports it with the others).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The gRPC service, callable in process.
+    pub fn grpc(&self) -> TieringGrpc {
+        TieringGrpc::new(self.engine.clone())
+    }
+
+    /// Consumes the feed, runs the placement loop, and serves gRPC and HTTP on `listener`
+    /// until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let cursor = self.engine.catalog().cursor()?;
+        let (retry_initial, retry_max) = self.cfg.reconnect();
+        let connected = Arc::new(AtomicBool::new(false));
+        let feed = FeedConsumer::start(
+            FeedSettings {
+                verify_url: self.cfg.verify_url.clone(),
+                peer: self.peer.clone(),
+                from_seq: cursor.saturating_add(1),
+                batch_interval: Duration::from_millis(self.cfg.batch_interval_ms),
+                batch_max: self.cfg.batch_max_records,
+                retry_initial,
+                retry_max,
+            },
+            Arc::new(feed::TieringSink {
+                engine: self.engine.clone(),
+                metrics: self.metrics.clone(),
+                connected: connected.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+        );
+        let _placement = AbortOnDrop(tokio::spawn(placement_loop(self.engine.clone())));
+        let grpc = tonic::service::Routes::new(TieringServiceServer::new(self.grpc()));
+        let router = grpc.into_axum_router().merge(http::routes(http::HttpState {
+            engine: self.engine.clone(),
+            registry: self.registry.clone(),
+            feed_connected: connected,
+        }));
+        let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
+        drop(feed);
+        result.context("tiering server failed")
+    }
+}
+
+/// Runs a placement cycle every `demote_interval` (read again each time: `SetPolicy` applies
+/// without a restart) and whenever the engine asks (hot-tier overflow, policy change).
+async fn placement_loop(engine: Arc<Engine>) {
+    loop {
+        let interval = Duration::from_millis(engine.policy().demote_interval_ms);
+        tokio::select! {
+            () = engine.kick.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+        match engine.cycle().await {
+            Ok(r) if r != CycleReport::default() => tracing::info!(?r, "placement cycle"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "placement cycle failed; retried next interval"),
+        }
+    }
+}
+
+/// Opens and serves until Ctrl-C / SIGTERM (the binary's whole job).
+pub async fn run(cfg: TieringConfig) -> anyhow::Result<()> {
+    let service = Service::open(&cfg, |k| std::env::var(k).ok()).await?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "svc-tiering listening on http://{addr} (grpc; REST /v1/tiering/*; /health /ready /metrics)"
+    );
+    println!("data dir: {}", cfg.data_dir.display());
+    println!("outcome feed: {}", cfg.verify_url);
+    let t = service.engine.tiers();
+    println!(
+        "tiers: {}, {}, {}",
+        t.hot.name(),
+        t.warm.name(),
+        t.cold.name()
+    );
+    if service.security.mutual {
+        println!("clients: mTLS (certificates signed by tls.client_ca)");
+    } else if let Some(path) = &service.security.generated_token {
+        println!("clients: bearer token in {}", path.display());
+    }
+    service.serve(listener, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub use flk_runtime::shutdown::signal as shutdown_signal;
