@@ -36,6 +36,11 @@ pub enum ErrorKind {
     /// A credential that is valid but not for this (an X-Tenant-Id that disagrees with the
     /// token, a tenant token on an admin route): 403 / PERMISSION_DENIED.
     PermissionDenied,
+    /// The client did not send its request body within the deadline (its fault, not the
+    /// server's): 408 / DEADLINE_EXCEEDED.
+    RequestTimeout,
+    /// The path exists but not with this method: 405 / UNIMPLEMENTED.
+    MethodNotAllowed,
 }
 
 impl ErrorKind {
@@ -51,6 +56,8 @@ impl ErrorKind {
             ErrorKind::FailedPrecondition => Code::FailedPrecondition,
             ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
             ErrorKind::PermissionDenied => Code::PermissionDenied,
+            ErrorKind::RequestTimeout => Code::DeadlineExceeded,
+            ErrorKind::MethodNotAllowed => Code::Unimplemented,
         }
     }
 
@@ -66,6 +73,8 @@ impl ErrorKind {
             ErrorKind::FailedPrecondition => 409,
             ErrorKind::DeadlineExceeded => 504,
             ErrorKind::PermissionDenied => 403,
+            ErrorKind::RequestTimeout => 408,
+            ErrorKind::MethodNotAllowed => 405,
         }
     }
 

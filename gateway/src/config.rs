@@ -10,6 +10,7 @@
 //! # tenants_file = "tenants.toml"             # limits and the tenants' API tokens
 //! max_body_bytes = 1048576
 //! timeout_ms = 10000
+//! body_timeout_ms = 5000                     # a request body must arrive within this: else 408
 //! max_in_flight = 4096
 //! upstream_streams = 2
 //! # metrics_auth = "user:password"            # basic auth on /metrics
@@ -45,6 +46,7 @@ pub mod env {
     pub const TENANTS_FILE: &str = "FLK_GATEWAY_TENANTS_FILE";
     pub const MAX_BODY_BYTES: &str = "FLK_GATEWAY_MAX_BODY_BYTES";
     pub const TIMEOUT_MS: &str = "FLK_GATEWAY_TIMEOUT_MS";
+    pub const BODY_TIMEOUT_MS: &str = "FLK_GATEWAY_BODY_TIMEOUT_MS";
     pub const MAX_IN_FLIGHT: &str = "FLK_GATEWAY_MAX_IN_FLIGHT";
     pub const UPSTREAM_STREAMS: &str = "FLK_GATEWAY_UPSTREAM_STREAMS";
     pub const METRICS_AUTH: &str = "FLK_GATEWAY_METRICS_AUTH";
@@ -63,6 +65,10 @@ pub struct GatewaySettings {
     pub tenants_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub timeout_ms: u64,
+    /// How long a client may take to send its request body; a client that stalls gets 408
+    /// (its fault), not the 504 of [`GatewaySettings::timeout_ms`]; a value at or above
+    /// `timeout_ms` leaves the 504 in charge.
+    pub body_timeout_ms: u64,
     pub max_in_flight: usize,
     pub upstream_streams: usize,
     /// `USER:PASSWORD` for basic auth on `/metrics`.
@@ -83,6 +89,7 @@ impl Default for GatewaySettings {
             tenants_file: None,
             max_body_bytes: d.max_body_bytes,
             timeout_ms: d.request_timeout.as_millis() as u64,
+            body_timeout_ms: d.body_timeout.as_millis() as u64,
             max_in_flight: d.max_in_flight,
             upstream_streams: d.upstream_streams,
             metrics_auth: None,
@@ -102,6 +109,7 @@ impl ServiceConfig for GatewaySettings {
         EnvVar::optional(env::TENANTS_FILE, "tenants_file"),
         EnvVar::number(env::MAX_BODY_BYTES, "max_body_bytes"),
         EnvVar::number(env::TIMEOUT_MS, "timeout_ms"),
+        EnvVar::number(env::BODY_TIMEOUT_MS, "body_timeout_ms"),
         EnvVar::number(env::MAX_IN_FLIGHT, "max_in_flight"),
         EnvVar::number(env::UPSTREAM_STREAMS, "upstream_streams"),
         EnvVar::optional(env::METRICS_AUTH, "metrics_auth"),
@@ -129,6 +137,9 @@ impl ServiceConfig for GatewaySettings {
             return bad(
                 "`max_body_bytes`, `timeout_ms` and `max_in_flight` must be positive".into(),
             );
+        }
+        if self.body_timeout_ms == 0 {
+            return bad("`body_timeout_ms` must be positive".into());
         }
         if self
             .metrics_auth
@@ -189,6 +200,7 @@ impl GatewaySettings {
             upstreams: self.upstreams.clone(),
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_millis(self.timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
             max_in_flight: self.max_in_flight,
             metrics_auth,
             limits: tenants.limits()?,

@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Per-request deadline, at the gateway (tower stack) and towards svc-verify.
     pub request_timeout: Duration,
+    /// Deadline for receiving a request body (below `request_timeout`): a client that stalls
+    /// mid-body gets 408 `request_timeout` and the connection is closed.
+    pub body_timeout: Duration,
     /// Requests in flight above which the gateway sheds load (503 `overloaded`).
     pub max_in_flight: usize,
     /// Optional basic auth for `/metrics` as `(user, password)`.
@@ -98,6 +101,7 @@ impl Default for GatewayConfig {
             upstreams: vec!["http://127.0.0.1:50051".into()],
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(5),
             max_in_flight: 4096,
             metrics_auth: None,
             limits: HashMap::new(),
@@ -471,6 +475,36 @@ pub fn routes(gw: Arc<Gateway>) -> axum::Router {
     )
     .into_axum_router();
     grpc.merge(rest)
+        .fallback(unrouted)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A request no route matches: a gRPC caller gets `UNIMPLEMENTED` (as from any gRPC server),
+/// anyone else the JSON 404 of the REST contract (never a gRPC answer to an HTTP/1.1 client).
+async fn unrouted(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if flk_runtime::http::is_grpc(&headers) {
+        return tonic::Status::unimplemented(format!("unknown method {}", uri.path()))
+            .into_http::<axum::body::Body>();
+    }
+    error_response(&ApiError::new(
+        ErrorKind::NotFound,
+        "not_found",
+        format!("no route for {method} {}", uri.path()),
+    ))
+}
+
+/// A known path with a method it does not take: 405 with the JSON error body (axum adds
+/// the `Allow` header).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_response(&ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    ))
 }
 
 /// The routes inside the gateway's one tower stack, outermost first:
@@ -584,29 +618,79 @@ async fn submit(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let limit = gw.cfg.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let body: Option<Bytes> = match declared {
-        Some(n) if n > limit as u64 => None,
-        // Reading stops one byte past the limit (chunked bodies have no declared length).
-        _ => axum::body::to_bytes(body, limit).await.ok(),
-    };
+    let body = read_body(&gw.cfg, &headers, body).await;
     let resp = match (body, gw.submit_tenant(Credentials::of_headers(&headers))) {
         (_, Err(e)) => error_response(&e),
-        (Some(body), Ok(tenant)) => submit_body(&gw, tenant, body).await,
-        (None, Ok(_)) => error_response(&ApiError::new(
-            ErrorKind::PayloadTooLarge,
-            "payload_too_large",
-            format!("body is over the limit of {limit} bytes"),
-        )),
+        (Ok(body), Ok(tenant)) => submit_body(&gw, tenant, body).await,
+        (Err(e), Ok(_)) => {
+            let mut resp = error_response(&e);
+            if e.kind == ErrorKind::RequestTimeout {
+                // The rest of a stalled body may never come: do not read it as a next request.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
     };
     gw.responses
         .with_label_values(&["submit", resp.status().as_str()])
         .inc();
     resp
+}
+
+/// Reads a request body of at most `max_body_bytes` within `body_timeout`: a declared or
+/// actual size over the limit is 413, a client that stalls is 408, a body the HTTP layer
+/// cannot decode (broken chunked encoding, a connection closed mid-body) is 400.
+async fn read_body(
+    cfg: &GatewayConfig,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, ApiError> {
+    let limit = cfg.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            "payload_too_large",
+            format!("body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    // Reading stops one byte past the limit (chunked bodies have no declared length).
+    match tokio::time::timeout(cfg.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "malformed_body",
+            format!("the request body could not be read: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            ErrorKind::RequestTimeout,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                cfg.body_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// Whether a body error is the size limit (rather than a transport or framing error).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Admission, then the routed call (REST submit after the size check).

@@ -146,7 +146,6 @@ async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -155,10 +154,27 @@ async fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw_http(addr, &bytes).await
+}
+
+/// Sends `request` exactly as given and reads the answer until the server closes.
+async fn raw_http(addr: SocketAddr, request: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
+    // A server that keeps the connection open would hang the test: fail it instead.
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no close after {:?}: {}",
+                String::from_utf8_lossy(&request[..request.len().min(80)]),
+                String::from_utf8_lossy(&raw)
+            )
+        })
+        .ok();
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -749,4 +765,95 @@ async fn reads_need_a_tenant_token_and_the_feed_the_admin_token() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     replica.stop().await;
+}
+
+/// What the REST contract promises for requests that are not REST calls it knows: a JSON
+/// error body with a precise 4xx, never a gRPC answer to an HTTP/1.1 client and never a 5xx
+/// for a client's fault.
+#[tokio::test]
+async fn unknown_routes_methods_and_broken_bodies_get_json_errors() {
+    let replica = Replica::start().await;
+    let gw = gateway_with(gateway::GatewayConfig {
+        upstreams: vec![format!("http://{}", replica.addr)],
+        body_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let error_code = |r: &Resp| r.json()["error"]["code"].as_str().unwrap().to_owned();
+
+    let r = http(gw, "GET", "/no/such/path", &[], b"").await;
+    assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("grpc-status"), None);
+
+    let r = http(gw, "DELETE", "/v1/pcs/submit", &[], b"").await;
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (405, "method_not_allowed")
+    );
+    assert!(
+        r.header("allow").is_some_and(|a| a.contains("POST")),
+        "{:?}",
+        r.headers
+    );
+
+    let r = raw_http(
+        gw,
+        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        (400..500).contains(&r.status),
+        "CONNECT answered {}",
+        r.status
+    );
+    assert_eq!(r.header("grpc-status"), None);
+
+    // A gRPC caller of an unknown method still gets gRPC's UNIMPLEMENTED.
+    let r = http(
+        gw,
+        "POST",
+        "/flk.v1.NoSuchService/Call",
+        &[("content-type", "application/grpc")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.header("grpc-status"), Some("12"));
+
+    // Broken chunked encoding (a chunk size that is not hex) is the client's malformed body.
+    let r = raw_http(
+        gw,
+        b"POST /v1/pcs/submit HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+
+    // A body that stops arriving: 408 (the client's fault), and the connection is closed.
+    let mut s = TcpStream::connect(gw).await.unwrap();
+    s.write_all(b"POST /v1/pcs/submit HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"pcs_id\":")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut raw))
+        .await
+        .expect("the connection of a stalled body is closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"request_timeout\""), "{text}");
+
+    // Earlier behaviour intact: the service still answers a real submission.
+    let v = first_with("ok");
+    let r = http(
+        gw,
+        "POST",
+        "/v1/pcs/submit",
+        &[],
+        &serde_json::to_vec(&v["pcs"]).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["reason_code"].as_str()),
+        (200, Some("ok"))
+    );
 }
