@@ -140,6 +140,13 @@ impl Writer {
     fn gap(&mut self, mm: f32) {
         self.y -= mm;
     }
+
+    /// Starts a new page unless `mm` of height are left: keeps a heading with what follows.
+    fn keep(&mut self, mm: f32) {
+        if self.y - mm < MARGIN {
+            self.new_page();
+        }
+    }
 }
 
 pub(super) fn render(report: &Report) -> Result<Vec<u8>, RenderError> {
@@ -219,6 +226,7 @@ pub(super) fn render(report: &Report) -> Result<Vec<u8>, RenderError> {
             );
         }
         for ev in &c.evidence {
+            w.keep(12.0);
             w.text(
                 &format!("Evidence {}: {}", ev.kind, ev.status.as_str()),
                 9.0,
