@@ -362,6 +362,38 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_table_of_builtins_matches_the_catalogs() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/compliance.md"
+        ))
+        .unwrap();
+        for id in BUILTIN_IDS {
+            let f = builtin(id).unwrap();
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{id}` |")))
+                .unwrap_or_else(|| panic!("docs/compliance.md has no row for {id}"));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert_eq!(cells[3], f.controls.len().to_string(), "{row}");
+            for example in cells[4].split(", ") {
+                assert!(
+                    f.controls.iter().any(|c| c.id == example),
+                    "{id}: {example}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rule_spellings_are_the_serde_ones() {
+        for r in [Rule::AllPass, Rule::AnyPass, Rule::Manual] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+            assert_eq!(Rule::parse(r.as_str()), Some(r));
+        }
+    }
+
+    #[test]
     fn a_custom_file_loads_with_its_source() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acme.toml");

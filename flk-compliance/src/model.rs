@@ -323,6 +323,18 @@ mod tests {
     use crate::framework::{Control, Framework, Source};
 
     #[test]
+    fn status_spellings_are_the_serde_ones() {
+        for s in [
+            Status::Pass,
+            Status::Fail,
+            Status::NotApplicable,
+            Status::Manual,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
     fn rules() {
         use Status::*;
         let v = |r, s: &[Status]| verdict(r, s.iter().copied());
