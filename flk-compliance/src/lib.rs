@@ -15,6 +15,7 @@
 //!   same JSON and OSCAL bytes: no wall-clock time, no random UUIDs, ordered maps only.
 //! * **DataOnly** — catalogs are data: adding a control or a framework needs no code.
 
+pub mod evidence;
 pub mod framework;
 pub mod model;
 pub mod render;

@@ -4,6 +4,7 @@
 
 mod audit;
 mod bench;
+mod compliance;
 mod demo;
 mod pki;
 mod report;

@@ -27,6 +27,9 @@ enum ReportWhat {
     /// Hallucination containment, escalation, false alarms, cost per trusted task, audit
     /// coverage and verification latency, per tenant and window, with SLO compliance.
     Kpi(KpiArgs),
+    /// A compliance report (SOC 2, ISO 27001, HIPAA, GDPR or a framework file) with evidence
+    /// computed from a data directory, as JSON, HTML, PDF or OSCAL.
+    Compliance(crate::compliance::ComplianceArgs),
 }
 
 #[derive(clap::Args)]
@@ -70,6 +73,14 @@ struct KpiArgs {
 pub async fn run(a: ReportArgs) -> anyhow::Result<()> {
     match a.what {
         ReportWhat::Kpi(k) => kpi(k).await,
+        // Synchronous file reads: off the async runtime. Exit 3 with --strict on a failed
+        // control.
+        ReportWhat::Compliance(c) => {
+            if tokio::task::spawn_blocking(move || crate::compliance::run(c)).await?? {
+                std::process::exit(3);
+            }
+            Ok(())
+        }
     }
 }
 

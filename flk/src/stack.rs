@@ -193,6 +193,25 @@ pub struct Stack {
     kpi: JoinHandle<anyhow::Result<()>>,
 }
 
+/// Where `flk up` keeps the configuration it runs with (every section as loaded, secrets
+/// redacted), for readers of the data directory such as `flk report compliance`.
+pub const EFFECTIVE_CONFIG_FILE: &str = "effective-config.toml";
+
+/// Writes [`StackConfig::redacted`] to `<data_dir>/effective-config.toml`, atomically (a
+/// temporary file, fsync'd, then renamed over the old one).
+fn write_effective_config(cfg: &StackConfig) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let path = cfg.data_dir.join(EFFECTIVE_CONFIG_FILE);
+    let tmp = path.with_extension("toml.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(cfg.redacted().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The stack's mTLS for a service that configures none of its own.
 fn mesh_tls(pki: &MeshPki, tls: &mut TlsSettings, peer: Option<&mut PeerSettings>) {
     if *tls == TlsSettings::default() {
@@ -211,6 +230,7 @@ impl Stack {
         let env = |k: &str| std::env::var(k).ok();
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+        write_effective_config(cfg)?;
         let (mut verify_cfg, mut audit_cfg, mut kpi_cfg, mut gw_settings) = (
             cfg.verify.clone(),
             cfg.audit.clone(),

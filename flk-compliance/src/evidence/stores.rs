@@ -110,7 +110,10 @@ pub fn scan_outcome_log(
     let dir = verify_dir.join("outcome-log");
     let mut segments: Vec<(u64, PathBuf)> = Vec::new();
     let listing = std::fs::read_dir(&dir).map_err(|e| {
-        EvidenceError::Store(format!("cannot read the outcome log {}: {e}", dir.display()))
+        EvidenceError::Store(format!(
+            "cannot read the outcome log {}: {e}",
+            dir.display()
+        ))
     })?;
     for item in listing {
         let item = item.map_err(|e| EvidenceError::Store(format!("{}: {e}", dir.display())))?;
@@ -216,11 +219,7 @@ pub struct AuditIndex {
 }
 
 /// Reads the entries `0..size` of the log, bundle by bundle.
-pub fn index_audit_log<S: TileStore>(
-    store: &S,
-    size: u64,
-    progress: &dyn Fn(&str),
-) -> AuditIndex {
+pub fn index_audit_log<S: TileStore>(store: &S, size: u64, progress: &dyn Fn(&str)) -> AuditIndex {
     let mut index = AuditIndex {
         times: Vec::with_capacity(size as usize),
         ..AuditIndex::default()
@@ -236,7 +235,10 @@ pub fn index_audit_log<S: TileStore>(
             Ok(Some(b)) => b,
             Ok(None) => {
                 index.unreadable.get_or_insert_with(|| {
-                    format!("entry bundle {} is missing", store.locate(TileKind::Entries, tile, width))
+                    format!(
+                        "entry bundle {} is missing",
+                        store.locate(TileKind::Entries, tile, width)
+                    )
                 });
                 break;
             }
@@ -302,7 +304,12 @@ impl<'a, S: TileStore> TileNodes<'a, S> {
 
     fn tile(&self, level: u8, index: u64) -> Result<Vec<Hash>, flk_tlog::Error> {
         let key = (level, index);
-        if let Some(t) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(t) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(t.clone());
         }
         let row_len = self.size >> (8 * u32::from(level));
