@@ -198,6 +198,8 @@ pub type VerifyClient = flk_proto::v1::verify_service_client::VerifyServiceClien
 pub type AuditClient = flk_proto::v1::audit_service_client::AuditServiceClient<Channel>;
 /// Client facade for svc-kpi over a [`Channel`].
 pub type KpiClient = flk_proto::v1::kpi_service_client::KpiServiceClient<Channel>;
+/// Client facade for svc-tiering over a [`Channel`].
+pub type TieringClient = flk_proto::v1::tiering_service_client::TieringServiceClient<Channel>;
 
 /// A client of the service at `url` that sends `token` (what tests and tools use against a
 /// port in token mode).

@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
+use flk_runtime::config::redact_url;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -183,6 +184,13 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     println!(
         "svc-kpi (grpc, REST /v1/feedback /v1/kpi/report) on {scheme}://{}, consuming the outcome feed",
         stack.kpi_addr
+    );
+    println!(
+        "svc-tiering (grpc TieringService) on {scheme}://{}: hot {}, warm {}, cold {}; reads via GET /v1/pcs/{{pcs_id}}[/body]",
+        stack.tiering_addr,
+        redact_url(&cfg.tiering.hot),
+        redact_url(&cfg.tiering.warm),
+        redact_url(&cfg.tiering.cold_url().unwrap_or_default()),
     );
     match &stack.pki {
         Some(pki) => println!(

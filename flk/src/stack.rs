@@ -1,16 +1,16 @@
-//! The whole system in one process, as `flk up` and `flk demo` run it: svc-verify, svc-audit
-//! and svc-kpi (both consuming svc-verify's outcome feed; svc-kpi also reads svc-audit's
-//! checkpoints for audit coverage) on internal ports and the gateway in front of them, over one
-//! data directory. The gateway calls svc-verify in process (its gRPC service, without HTTP/2
+//! The whole system in one process, as `flk up` and `flk demo` run it: svc-verify, svc-audit,
+//! svc-kpi and svc-tiering (each consuming svc-verify's outcome feed; svc-kpi also reads
+//! svc-audit's checkpoints for audit coverage) on internal ports and the gateway in front of
+//! them, over one data directory. The gateway reads stored records through svc-tiering. The gateway calls svc-verify in process (its gRPC service, without HTTP/2
 //! or a socket); the feed consumers use svc-verify's port like any other client. The gateway's
 //! `/metrics` also exports the services' registries, so one scrape target sees every `flk_`
 //! metric.
 //!
 //! **Configuration.** One TOML file with a section per service (`[verify]`, `[audit]`, `[kpi]`,
-//! `[gateway]`), each in the format of that service's own config file, and an optional
+//! `[tiering]`, `[gateway]`), each in the format of that service's own config file, and an optional
 //! top-level `data_dir`; every service's environment variables override its section as they
 //! would override its own file ([`StackConfig::load`]). The stack fills in what it owns: each
-//! service's `data_dir` (`<data_dir>/verify`, `audit`, `kpi`, unless the section sets one),
+//! service's `data_dir` (`<data_dir>/verify`, `audit`, `kpi`, `tiering`, unless the section sets one),
 //! internal listen addresses (`127.0.0.1:0` unless set), and the wiring between the services
 //! (feed and audit URLs), which it always replaces with the addresses it bound.
 //!
@@ -34,7 +34,7 @@ use toml::{Table, Value};
 use crate::pki::MeshPki;
 
 /// The sections of a stack file.
-const SECTIONS: [&str; 4] = ["verify", "audit", "kpi", "gateway"];
+const SECTIONS: [&str; 5] = ["verify", "audit", "kpi", "tiering", "gateway"];
 
 /// The `default` tenant's API token, when the stack made one.
 pub const DEFAULT_TOKEN_FILE: &str = "default.token";
@@ -43,6 +43,7 @@ pub const DEFAULT_TOKEN_FILE: &str = "default.token";
 pub const VERIFY_DIR: &str = "verify";
 pub const AUDIT_DIR: &str = "audit";
 pub const KPI_DIR: &str = "kpi";
+pub const TIERING_DIR: &str = "tiering";
 
 /// What to start: each service's configuration, as loaded.
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ pub struct StackConfig {
     pub verify: svc_verify::VerifyConfig,
     pub audit: svc_audit::AuditConfig,
     pub kpi: svc_kpi::KpiConfig,
+    pub tiering: svc_tiering::TieringConfig,
     pub gateway: GatewaySettings,
 }
 
@@ -104,10 +106,11 @@ impl StackConfig {
             }
             Ok(t)
         };
-        let (v, a, k, g) = (
+        let (v, a, k, t, g) = (
             section("verify", Some(VERIFY_DIR))?,
             section("audit", Some(AUDIT_DIR))?,
             section("kpi", Some(KPI_DIR))?,
+            section("tiering", Some(TIERING_DIR))?,
             section("gateway", None)?,
         );
         let at = |s: &str| format!("{origin} [{s}]");
@@ -115,6 +118,7 @@ impl StackConfig {
             verify: flk_runtime::config::from_table(v, &at("verify"), &vars)?,
             audit: svc_audit::AuditConfig::from_table(a, &at("audit"), &vars)?,
             kpi: svc_kpi::KpiConfig::from_table(k, &at("kpi"), &vars)?,
+            tiering: svc_tiering::TieringConfig::from_table(t, &at("tiering"), &vars)?,
             gateway: GatewaySettings::from_table(g, &at("gateway"), &vars)?,
             data_dir,
         })
@@ -123,11 +127,12 @@ impl StackConfig {
     /// The effective configuration as one stack file, secrets redacted.
     pub fn redacted(&self) -> String {
         format!(
-            "data_dir = {:?}\n\n[verify]\n{}\n[audit]\n{}\n[kpi]\n{}\n[gateway]\n{}",
+            "data_dir = {:?}\n\n[verify]\n{}\n[audit]\n{}\n[kpi]\n{}\n[tiering]\n{}\n[gateway]\n{}",
             self.data_dir.display().to_string(),
             nest(&self.verify.redacted(), "verify"),
             nest(&self.audit.redacted(), "audit"),
             nest(&self.kpi.redacted(), "kpi"),
+            nest(&self.tiering.redacted(), "tiering"),
             nest(&self.gateway.redacted(), "gateway"),
         )
     }
@@ -172,6 +177,8 @@ pub struct Stack {
     pub audit_addr: SocketAddr,
     /// svc-kpi's internal address (gRPC `KpiService`, REST `/v1/feedback`, `/v1/kpi/report`).
     pub kpi_addr: SocketAddr,
+    /// svc-tiering's internal address (gRPC `TieringService`, REST `/v1/tiering/*`).
+    pub tiering_addr: SocketAddr,
     /// svc-audit's data directory.
     pub audit_dir: PathBuf,
     /// The audit log's verifier key (`<name>+<key id>+<base64 key>`).
@@ -191,6 +198,7 @@ pub struct Stack {
     verify: JoinHandle<anyhow::Result<()>>,
     audit: JoinHandle<anyhow::Result<()>>,
     kpi: JoinHandle<anyhow::Result<()>>,
+    tiering: JoinHandle<anyhow::Result<()>>,
 }
 
 /// Where `flk up` keeps the configuration it runs with (every section as loaded, secrets
@@ -231,22 +239,29 @@ impl Stack {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
         write_effective_config(cfg)?;
-        let (mut verify_cfg, mut audit_cfg, mut kpi_cfg, mut gw_settings) = (
+        let (mut verify_cfg, mut audit_cfg, mut kpi_cfg, mut tiering_cfg, mut gw_settings) = (
             cfg.verify.clone(),
             cfg.audit.clone(),
             cfg.kpi.clone(),
+            cfg.tiering.clone(),
             cfg.gateway.clone(),
         );
         let pki = MeshPki::ensure(&cfg.data_dir.join("tls"))?;
         mesh_tls(&pki, &mut verify_cfg.tls, None);
         mesh_tls(&pki, &mut audit_cfg.tls, Some(&mut audit_cfg.peer));
         mesh_tls(&pki, &mut kpi_cfg.tls, Some(&mut kpi_cfg.peer));
+        mesh_tls(&pki, &mut tiering_cfg.tls, Some(&mut tiering_cfg.peer));
         if gw_settings.peer == PeerSettings::default() {
             gw_settings.peer = pki.client();
         }
-        let uses_pki = [&verify_cfg.tls, &audit_cfg.tls, &kpi_cfg.tls]
-            .iter()
-            .any(|t| **t == pki.server());
+        let uses_pki = [
+            &verify_cfg.tls,
+            &audit_cfg.tls,
+            &kpi_cfg.tls,
+            &tiering_cfg.tls,
+        ]
+        .iter()
+        .any(|t| **t == pki.server());
 
         let service = svc_verify::Service::open(&verify_cfg).await?;
         let tenants: Vec<String> = service.engine.tenants().ids().map(str::to_owned).collect();
@@ -325,6 +340,31 @@ impl Stack {
             let _ = kpi_stop.changed().await;
         }));
 
+        tiering_cfg.verify_url.clone_from(&verify_url);
+        let tiering = async {
+            let service = svc_tiering::Service::open(&tiering_cfg, env).await?;
+            let listener = tokio::net::TcpListener::bind(tiering_cfg.listen)
+                .await
+                .with_context(|| format!("svc-tiering cannot listen on {}", tiering_cfg.listen))?;
+            anyhow::Ok((service, listener))
+        };
+        let (tiering_service, tiering_listener) = match tiering.await {
+            Ok(v) => v,
+            Err(e) => {
+                abort(&stop);
+                let _ = verify.await;
+                let _ = audit.await;
+                let _ = kpi.await;
+                return Err(e);
+            }
+        };
+        let tiering_addr = tiering_listener.local_addr()?;
+        let tiering_registry = tiering_service.registry().clone();
+        let mut tiering_stop = stop_rx.clone();
+        let tiering = tokio::spawn(tiering_service.serve(tiering_listener, async move {
+            let _ = tiering_stop.changed().await;
+        }));
+
         let mut default_token = None;
         let mut admin_token = None;
         let gateway = async {
@@ -336,10 +376,16 @@ impl Stack {
             }
             gw_settings.audit_upstream = Some(format!("http://{audit_addr}"));
             gw_settings.kpi_upstream = Some(format!("http://{kpi_addr}"));
+            gw_settings.tiering_upstream = Some(format!("http://{tiering_addr}"));
             let mut gw_cfg = gw_settings.resolve(env)?;
             gw_cfg.upstreams = Vec::new();
             gw_cfg.in_process = vec![verify_in_process];
-            gw_cfg.extra_registries = vec![verify_registry, audit_registry, kpi_registry];
+            gw_cfg.extra_registries = vec![
+                verify_registry,
+                audit_registry,
+                kpi_registry,
+                tiering_registry,
+            ];
             if gw_cfg.admin_token.is_none() {
                 let path = cfg.data_dir.join(GENERATED_TOKEN_FILE);
                 let (token, _) = ensure_token_file(&path)?;
@@ -373,6 +419,7 @@ impl Stack {
                 let _ = verify.await;
                 let _ = audit.await;
                 let _ = kpi.await;
+                let _ = tiering.await;
                 return Err(e);
             }
         };
@@ -386,6 +433,7 @@ impl Stack {
             verify_addr,
             audit_addr,
             kpi_addr,
+            tiering_addr,
             audit_dir: audit_cfg.data_dir,
             audit_verifier_key,
             tenants,
@@ -398,6 +446,7 @@ impl Stack {
             verify,
             audit,
             kpi,
+            tiering,
         })
     }
 
@@ -405,10 +454,12 @@ impl Stack {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let gateway = self.gateway.await;
+        let tiering = self.tiering.await;
         let kpi = self.kpi.await;
         let audit = self.audit.await;
         let verify = self.verify.await;
         gateway??;
+        tiering??;
         kpi??;
         audit??;
         verify??;

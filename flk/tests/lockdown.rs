@@ -344,7 +344,7 @@ fn print_config_shows_every_section_redacted_and_starts_nothing() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for section in ["[verify]", "[audit]", "[kpi]", "[gateway]"] {
+    for section in ["[verify]", "[audit]", "[kpi]", "[tiering]", "[gateway]"] {
         assert!(text.contains(section), "{section} missing:\n{text}");
     }
     assert!(!text.contains("hunter2"), "{text}");

@@ -7,6 +7,7 @@
 //! upstreams = ["http://127.0.0.1:50051"]     # svc-verify replicas
 //! # audit_upstream = "http://127.0.0.1:50061" # svc-audit (gRPC), for /v1/audit/*
 //! # kpi_upstream = "http://127.0.0.1:50071"   # svc-kpi (REST), for /v1/feedback, /v1/kpi/report
+//! # tiering_upstream = "http://127.0.0.1:50081" # svc-tiering (gRPC): tiered reads, /v1/pcs/{id}/body
 //! # tenants_file = "tenants.toml"             # limits and the tenants' API tokens
 //! max_body_bytes = 1048576
 //! timeout_ms = 10000
@@ -43,6 +44,7 @@ pub mod env {
     pub const UPSTREAMS: &str = "FLK_GATEWAY_UPSTREAMS";
     pub const AUDIT_UPSTREAM: &str = "FLK_GATEWAY_AUDIT_UPSTREAM";
     pub const KPI_UPSTREAM: &str = "FLK_GATEWAY_KPI_UPSTREAM";
+    pub const TIERING_UPSTREAM: &str = "FLK_GATEWAY_TIERING_UPSTREAM";
     pub const TENANTS_FILE: &str = "FLK_GATEWAY_TENANTS_FILE";
     pub const MAX_BODY_BYTES: &str = "FLK_GATEWAY_MAX_BODY_BYTES";
     pub const TIMEOUT_MS: &str = "FLK_GATEWAY_TIMEOUT_MS";
@@ -61,6 +63,7 @@ pub struct GatewaySettings {
     pub upstreams: Vec<String>,
     pub audit_upstream: Option<String>,
     pub kpi_upstream: Option<String>,
+    pub tiering_upstream: Option<String>,
     /// The tenants file (svc-verify's format): rate limits, quotas and API tokens.
     pub tenants_file: Option<PathBuf>,
     pub max_body_bytes: usize,
@@ -86,6 +89,7 @@ impl Default for GatewaySettings {
             upstreams: d.upstreams,
             audit_upstream: None,
             kpi_upstream: None,
+            tiering_upstream: None,
             tenants_file: None,
             max_body_bytes: d.max_body_bytes,
             timeout_ms: d.request_timeout.as_millis() as u64,
@@ -106,6 +110,7 @@ impl ServiceConfig for GatewaySettings {
         EnvVar::list(env::UPSTREAMS, "upstreams"),
         EnvVar::optional(env::AUDIT_UPSTREAM, "audit_upstream"),
         EnvVar::optional(env::KPI_UPSTREAM, "kpi_upstream"),
+        EnvVar::optional(env::TIERING_UPSTREAM, "tiering_upstream"),
         EnvVar::optional(env::TENANTS_FILE, "tenants_file"),
         EnvVar::number(env::MAX_BODY_BYTES, "max_body_bytes"),
         EnvVar::number(env::TIMEOUT_MS, "timeout_ms"),
@@ -132,6 +137,9 @@ impl ServiceConfig for GatewaySettings {
         }
         if let Some(u) = &self.kpi_upstream {
             flk_runtime::config::check_http_url("kpi_upstream", u)?;
+        }
+        if let Some(u) = &self.tiering_upstream {
+            flk_runtime::config::check_http_url("tiering_upstream", u)?;
         }
         if self.max_body_bytes == 0 || self.timeout_ms == 0 || self.max_in_flight == 0 {
             return bad(
@@ -210,6 +218,7 @@ impl GatewaySettings {
             peer: Peer::resolve(&self.peer, &vars)?,
             audit_upstream: self.audit_upstream.clone(),
             kpi_upstream: self.kpi_upstream.clone(),
+            tiering_upstream: self.tiering_upstream.clone(),
             upstream_streams: self.upstream_streams,
             ..GatewayConfig::default()
         })

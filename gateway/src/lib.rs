@@ -11,6 +11,7 @@ pub mod grpc;
 mod kpi;
 mod lanes;
 pub mod ring;
+pub mod tiering;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +27,7 @@ use axum::routing::{get, post};
 use flk_core::OutcomeRecord;
 use flk_core::admission::{Admission, Limits};
 use flk_proto::transport::TransportError;
+use flk_proto::v1::tiering_service_server::TieringServiceServer;
 use flk_proto::v1::verify_service_client::VerifyServiceClient;
 use flk_proto::v1::verify_service_server::VerifyService;
 use flk_proto::v1::verify_service_server::VerifyServiceServer;
@@ -82,6 +84,11 @@ pub struct GatewayConfig {
     /// svc-kpi's REST base URL (`http://host:port`), for `POST /v1/feedback` and
     /// `GET /v1/kpi/report`; without it those routes answer 503 `kpi_unavailable`.
     pub kpi_upstream: Option<String>,
+    /// svc-tiering's gRPC address: `GET /v1/pcs/{pcs_id}` reads the tiered record (with
+    /// `X-Flk-Tier`), `GET /v1/pcs/{pcs_id}/body` the submitted bytes, and the public gRPC
+    /// port serves `flk.v1.TieringService` ([`tiering`]). Without it, outcomes come from
+    /// svc-verify and bodies are 503 `tiering_unavailable`.
+    pub tiering_upstream: Option<String>,
     /// svc-verify replicas in the gateway's own process (`flk up`), called directly instead of
     /// over HTTP/2; they join the ring beside `upstreams`.
     pub in_process: Vec<InProcessUpstream>,
@@ -111,6 +118,7 @@ impl Default for GatewayConfig {
             peer: Peer::plain(),
             audit_upstream: None,
             kpi_upstream: None,
+            tiering_upstream: None,
             in_process: Vec::new(),
             upstream_streams: DEFAULT_UPSTREAM_STREAMS,
             extra_registries: Vec::new(),
@@ -214,6 +222,8 @@ pub struct Gateway {
     admission: HashMap<String, Admission>,
     /// svc-audit, when configured.
     audit: Option<AuditClient>,
+    /// svc-tiering, when configured.
+    tiering: Option<flk_runtime::client::TieringClient>,
     /// svc-kpi, when configured.
     kpi: Option<kpi::KpiUpstream>,
     registry: Registry,
@@ -275,6 +285,12 @@ impl Gateway {
             )),
             None => None,
         };
+        let tiering = match &cfg.tiering_upstream {
+            Some(u) => Some(flk_runtime::client::TieringClient::new(
+                cfg.peer.connect_lazy(u, UPSTREAM_CHANNEL)?,
+            )),
+            None => None,
+        };
         let kpi = match &cfg.kpi_upstream {
             Some(u) => Some(kpi::KpiUpstream::new(u, &cfg.peer, cfg.request_timeout)?),
             None => None,
@@ -317,6 +333,7 @@ impl Gateway {
             server_tls,
             admission,
             audit,
+            tiering,
             kpi,
             registry,
             ingest,
@@ -454,6 +471,7 @@ pub fn routes(gw: Arc<Gateway>) -> axum::Router {
     let rest = axum::Router::new()
         .route("/v1/pcs/submit", post(submit))
         .route("/v1/pcs/{pcs_id}", get(get_outcome))
+        .route("/v1/pcs/{pcs_id}/body", get(tiering::body))
         .route(
             "/health",
             get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "OK") }),
@@ -470,9 +488,10 @@ pub fn routes(gw: Arc<Gateway>) -> axum::Router {
         .layer(DefaultBodyLimit::disable())
         .with_state(gw.clone());
     let grpc = tonic::service::Routes::new(
-        VerifyServiceServer::new(grpc::GatewayGrpc::new(gw))
+        VerifyServiceServer::new(grpc::GatewayGrpc::new(gw.clone()))
             .max_decoding_message_size(4 * 1024 * 1024),
     )
+    .add_service(TieringServiceServer::new(tiering::GatewayTiering::new(gw)))
     .into_axum_router();
     grpc.merge(rest)
         .fallback(unrouted)
@@ -729,6 +748,12 @@ async fn get_outcome(
             return resp;
         }
     };
+    if let Some(resp) = tiering::outcome(&gw, &tenant, &pcs_id).await {
+        gw.responses
+            .with_label_values(&["get_outcome", resp.status().as_str()])
+            .inc();
+        return resp;
+    }
     let result = gw
         .route(&tenant, &pcs_id, |up| {
             let mut client = up.client.clone();
