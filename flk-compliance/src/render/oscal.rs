@@ -21,13 +21,15 @@ fn namespace() -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:flk:compliance:oscal")
 }
 
-/// An OSCAL `token` (`^(\p{L}|_)(\p{L}|\p{N}|[.\-_])*$`) from a control id such as
-/// `164.312(a)(1)` or `Art. 5(1)(e)`: lower case, other characters become `-` (runs
-/// collapsed, none at the end), and a leading `_` when the id does not start with a letter.
+/// An OSCAL `token` from a control id such as `164.312(a)(1)` or `Art. 5(1)(e)`: ASCII
+/// letters and digits in lower case, `.`, `-` and `_` kept, any other character becomes `-`
+/// (runs collapsed, none at the end), and a leading `_` when the id does not start with a
+/// letter. ASCII only: the metaschema's token is `^[a-zA-Z_][a-zA-Z0-9.\-_]*$`, narrower
+/// than the JSON schema's Unicode one.
 pub fn token(id: &str) -> String {
     let mut out = String::with_capacity(id.len() + 1);
-    for ch in id.chars().flat_map(char::to_lowercase) {
-        if ch.is_alphanumeric() || ch == '.' || ch == '_' || ch == '-' {
+    for ch in id.chars().map(|c| c.to_ascii_lowercase()) {
+        if ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' || ch == '-' {
             out.push(ch);
         } else if !out.ends_with('-') {
             out.push('-');
@@ -36,7 +38,7 @@ pub fn token(id: &str) -> String {
     while out.ends_with('-') {
         out.pop();
     }
-    if !out.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
         out.insert(0, '_');
     }
     out
@@ -70,6 +72,20 @@ pub fn document(report: &Report) -> Value {
     let content = super::json(report);
     let doc_uuid = Uuid::new_v5(&namespace(), &content);
     let sub = |name: &str| Uuid::new_v5(&doc_uuid, name.as_bytes()).to_string();
+    // control id -> token, made unique: ids that differ only in characters a token cannot
+    // hold (`A 1`, `A(1)`) get `-2`, `-3`, ... in catalog order
+    let mut tokens: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut used = std::collections::BTreeSet::new();
+    for c in &report.controls {
+        let base = token(&c.id);
+        let mut t = base.clone();
+        let mut n = 1;
+        while !used.insert(t.clone()) {
+            n += 1;
+            t = format!("{base}-{n}");
+        }
+        tokens.insert(&c.id, t);
+    }
     let from = report.period.from_rfc3339();
     let to = report.period.to_rfc3339();
 
@@ -133,7 +149,7 @@ pub fn document(report: &Report) -> Value {
             }
             let mut target = json!({
                 "type": "objective-id",
-                "target-id": token(&c.id),
+                "target-id": tokens[c.id.as_str()],
                 "title": one_line(&format!("{} {}", c.id, c.title)),
                 "props": [{"name": "control-status", "ns": "urn:flk:compliance", "value": c.status.as_str()}],
                 "status": status,
@@ -177,7 +193,7 @@ pub fn document(report: &Report) -> Value {
         "reviewed-controls": {
             "control-selections": [{
                 "include-controls": report.controls.iter()
-                    .map(|c| json!({"control-id": token(&c.id)}))
+                    .map(|c| json!({"control-id": tokens[c.id.as_str()]}))
                     .collect::<Vec<_>>(),
             }],
         },
@@ -204,4 +220,61 @@ pub fn document(report: &Report) -> Value {
             "results": [result],
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token;
+
+    #[test]
+    fn colliding_tokens_are_made_unique() {
+        use crate::framework::{Control, Framework, Rule, Source};
+        use crate::model::{EvidenceSet, Period, evaluate};
+        let control = |id: &str| Control {
+            id: id.into(),
+            title: "t".into(),
+            description: String::new(),
+            evidence: vec![],
+            rule: Rule::Manual,
+        };
+        let f = Framework {
+            id: "x".into(),
+            title: "X".into(),
+            version: None,
+            description: None,
+            source: Source::File,
+            controls: vec![control("A 1"), control("A(1)"), control("a-1")],
+        };
+        let period = Period::parse("2026-01-01", "2026-01-02").unwrap();
+        let doc = super::document(&evaluate(&f, &EvidenceSet::default(), &period));
+        let ids: Vec<&str> = doc["assessment-results"]["results"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["target"]["target-id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["a-1", "a-1-2", "a-1-3"]);
+    }
+
+    #[test]
+    fn control_ids_become_ascii_tokens() {
+        for (id, want) in [
+            ("CC6.1", "cc6.1"),
+            ("A.8.15", "a.8.15"),
+            ("164.312(a)(1)", "_164.312-a-1"),
+            ("164.308(a)(1)(ii)(D)", "_164.308-a-1-ii-d"),
+            ("Art. 5(1)(e)", "art.-5-1-e"),
+            ("Contrôle 1", "contr-le-1"),
+            ("ACME-1", "acme-1"),
+            ("(x)", "_-x"),
+        ] {
+            assert_eq!(token(id), want, "{id}");
+            let t = token(id);
+            assert!(t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'));
+            assert!(
+                t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+            );
+        }
+    }
 }
