@@ -9,6 +9,7 @@ mod demo;
 mod pki;
 mod report;
 mod stack;
+mod tiering;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ enum Command {
     Report(report::ReportArgs),
     /// The audit log: `audit verify` checks a stored log or a proof bundle offline.
     Audit(audit::AuditArgs),
+    /// The hot tier: `tiering eval` compares policies on an access trace, `tiering gen-trace`
+    /// writes a synthetic one.
+    Tiering(tiering::TieringArgs),
 }
 
 #[derive(clap::Args)]
@@ -151,6 +155,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Report(a) => report::run(a).await,
         // Synchronous file and database reads: off the async runtime.
         Command::Audit(a) => tokio::task::spawn_blocking(move || audit::run(a)).await?,
+        // A synchronous replay: off the async runtime.
+        Command::Tiering(a) => tokio::task::spawn_blocking(move || tiering::run(a)).await?,
     }
 }
 
