@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Report, Status};
+use crate::model::{DayCount, Report, Status};
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub(super) fn esc(s: &str) -> String {
@@ -49,10 +49,53 @@ fn badge(s: Status) -> String {
     format!("<span class=\"s {0}\">{0}</span>", s.as_str())
 }
 
+/// Every UTC day of the period, with the timeline's counts and zero for days without
+/// decisions, so gaps show; the timeline alone when the period spans more than ten years.
+fn chart_days(report: &Report) -> Vec<DayCount> {
+    let first = report.period.from.date();
+    let last = (report.period.to - time::Duration::nanoseconds(1)).date();
+    let span = (last - first).whole_days();
+    if !(0..=3660).contains(&span) {
+        return report.timeline.clone();
+    }
+    let by_day: std::collections::BTreeMap<&str, &DayCount> = report
+        .timeline
+        .iter()
+        .map(|d| (d.day.as_str(), d))
+        .collect();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let mut out = Vec::with_capacity(span as usize + 1);
+    let mut day = first;
+    loop {
+        let name = day.format(fmt).unwrap_or_default();
+        out.push(match by_day.get(name.as_str()) {
+            Some(d) => (*d).clone(),
+            None => DayCount {
+                day: name,
+                accept: 0,
+                escalate: 0,
+                reject: 0,
+            },
+        });
+        match day.next_day() {
+            Some(next) if next <= last => day = next,
+            _ => break,
+        }
+    }
+    // days of the timeline outside the period (none from the evidence side) stay visible
+    for d in &report.timeline {
+        if !out.iter().any(|o| o.day == d.day) {
+            out.push(d.clone());
+        }
+    }
+    out.sort_by(|a, b| a.day.cmp(&b.day));
+    out
+}
+
 /// Decisions per day, stacked accept / escalate / reject.
 fn timeline_svg(report: &Report) -> String {
-    let days = &report.timeline;
-    if days.is_empty() {
+    let days = &chart_days(report);
+    if days.iter().all(|d| d.accept + d.escalate + d.reject == 0) {
         return "<p>No decisions in the period.</p>".to_string();
     }
     let (w, h, left, bottom, top) = (760.0_f64, 220.0_f64, 50.0_f64, 30.0_f64, 10.0_f64);
@@ -285,4 +328,44 @@ pub(super) fn render(report: &Report) -> String {
     }
     h.push_str("</body></html>\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::{Framework, Source};
+    use crate::model::{EvidenceSet, Period, evaluate};
+
+    #[test]
+    fn the_chart_has_every_day_of_the_period() {
+        let f = Framework {
+            id: "x".into(),
+            title: "X".into(),
+            version: None,
+            description: None,
+            source: Source::File,
+            controls: vec![],
+        };
+        let set = EvidenceSet {
+            by_kind: Default::default(),
+            timeline: vec![DayCount {
+                day: "2026-02-27".into(),
+                accept: 5,
+                escalate: 1,
+                reject: 0,
+            }],
+        };
+        let period = Period::parse("2026-02-26T12:00:00Z", "2026-03-02").unwrap();
+        let days: Vec<(String, u64)> = chart_days(&evaluate(&f, &set, &period))
+            .into_iter()
+            .map(|d| (d.day, d.accept))
+            .collect();
+        let want = [
+            ("2026-02-26", 0),
+            ("2026-02-27", 5),
+            ("2026-02-28", 0),
+            ("2026-03-01", 0),
+        ];
+        assert_eq!(days, want.map(|(d, n)| (d.to_string(), n)));
+    }
 }
