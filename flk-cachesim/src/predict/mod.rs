@@ -126,6 +126,17 @@ pub fn labelled_examples(
         while a.timestamp >= sample_at && sample_at + horizon_secs <= end {
             recent.expire(sample_at);
             for object in recent.objects() {
+                // Reservoir sampling: decide where the row goes before computing it.
+                seen += 1;
+                let slot = if rows.len() < max_rows {
+                    rows.len()
+                } else {
+                    let j = rng.gen_range(0..seen);
+                    if j >= max_rows {
+                        continue;
+                    }
+                    j
+                };
                 let (Some(f), Some(last)) = (
                     tracker.features(object, sample_at),
                     tracker.last_index(object),
@@ -134,14 +145,10 @@ pub fn labelled_examples(
                 };
                 let label =
                     next[last].is_some_and(|n| log[n].timestamp <= sample_at + horizon_secs);
-                seen += 1;
-                if rows.len() < max_rows {
+                if slot == rows.len() {
                     rows.push((f, label));
                 } else {
-                    let j = rng.gen_range(0..seen);
-                    if j < max_rows {
-                        rows[j] = (f, label);
-                    }
+                    rows[slot] = (f, label);
                 }
             }
             sample_at += step_secs;
