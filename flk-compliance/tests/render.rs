@@ -444,7 +444,12 @@ fn oscal_is_deterministic_linked_and_valid_against_the_oscal_schema() {
 
 fn run_validator(path: &Path) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render_oscal_validate.py");
+    // The oscal package unpacks its metaschema database (about 160 MB) under
+    // `./support/` of its working directory: keep it in the target directory, once.
+    let cwd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oscal-validator");
+    std::fs::create_dir_all(&cwd).unwrap();
     Command::new("python3")
+        .current_dir(&cwd)
         .arg(&script)
         .arg(path)
         .output()
