@@ -87,6 +87,7 @@ pub fn checkpoint_from_json(v: &Value) -> Result<v1::AuditCheckpoint, BundleErro
         root_hash: b64_field(v, "root_hash")?,
         verifier_key: str_field(v, "verifier_key")?.to_owned(),
         note,
+        decisions: None,
     })
 }
 
@@ -176,6 +177,7 @@ mod tests {
             root_hash: vec![7; 32],
             verifier_key: "o+01020304+AQ==".into(),
             origin: "o".into(),
+            decisions: None,
         };
         let p = v1::InclusionProof {
             leaf_index: 1,

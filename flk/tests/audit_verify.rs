@@ -76,6 +76,7 @@ fn build() -> Built {
             root_hash: cp.root_hash.to_vec(),
             verifier_key: signer.verifier_key_string(),
             origin: cp.origin.clone(),
+            decisions: None,
         }),
     });
     Built {

@@ -47,6 +47,7 @@ impl From<&CheckpointView> for v1::AuditCheckpoint {
             root_hash: c.root_hash.to_vec(),
             verifier_key: c.verifier_key.clone(),
             origin: c.origin.clone(),
+            decisions: None,
         }
     }
 }
@@ -101,8 +102,11 @@ impl AuditService for AuditGrpc {
         &self,
         _request: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::AuditCheckpoint>, Status> {
-        let cp = query(&self.shared.ledger, |l| Ok(l.checkpoint())).await?;
-        Ok(Response::new(v1::AuditCheckpoint::from(&cp)))
+        let (decisions, cp) =
+            query(&self.shared.ledger, |l| Ok((l.decisions(), l.checkpoint()))).await?;
+        let mut answer = v1::AuditCheckpoint::from(&cp);
+        answer.decisions = decisions;
+        Ok(Response::new(answer))
     }
 
     async fn publish_checkpoint(
@@ -110,8 +114,11 @@ impl AuditService for AuditGrpc {
         _request: Request<v1::PublishCheckpointRequest>,
     ) -> Result<Response<v1::AuditCheckpoint>, Status> {
         self.shared.publish().await.map_err(ApiError::from)?;
-        let cp = query(&self.shared.ledger, |l| Ok(l.checkpoint())).await?;
-        Ok(Response::new(v1::AuditCheckpoint::from(&cp)))
+        let (decisions, cp) =
+            query(&self.shared.ledger, |l| Ok((l.decisions(), l.checkpoint()))).await?;
+        let mut answer = v1::AuditCheckpoint::from(&cp);
+        answer.decisions = decisions;
+        Ok(Response::new(answer))
     }
 
     async fn get_inclusion_proof(

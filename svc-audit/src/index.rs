@@ -3,8 +3,10 @@
 //!
 //! Besides the keys it records `indexed_size`, the number of log entries it covers: every
 //! entry below it is indexed (**IndexCoversLog**, with `indexed_size <= log size` always,
-//! because the log is appended before the index is committed). Both change in one atomic
-//! write batch ([`Index::commit`]).
+//! because the log is appended before the index is committed), and `indexed_decisions`, the
+//! number of decisions among those entries (events, such as a conflicting duplicate, are
+//! keyed too but are no decision): what svc-kpi's audit coverage counts. All of it changes in
+//! one atomic write batch ([`Index::commit`]).
 //!
 //! # Why an LSM tree
 //!
@@ -17,7 +19,8 @@
 //!
 //! Partition `leaves`: key `pcs_id (32 bytes) | tenant_id bytes` (fixed-length first part, so
 //! unambiguous) -> leaf index, u64 big-endian. Partition `meta`: `indexed_size` -> u64
-//! big-endian. `<data_dir>/index.lock` is held (flock) while the index is open.
+//! big-endian, `indexed_decisions` -> u64 big-endian (absent from an index written before it
+//! existed: the ledger counts the log's decisions once and sets it, [`Index::set_decisions`]). `<data_dir>/index.lock` is held (flock) while the index is open.
 //!
 //! # Durability
 //!
@@ -42,6 +45,9 @@ const LEAVES: &str = "leaves";
 /// `"indexed_size" -> entries covered`.
 const META: &str = "meta";
 const INDEXED_SIZE: &[u8] = b"indexed_size";
+const INDEXED_DECISIONS: &[u8] = b"indexed_decisions";
+/// [`Index::decisions`] not counted yet.
+const UNCOUNTED: u64 = u64::MAX;
 
 /// The most non-durable commits between two durable ones.
 pub const DURABLE_EVERY: u32 = 16;
@@ -58,6 +64,8 @@ pub struct Index {
     leaves: PartitionHandle,
     meta: PartitionHandle,
     keyspace: Keyspace,
+    /// The committed `indexed_decisions` ([`UNCOUNTED`] when absent), for lock-free reads.
+    decisions: std::sync::atomic::AtomicU64,
     // Released last, after the keyspace (and its background threads) is gone.
     _lock: flk_runtime::lock::DirLock,
 }
@@ -114,12 +122,40 @@ impl Index {
                 .open_partition(name, PartitionCreateOptions::default())
                 .map_err(|e| AuditError::Index(format!("cannot open partition {name}: {e:?}")))
         };
+        let (leaves, meta) = (partition(LEAVES)?, partition(META)?);
+        let decisions = match meta.get(INDEXED_DECISIONS).map_err(AuditError::index)? {
+            Some(v) => decode_u64(&v, "indexed_decisions")?,
+            None if leaves.is_empty().map_err(AuditError::index)? => 0,
+            None => UNCOUNTED,
+        };
         Ok(Index {
-            leaves: partition(LEAVES)?,
-            meta: partition(META)?,
+            leaves,
+            meta,
             keyspace,
+            decisions: std::sync::atomic::AtomicU64::new(decisions),
             _lock: lock,
         })
+    }
+
+    /// Decisions among the first [`Index::indexed_size`] entries; `None` for an index written
+    /// before the count existed, until [`Index::set_decisions`].
+    pub fn decisions(&self) -> Option<u64> {
+        match self.decisions.load(std::sync::atomic::Ordering::Acquire) {
+            UNCOUNTED => None,
+            n => Some(n),
+        }
+    }
+
+    /// Sets the decision count of an index that had none (counted from the log by the
+    /// caller, under the writer lock), durably.
+    pub fn set_decisions(&self, n: u64) -> Result<(), AuditError> {
+        self.meta
+            .insert(INDEXED_DECISIONS, n.to_be_bytes())
+            .map_err(AuditError::index)?;
+        self.sync()?;
+        self.decisions
+            .store(n, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// A read view.
@@ -142,14 +178,16 @@ impl Index {
             .map_or(Ok(0), |v| decode_u64(&v, "indexed_size"))
     }
 
-    /// Adds `keys` (each with its leaf index) and sets `indexed_size`, in one write batch,
-    /// durable on disk when `durable` (see the module docs). A key already present keeps its
+    /// Adds `keys` (each with its leaf index, `decisions` of them decisions) and sets
+    /// `indexed_size`, in one write batch, durable on disk when `durable` (see the module
+    /// docs). A key already present keeps its
     /// first leaf; the leaves of such keys are returned (they mean the log holds the key
     /// twice, which integration never does).
     pub fn commit(
         &self,
         keys: &[(&str, &[u8; 32], u64)],
         indexed_size: u64,
+        decisions: u64,
         durable: bool,
     ) -> Result<Vec<u64>, AuditError> {
         let mut batch = self.keyspace.batch();
@@ -164,7 +202,7 @@ impl Index {
             batch.insert(&self.leaves, k.clone(), leaf.to_be_bytes());
             added.insert(k);
         }
-        self.finish(batch, indexed_size, durable)?;
+        self.finish(batch, indexed_size, decisions, durable)?;
         Ok(twice)
     }
 
@@ -175,27 +213,47 @@ impl Index {
         &self,
         keys: &[(&str, &[u8; 32], u64)],
         indexed_size: u64,
+        decisions: u64,
         durable: bool,
     ) -> Result<(), AuditError> {
         let mut batch = self.keyspace.batch();
         for &(tenant, pcs_id, leaf) in keys {
             batch.insert(&self.leaves, key(tenant, pcs_id), leaf.to_be_bytes());
         }
-        self.finish(batch, indexed_size, durable)
+        self.finish(batch, indexed_size, decisions, durable)
     }
 
+    /// Commits `batch` with the new `indexed_size` and `added` more decisions (one writer at
+    /// a time, so the counter's read-modify-write is not racing; an uncounted index stays
+    /// uncounted).
     fn finish(
         &self,
         mut batch: fjall::Batch,
         indexed_size: u64,
+        added: u64,
         durable: bool,
     ) -> Result<(), AuditError> {
         batch.insert(&self.meta, INDEXED_SIZE, indexed_size.to_be_bytes());
+        let decisions = self.decisions().map(|n| n + added);
+        if let Some(n) = decisions {
+            batch.insert(&self.meta, INDEXED_DECISIONS, n.to_be_bytes());
+        }
         batch.commit().map_err(AuditError::index)?;
+        if let Some(n) = decisions {
+            self.decisions
+                .store(n, std::sync::atomic::Ordering::Release);
+        }
         if durable {
             self.sync()?;
         }
         Ok(())
+    }
+
+    /// Forgets the decision count, as in an index written before it existed (tests).
+    #[cfg(test)]
+    pub(crate) fn meta_remove_decisions_for_test(&self) {
+        self.meta.remove(INDEXED_DECISIONS).unwrap();
+        self.sync().unwrap();
     }
 
     /// Makes every earlier commit durable (fsyncs the journal).
@@ -230,23 +288,47 @@ mod tests {
         assert_eq!(index.indexed_size().unwrap(), 0);
         assert!(index.is_empty().unwrap());
         let twice = index
-            .commit(&[("a", &[1; 32], 0), ("b", &[1; 32], 1)], 2, true)
+            .commit(&[("a", &[1; 32], 0), ("b", &[1; 32], 1)], 2, 2, true)
             .unwrap();
         assert!(twice.is_empty());
-        let twice = index.commit(&[("a", &[1; 32], 2)], 3, false).unwrap();
+        let twice = index.commit(&[("a", &[1; 32], 2)], 3, 0, false).unwrap();
         assert_eq!(twice, vec![2]);
         assert_eq!(index.indexed_size().unwrap(), 3);
+        assert_eq!(index.decisions(), Some(2));
         index.sync().unwrap();
         drop(index);
         let index = Index::open(dir.path()).unwrap();
         assert_eq!(index.indexed_size().unwrap(), 3);
+        assert_eq!(index.decisions(), Some(2));
         assert_eq!(index.get("a", &[1; 32]).unwrap(), Some(0));
         assert_eq!(index.get("b", &[1; 32]).unwrap(), Some(1));
         assert_eq!(index.get("a", &[2; 32]).unwrap(), None);
         assert_eq!(index.len().unwrap(), 2);
-        index.commit_absent(&[("c", &[3; 32], 3)], 4, true).unwrap();
+        // An event's key: no decision.
+        index
+            .commit_absent(&[("c", &[3; 32], 3)], 4, 0, true)
+            .unwrap();
         assert_eq!(index.get("c", &[3; 32]).unwrap(), Some(3));
         assert_eq!(index.indexed_size().unwrap(), 4);
+        assert_eq!(index.decisions(), Some(2));
         assert!(Index::open(dir.path()).is_err(), "a second open is refused");
+
+        // An index written before the count existed has none until it is set; commits then
+        // keep it current.
+        index.meta.remove(INDEXED_DECISIONS).unwrap();
+        index.sync().unwrap();
+        drop(index);
+        let index = Index::open(dir.path()).unwrap();
+        assert_eq!(index.decisions(), None);
+        index
+            .commit_absent(&[("d", &[4; 32], 4)], 5, 1, true)
+            .unwrap();
+        assert_eq!(index.decisions(), None);
+        index.set_decisions(3).unwrap();
+        index
+            .commit_absent(&[("e", &[5; 32], 5)], 6, 1, true)
+            .unwrap();
+        drop(index);
+        assert_eq!(Index::open(dir.path()).unwrap().decisions(), Some(4));
     }
 }

@@ -260,6 +260,14 @@ impl Ledger {
                     "re-indexed log entries appended before a crash"
                 );
             }
+            if ledger.index.decisions().is_none() {
+                let n = ledger.count_decisions_locked()?;
+                tracing::info!(
+                    decisions = n,
+                    "counted the decisions of an index that predates the count"
+                );
+                ledger.index.set_decisions(n)?;
+            }
         }
         let size = ledger.size();
         ledger.size_tx.send_replace(size);
@@ -416,8 +424,9 @@ impl Ledger {
                 .map(|(m, leaf)| (m.tenant_id.as_str(), &m.pcs_id, leaf))
                 .collect();
             let durable = writer.durable_due();
+            let decisions = fresh.iter().filter(|m| m.decision).count() as u64;
             // Every key was checked against the index (and the batch) under the writer lock.
-            self.index.commit_absent(&keys, size, durable)?;
+            self.index.commit_absent(&keys, size, decisions, durable)?;
             writer.committed(durable);
         }
         let max_seq = records.iter().map(|r| r.seq).max().unwrap_or(0);
@@ -478,10 +487,10 @@ impl Ledger {
                 .iter()
                 .zip(start..)
                 .map(|(bytes, i)| match LogEntry::decode(bytes) {
-                    Ok(LogEntry::Decision(e)) => Ok(Some((e.tenant_id, e.pcs_id, i))),
+                    Ok(LogEntry::Decision(e)) => Ok(Some((e.tenant_id, e.pcs_id, i, true))),
                     // Conflicts and bursts are keyed; the strategy events are not.
                     Ok(LogEntry::Event(ev)) => {
-                        Ok(event_key(&ev).map(|(tenant, key)| (tenant, key, i)))
+                        Ok(event_key(&ev).map(|(tenant, key)| (tenant, key, i, false)))
                     }
                     Err(e) => Err(AuditError::Inconsistent(format!(
                         "log entry {i} does not decode: {e}"
@@ -491,9 +500,10 @@ impl Ledger {
             let keys: Vec<(&str, &[u8; 32], u64)> = decoded
                 .iter()
                 .flatten()
-                .map(|(tenant, key, i)| (tenant.as_str(), key, *i))
+                .map(|(tenant, key, i, _)| (tenant.as_str(), key, *i))
                 .collect();
-            let twice = self.index.commit(&keys, end, true)?;
+            let decisions = decoded.iter().flatten().filter(|k| k.3).count() as u64;
+            let twice = self.index.commit(&keys, end, decisions, true)?;
             if !twice.is_empty() {
                 tracing::error!(leaves = ?twice, "the log holds keys twice; proofs use the first leaf");
             }
@@ -501,6 +511,35 @@ impl Ledger {
             start = end;
         }
         Ok(size - from)
+    }
+
+    /// Decisions among the entries the index covers, by reading them (once, for an index
+    /// written before it counted them).
+    fn count_decisions_locked(&self) -> Result<u64, AuditError> {
+        let log = self.read_log();
+        let size = log.size();
+        let end = self.index.indexed_size()?.min(size);
+        let mut n = 0;
+        let mut start = 0;
+        while start < end {
+            let stop = end.min(start + REINDEX_CHUNK);
+            for (bytes, i) in read_entries(log.store(), size, start, stop)?
+                .iter()
+                .zip(start..)
+            {
+                match LogEntry::decode(bytes) {
+                    Ok(LogEntry::Decision(_)) => n += 1,
+                    Ok(LogEntry::Event(_)) => {}
+                    Err(e) => {
+                        return Err(AuditError::Inconsistent(format!(
+                            "log entry {i} does not decode: {e}"
+                        )));
+                    }
+                }
+            }
+            start = stop;
+        }
+        Ok(n)
     }
 
     /// Appends one log event (a version-2 entry, see `flk_tlog::entry`) in its own batch,
@@ -531,7 +570,7 @@ impl Ledger {
         self.metrics
             .tree_size
             .set(i64::try_from(size).unwrap_or(i64::MAX));
-        self.index.commit(&[], size, true)?;
+        self.index.commit(&[], size, 0, true)?;
         writer.committed(true);
         self.size_tx.send_replace(size);
         then(leaf)
@@ -581,6 +620,14 @@ impl Ledger {
         self.index.sync()?;
         writer.committed(true);
         Ok(())
+    }
+
+    /// Decisions (entries with a key, not events) among the entries the index covers; read
+    /// before [`Ledger::checkpoint`], it is at most the decisions that checkpoint covers (the
+    /// log is appended before the index commits), so a coverage computed from the pair reads
+    /// low while an integration is in flight, never high.
+    pub fn decisions(&self) -> Option<u64> {
+        self.index.decisions()
     }
 
     /// The latest checkpoint.
@@ -848,6 +895,16 @@ mod tests {
         );
         // An older batch does not move the cursor back.
         assert_eq!(ledger.integrate(&batch[..1]).unwrap().cursor, 10);
+        // 7 entries, of which the conflict event is no decision.
+        assert_eq!((ledger.size(), ledger.decisions()), (7, Some(6)));
+        // Still so after a reopen that re-indexes, and after one that counts from the log.
+        drop(ledger);
+        let ledger = open(dir.path(), &signer);
+        assert_eq!(ledger.decisions(), Some(6));
+        ledger.index.meta_remove_decisions_for_test();
+        drop(ledger);
+        let ledger = open(dir.path(), &signer);
+        assert_eq!(ledger.decisions(), Some(6));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Mapped {
     pub digest_mismatch: bool,
     /// A decision rejected for its signature: what [`BurstDetector`] counts.
     pub signature_failure: Option<SignatureFailure>,
+    /// A decision (not an event): what the index's decision count counts.
+    pub decision: bool,
 }
 
 /// A rejection for a bad or missing signature.
@@ -215,6 +217,7 @@ impl BurstDetector {
             bytes: event.encode().ok()?,
             digest_mismatch: false,
             signature_failure: None,
+            decision: false,
         })
     }
 }
@@ -260,6 +263,7 @@ fn conflict_event(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
             .map_err(|e| Skip::BadRecord(format!("event does not encode: {e}")))?,
         digest_mismatch: false,
         signature_failure: None,
+        decision: false,
     })
 }
 
@@ -333,6 +337,7 @@ pub fn map_record(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
         bytes,
         digest_mismatch,
         signature_failure,
+        decision: true,
     })
 }
 

@@ -135,6 +135,15 @@ async fn every_decision_has_exactly_one_provable_leaf() {
     let (size, root) = check_checkpoint(&last, &verifier);
     assert_eq!(size, total);
     assert_eq!((size, root), reference_root(&feed));
+    // GetCheckpoint counts the decisions apart from the event (what svc-kpi's coverage uses).
+    let cp = audit
+        .client()
+        .await
+        .get_checkpoint(v1::GetCheckpointRequest {})
+        .await
+        .expect("checkpoint")
+        .into_inner();
+    assert_eq!((cp.size, cp.decisions), (total, Some(n)));
 
     // One leaf per decision, each provable by pcs_id against the published checkpoint.
     let mut leaves = BTreeSet::new();
@@ -297,6 +306,12 @@ async fn rest_and_grpc_answer_in_the_documented_shapes() {
         .expect("checkpoint")
         .into_inner();
     assert_eq!(same, cp);
+    assert_eq!(cp.decisions, Some(cp.size), "no events among these entries");
+    // Proofs carry the checkpoint they are against, without the decision count.
+    let cp = v1::AuditCheckpoint {
+        decisions: None,
+        ..cp
+    };
 
     // Proofs by pcs_id (tenant from the metadata) and by leaf agree with REST.
     let id = pcs_id_of(&pcs[2]);

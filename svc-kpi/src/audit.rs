@@ -1,6 +1,8 @@
 //! svc-audit as a source of KPIs: polls `AuditService` every `audit_poll_ms` for
-//! * the checkpoint's tree size, handed to [`Kpi::set_audit_logged`] for audit coverage (while
-//!   svc-audit is unreachable the last size is kept: coverage then reads low, never high);
+//! * the number of decisions the checkpoint covers (`decisions`; the tree size from an
+//!   svc-audit that predates it, which also counts events), handed to [`Kpi::set_audit_logged`]
+//!   for audit coverage (while svc-audit is unreachable the last count is kept: coverage then
+//!   reads low, never high);
 //! * the anchors it stored since the last poll (`ListAnchors` from the import cursor's
 //!   checkpoint size), imported with [`Kpi::import_anchors`] as anchoring batches by strategy
 //!   for the anchoring cost. The import cursor is in the KPI store, so a restart neither
@@ -24,7 +26,8 @@ async fn poll_once(client: &mut AuditClient, kpi: &Arc<Kpi>) -> Result<(), Strin
         .get_checkpoint(v1::GetCheckpointRequest {})
         .await
         .map_err(status)?;
-    kpi.set_audit_logged(Some(cp.into_inner().size));
+    let cp = cp.into_inner();
+    kpi.set_audit_logged(Some(cp.decisions.unwrap_or(cp.size)));
 
     let cursor = blocking(kpi, |k| k.store().anchor_import_cursor())
         .await

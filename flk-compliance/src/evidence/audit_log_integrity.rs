@@ -169,6 +169,7 @@ pub fn samples(inputs: &Inputs<'_>) -> Vec<Sample> {
         root_hash: audit.checkpoint.root_hash.to_vec(),
         verifier_key: audit.verifier.key_string(),
         origin: audit.checkpoint.origin.clone(),
+        decisions: None,
     };
     picks
         .into_iter()
