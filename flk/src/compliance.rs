@@ -91,7 +91,7 @@ fn unix_ms(t: time::OffsetDateTime) -> i64 {
 }
 
 /// The refusal counts and the SLOs, each read with its service's crate from a copy.
-fn external(dir: &Path, period: &Period, progress: &dyn Fn(&str)) -> External {
+fn external(dir: &Path, period: &Period, progress: &(dyn Fn(&str) + Sync)) -> External {
     let verify_dir = dir.join(crate::stack::VERIFY_DIR);
     let (from, to) = (unix_ms(period.from), unix_ms(period.to));
     let refusals = match svc_verify::refusals::read_dir(&verify_dir, from, to) {

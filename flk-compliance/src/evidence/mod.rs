@@ -77,6 +77,9 @@ pub struct AuditLog {
     pub note: String,
     pub checkpoint: Checkpoint,
     pub index: AuditIndex,
+    /// `flk_tlog::verify_log` of the whole log against `note`: its report, or the failure in
+    /// words naming the entry, bundle or tile.
+    pub verified: Result<flk_tlog::VerifyReport, String>,
 }
 
 /// Everything the kinds are computed from.
@@ -132,7 +135,7 @@ pub fn evidence(
 }
 
 /// Opens the audit log of `audit_dir` read-only and indexes its entries up to its checkpoint.
-fn open_audit(layout: &Layout, progress: &dyn Fn(&str)) -> Result<AuditLog, String> {
+fn open_audit(layout: &Layout, progress: &(dyn Fn(&str) + Sync)) -> Result<AuditLog, String> {
     use flk_tlog::store::TileStore as _;
     let tlog = layout.audit_dir.join("tlog");
     let store = DirStore::open(&tlog).map_err(|e| e.to_string())?;
@@ -161,14 +164,33 @@ fn open_audit(layout: &Layout, progress: &dyn Fn(&str)) -> Result<AuditLog, Stri
             tlog.display()
         )
     })?;
-    progress(&format!("reading {} audit log entries", checkpoint.size));
-    let index = stores::index_audit_log(&store, checkpoint.size, progress);
+    progress(&format!(
+        "verifying and reading {} audit log entries",
+        checkpoint.size
+    ));
+    // One read of the bundles for both; a log that stops verifying early (truncated, broken
+    // framing) is indexed in a second pass, as far as it can be read.
+    let indexing = stores::Indexing::new(&store, &note, checkpoint.size, progress);
+    let verified = flk_tlog::verify_log(
+        &indexing,
+        &verifier,
+        &flk_tlog::VerifyOptions {
+            entries: None,
+            decode_entries: true,
+        },
+    )
+    .map_err(|e| audit_log_integrity::explain(&e));
+    let index = match indexing.finish() {
+        Some(index) => index,
+        None => stores::index_audit_log(&store, checkpoint.size, progress),
+    };
     Ok(AuditLog {
         store,
         verifier,
         note,
         checkpoint,
         index,
+        verified,
     })
 }
 
@@ -179,7 +201,7 @@ pub fn from_data_dir(
     dir: &Path,
     period: &Period,
     external: &External,
-    progress: &dyn Fn(&str),
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<EvidenceSet, EvidenceError> {
     let layout = Layout::of(dir)?;
     let audit = open_audit(&layout, progress);
@@ -208,7 +230,6 @@ pub fn from_data_dir(
         external,
         slos,
     };
-    progress("verifying the audit log");
     let mut by_kind = BTreeMap::new();
     let samples = audit_log_integrity::samples(&inputs);
     let mut integrity = audit_log_integrity::compute(&inputs);

@@ -90,6 +90,33 @@ pub struct FeedDecision {
     pub key_id: String,
 }
 
+/// The fields of `flk.v1.FeedRecord` the evidence reads, with the same tags: prost skips the
+/// others (the request and canonical payload, most of a record's bytes) without copying them.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FeedRecordHead {
+    #[prost(string, tag = "2")]
+    tenant_id: String,
+    #[prost(string, tag = "3")]
+    pcs_id: String,
+    #[prost(message, optional, tag = "4")]
+    outcome: Option<OutcomeHead>,
+    #[prost(int64, tag = "7")]
+    decided_at_unix_ms: i64,
+    #[prost(string, tag = "9")]
+    key_id: String,
+    #[prost(enumeration = "v1::RecordKind", tag = "10")]
+    kind: i32,
+}
+
+/// The fields of `flk.v1.Outcome` the evidence reads.
+#[derive(Clone, PartialEq, prost::Message)]
+struct OutcomeHead {
+    #[prost(enumeration = "v1::OutcomeKind", tag = "3")]
+    outcome: i32,
+    #[prost(string, tag = "6")]
+    reason_code: String,
+}
+
 /// What reading the outcome log found.
 #[derive(Debug, Default)]
 pub struct FeedScan {
@@ -167,7 +194,7 @@ pub fn scan_outcome_log(
                 }
                 return Err(corrupt(at, "bad record frame, checksum or seq"));
             };
-            let rec = v1::FeedRecord::decode(payload)
+            let rec = FeedRecordHead::decode(payload)
                 .map_err(|e| corrupt(at, &format!("record {seq} does not decode: {e}")))?;
             scan.records += 1;
             scan.last_seq = seq;
@@ -219,7 +246,11 @@ pub struct AuditIndex {
 }
 
 /// Reads the entries `0..size` of the log, bundle by bundle.
-pub fn index_audit_log<S: TileStore>(store: &S, size: u64, progress: &dyn Fn(&str)) -> AuditIndex {
+pub fn index_audit_log<S: TileStore>(
+    store: &S,
+    size: u64,
+    progress: &(dyn Fn(&str) + Sync),
+) -> AuditIndex {
     let mut index = AuditIndex {
         times: Vec::with_capacity(size as usize),
         ..AuditIndex::default()
@@ -229,10 +260,9 @@ pub fn index_audit_log<S: TileStore>(store: &S, size: u64, progress: &dyn Fn(&st
         if tile % 512 == 511 {
             progress(&format!("read {}/{bundles} audit entry bundles", tile + 1));
         }
-        let start = tile * 256;
-        let width = (size - start).min(256) as u16;
-        let bytes = match store.get(TileKind::Entries, tile, width) {
-            Ok(Some(b)) => b,
+        let width = (size - tile * 256).min(256) as u16;
+        match store.get(TileKind::Entries, tile, width) {
+            Ok(Some(b)) => index_bundle(&mut index, &b, tile, width),
             Ok(None) => {
                 index.unreadable.get_or_insert_with(|| {
                     format!(
@@ -246,33 +276,115 @@ pub fn index_audit_log<S: TileStore>(store: &S, size: u64, progress: &dyn Fn(&st
                 index.unreadable.get_or_insert_with(|| e.to_string());
                 break;
             }
-        };
-        let (entries, _) = decode_bundle(&bytes);
-        for (i, entry) in entries.iter().take(usize::from(width)).enumerate() {
-            let leaf = start + i as u64;
-            match LogEntry::decode(entry) {
-                Ok(LogEntry::Decision(d)) => {
-                    index.times.push(d.decided_at_unix_ms);
-                    index.decisions.push(AuditDecision {
-                        leaf_index: leaf,
-                        decided_at_unix_ms: d.decided_at_unix_ms,
-                    });
-                    index.by_key.entry((d.tenant_id, d.pcs_id)).or_insert(leaf);
-                }
-                Ok(LogEntry::Event(e)) => {
-                    index.times.push(e.recorded_at_unix_ms);
-                    index.events += 1;
-                }
-                Err(e) => {
-                    index.times.push(0);
-                    index
-                        .unreadable
-                        .get_or_insert_with(|| format!("entry {leaf} does not decode: {e}"));
-                }
-            }
         }
     }
     index
+}
+
+/// Adds the entries of bundle `tile` (of `width` entries) to `index`.
+fn index_bundle(index: &mut AuditIndex, bytes: &[u8], tile: u64, width: u16) {
+    let start = tile * 256;
+    let (entries, _) = decode_bundle(bytes);
+    for (i, entry) in entries.iter().take(usize::from(width)).enumerate() {
+        let leaf = start + i as u64;
+        match LogEntry::decode(entry) {
+            Ok(LogEntry::Decision(d)) => {
+                index.times.push(d.decided_at_unix_ms);
+                index.decisions.push(AuditDecision {
+                    leaf_index: leaf,
+                    decided_at_unix_ms: d.decided_at_unix_ms,
+                });
+                index.by_key.entry((d.tenant_id, d.pcs_id)).or_insert(leaf);
+            }
+            Ok(LogEntry::Event(e)) => {
+                index.times.push(e.recorded_at_unix_ms);
+                index.events += 1;
+            }
+            Err(e) => {
+                index.times.push(0);
+                index
+                    .unreadable
+                    .get_or_insert_with(|| format!("entry {leaf} does not decode: {e}"));
+            }
+        }
+    }
+}
+
+/// A store seen by `flk_tlog::verify_log` that indexes each entry bundle as it is read, so
+/// that verifying the log and indexing its entries read the bundles once. Bundles are
+/// indexed in order; [`Indexing::finish`] says whether every bundle of the size was.
+pub struct Indexing<'a, S> {
+    inner: &'a S,
+    /// The checkpoint verified against (a live log may publish newer ones meanwhile).
+    note: String,
+    bundles: u64,
+    state: std::sync::Mutex<(u64, AuditIndex)>,
+    progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl<'a, S: TileStore> Indexing<'a, S> {
+    pub fn new(inner: &'a S, note: &str, size: u64, progress: &'a (dyn Fn(&str) + Sync)) -> Self {
+        Indexing {
+            inner,
+            note: note.to_owned(),
+            bundles: size.div_ceil(256),
+            state: std::sync::Mutex::new((
+                0,
+                AuditIndex {
+                    times: Vec::with_capacity(size as usize),
+                    ..AuditIndex::default()
+                },
+            )),
+            progress,
+        }
+    }
+
+    /// The index, when every bundle was read in order.
+    pub fn finish(self) -> Option<AuditIndex> {
+        let (next, index) = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        (next == self.bundles).then_some(index)
+    }
+}
+
+impl<S: TileStore> TileStore for Indexing<'_, S> {
+    fn write_batch(&self, _: &[TileWrite]) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+    fn get(&self, kind: TileKind, index: u64, width: u16) -> Result<Option<Vec<u8>>, StoreError> {
+        let got = self.inner.get(kind, index, width)?;
+        if kind == TileKind::Entries
+            && let Some(bytes) = &got
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.0 == index {
+                index_bundle(&mut state.1, bytes, index, width);
+                state.0 += 1;
+                if index % 512 == 511 {
+                    (self.progress)(&format!(
+                        "verified {}/{} audit entry bundles",
+                        index + 1,
+                        self.bundles
+                    ));
+                }
+            }
+        }
+        Ok(got)
+    }
+    fn put_checkpoint(&self, _: &str) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+    fn latest_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        Ok(Some(self.note.clone()))
+    }
+    fn remove_partials(&self, _: TileKind, _: u64) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+    fn discard_uncommitted(&self, _: TileKind, _: u64, _: u16) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+    fn locate(&self, kind: TileKind, index: u64, width: u16) -> String {
+        self.inner.locate(kind, index, width)
+    }
 }
 
 /// The entry at `leaf` (read from its bundle).
@@ -495,4 +607,42 @@ pub fn read_anchor_journal(audit_dir: &Path) -> Result<Vec<JournalAnchor>, Evide
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head decodes the same fields as the full message, whatever else the record holds.
+    #[test]
+    fn feed_record_head_reads_what_the_full_record_says() {
+        let full = v1::FeedRecord {
+            seq: 7,
+            tenant_id: "acme".into(),
+            pcs_id: "ab".repeat(32),
+            outcome: Some(v1::Outcome {
+                outcome: v1::OutcomeKind::Escalated as i32,
+                reason_code: "regime_mismatch".into(),
+                tenant_id: "acme".into(),
+                ..Default::default()
+            }),
+            canonical_digest: vec![1; 32],
+            request_json: br#"{"big": "request"}"#.to_vec(),
+            decided_at_unix_ms: 1_800_000_000_123,
+            region: "eu".into(),
+            key_id: "k1".into(),
+            kind: v1::RecordKind::ConflictingDuplicate as i32,
+            canonical_payload: vec![9; 500],
+            ..Default::default()
+        };
+        let head = FeedRecordHead::decode(full.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(head.tenant_id, "acme");
+        assert_eq!(head.pcs_id, full.pcs_id);
+        assert_eq!(head.decided_at_unix_ms, full.decided_at_unix_ms);
+        assert_eq!(head.key_id, "k1");
+        assert_eq!(head.kind(), v1::RecordKind::ConflictingDuplicate);
+        let o = head.outcome.unwrap();
+        assert_eq!(o.outcome(), v1::OutcomeKind::Escalated);
+        assert_eq!(o.reason_code, "regime_mismatch");
+    }
 }
