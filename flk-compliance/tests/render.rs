@@ -262,7 +262,7 @@ fn pdf_text_carries_every_control_with_the_json_verdict_and_stays_on_the_page() 
     let mut set = evidence_set(false);
     for e in set.by_kind.values_mut() {
         e.detail = format!(
-            "{} {}",
+            "{} {} Café 测试.",
             e.detail,
             "Long explanation of the computation. ".repeat(12)
         );
@@ -311,6 +311,8 @@ fn pdf_text_carries_every_control_with_the_json_verdict_and_stays_on_the_page() 
         }
     }
     assert!(text.contains("entry 4711 in tile/0/x001/234 was altered."));
+    // Latin-1 is kept, what the built-in fonts cannot show is marked
+    assert!(text.contains("Café ??."), "accents or placeholders lost");
 
     // paginated, and no word past the right margin or below the bottom one (A4: 595 x 842 pt)
     let bbox = pdftotext(&path, &["-bbox"]);

@@ -27,6 +27,18 @@ fn char_width(c: char) -> f32 {
     }
 }
 
+/// The built-in fonts are WinAnsi-encoded and printpdf drops characters outside it without a
+/// trace: show each such character as `?` so that a reader sees something was there.
+fn latin1(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            ' '..='~' | '\u{a0}'..='\u{ff}' => c,
+            c if c.is_whitespace() => ' ',
+            _ => '?',
+        })
+        .collect()
+}
+
 fn text_width_mm(s: &str, size: f32) -> f32 {
     s.chars().map(char_width).sum::<f32>() / 1000.0 * size * PT_TO_MM
 }
@@ -126,7 +138,7 @@ impl Writer {
     /// Writes `text` wrapped at `size` points, `indent` mm from the left margin.
     fn text(&mut self, text: &str, size: f32, bold: bool, indent: f32) {
         let leading = size * PT_TO_MM * 1.3;
-        for line in wrap(text, size, PAGE_W - 2.0 * MARGIN - indent) {
+        for line in wrap(&latin1(text), size, PAGE_W - 2.0 * MARGIN - indent) {
             if self.y - leading < MARGIN {
                 self.new_page();
             }
@@ -270,6 +282,11 @@ pub(super) fn render(report: &Report) -> Result<Vec<u8>, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn characters_the_fonts_lack_become_question_marks() {
+        assert_eq!(latin1("tenant 测试 café\tx"), "tenant ?? café x");
+    }
 
     #[test]
     fn wrap_keeps_lines_within_the_width_and_every_word() {
