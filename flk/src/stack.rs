@@ -193,12 +193,56 @@ pub struct Stack {
     pub default_token: Option<PathBuf>,
     /// The mesh PKI, when the internal ports run the stack's mTLS.
     pub pki: Option<MeshPki>,
+    running: Running,
+}
+
+/// The services started so far, in start order, and the signal that stops them all.
+struct Running {
     stop: watch::Sender<bool>,
-    gateway: JoinHandle<anyhow::Result<()>>,
-    verify: JoinHandle<anyhow::Result<()>>,
-    audit: JoinHandle<anyhow::Result<()>>,
-    kpi: JoinHandle<anyhow::Result<()>>,
-    tiering: JoinHandle<anyhow::Result<()>>,
+    rx: watch::Receiver<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn new() -> Running {
+        let (stop, rx) = watch::channel(false);
+        Running {
+            stop,
+            rx,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Resolves when the stack stops: a service's shutdown signal.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    }
+
+    fn spawn(&mut self, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Stops every service, the last started first, and reports the first error.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let mut first = Ok(());
+        for task in self.tasks.into_iter().rev() {
+            let result = task.await.map_err(anyhow::Error::from).and_then(|r| r);
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
+
+    /// A later service failed to start: stops those already running and returns `e`.
+    async fn abandon(self, e: anyhow::Error) -> anyhow::Error {
+        let _ = self.stop().await;
+        e
+    }
 }
 
 /// Where `flk up` keeps the configuration it runs with (every section as loaded, secrets
@@ -278,14 +322,8 @@ impl Stack {
             format!("svc-verify (in process; also {verify_url})"),
             service.grpc_server(),
         );
-        let (stop, stop_rx) = watch::channel(false);
-        let mut verify_stop = stop_rx.clone();
-        let verify = tokio::spawn(service.serve(verify_listener, async move {
-            let _ = verify_stop.changed().await;
-        }));
-        let abort = |stop: &watch::Sender<bool>| {
-            let _ = stop.send(true);
-        };
+        let mut running = Running::new();
+        running.spawn(service.serve(verify_listener, running.stopped()));
 
         audit_cfg.verify_url.clone_from(&verify_url);
         let audit = async {
@@ -297,19 +335,12 @@ impl Stack {
         };
         let (audit_service, audit_listener) = match audit.await {
             Ok(v) => v,
-            Err(e) => {
-                abort(&stop);
-                let _ = verify.await;
-                return Err(e);
-            }
+            Err(e) => return Err(running.abandon(e).await),
         };
         let audit_addr = audit_listener.local_addr()?;
         let audit_registry = audit_service.registry().clone();
         let audit_verifier_key = audit_service.ledger().verifier_key().to_owned();
-        let mut audit_stop = stop_rx.clone();
-        let audit = tokio::spawn(audit_service.serve(audit_listener, async move {
-            let _ = audit_stop.changed().await;
-        }));
+        running.spawn(audit_service.serve(audit_listener, running.stopped()));
 
         kpi_cfg.verify_url.clone_from(&verify_url);
         kpi_cfg.audit_url = Some(format!("http://{audit_addr}"));
@@ -326,19 +357,11 @@ impl Stack {
         };
         let (kpi_service, kpi_listener) = match kpi.await {
             Ok(v) => v,
-            Err(e) => {
-                abort(&stop);
-                let _ = verify.await;
-                let _ = audit.await;
-                return Err(e);
-            }
+            Err(e) => return Err(running.abandon(e).await),
         };
         let kpi_addr = kpi_listener.local_addr()?;
         let kpi_registry = kpi_service.kpi().registry().clone();
-        let mut kpi_stop = stop_rx.clone();
-        let kpi = tokio::spawn(kpi_service.serve(kpi_listener, async move {
-            let _ = kpi_stop.changed().await;
-        }));
+        running.spawn(kpi_service.serve(kpi_listener, running.stopped()));
 
         tiering_cfg.verify_url.clone_from(&verify_url);
         let tiering = async {
@@ -350,20 +373,11 @@ impl Stack {
         };
         let (tiering_service, tiering_listener) = match tiering.await {
             Ok(v) => v,
-            Err(e) => {
-                abort(&stop);
-                let _ = verify.await;
-                let _ = audit.await;
-                let _ = kpi.await;
-                return Err(e);
-            }
+            Err(e) => return Err(running.abandon(e).await),
         };
         let tiering_addr = tiering_listener.local_addr()?;
         let tiering_registry = tiering_service.registry().clone();
-        let mut tiering_stop = stop_rx.clone();
-        let tiering = tokio::spawn(tiering_service.serve(tiering_listener, async move {
-            let _ = tiering_stop.changed().await;
-        }));
+        running.spawn(tiering_service.serve(tiering_listener, running.stopped()));
 
         let mut default_token = None;
         let mut admin_token = None;
@@ -414,20 +428,10 @@ impl Stack {
         };
         let (gw, listener) = match gateway.await {
             Ok(v) => v,
-            Err(e) => {
-                abort(&stop);
-                let _ = verify.await;
-                let _ = audit.await;
-                let _ = kpi.await;
-                let _ = tiering.await;
-                return Err(e);
-            }
+            Err(e) => return Err(running.abandon(e).await),
         };
         let addr = listener.local_addr()?;
-        let mut gw_stop = stop_rx.clone();
-        let gateway = tokio::spawn(gateway::serve(listener, gw, async move {
-            let _ = gw_stop.changed().await;
-        }));
+        running.spawn(gateway::serve(listener, gw, running.stopped()));
         Ok(Stack {
             addr,
             verify_addr,
@@ -441,29 +445,13 @@ impl Stack {
             admin_token,
             default_token,
             pki: uses_pki.then_some(pki),
-            stop,
-            gateway,
-            verify,
-            audit,
-            kpi,
-            tiering,
+            running,
         })
     }
 
     /// Stops the servers (in-flight requests finish first) and reports the first error.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
-        let gateway = self.gateway.await;
-        let tiering = self.tiering.await;
-        let kpi = self.kpi.await;
-        let audit = self.audit.await;
-        let verify = self.verify.await;
-        gateway??;
-        tiering??;
-        kpi??;
-        audit??;
-        verify??;
-        Ok(())
+        self.running.stop().await
     }
 }
 

@@ -16,38 +16,17 @@ use flk_runtime::client::{AuditClient, EndpointOptions, KpiClient, Peer, VerifyC
 use flk_runtime::security::{PeerSettings, TokenHash};
 use serde_json::{Value, json};
 
-const ACME: &str = "acme-reader-token";
-const OTHER: &str = "other-reader-token";
+const ACME: &str = common::ACME_TOKEN;
+const OTHER: &str = common::OTHER_TOKEN;
 
-/// Two tenants with the golden vectors' key, each with an API token.
 fn tenants_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut text = String::new();
-    for (tenant, token) in [("acme", ACME), ("other", OTHER)] {
-        text.push_str(&format!(
-            "[[tenant]]\nid = \"{tenant}\"\n[[tenant.keys]]\nid = \"k1\"\nalgorithm = \"hmac\"\nsecret = \"testsecret\"\n\
-             [[tenant.api_tokens]]\nid = \"reader\"\nsha256 = \"{}\"\n\n",
-            TokenHash::of(token).hex()
-        ));
-    }
-    let path = dir.join("tenants.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::two_tenants(dir)
 }
 
 /// An accepted golden vector: `(pcs_id, pcs json)`.
 fn accepted() -> (String, String) {
-    let text = include_str!("../../flk-core/tests/data/verify_vectors.json");
-    let doc: Value = serde_json::from_str(text).unwrap();
-    let v = doc["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["expect"]["outcome"] == "accepted")
-        .unwrap();
-    (
-        v["pcs"]["pcs_id"].as_str().unwrap().to_owned(),
-        serde_json::to_string(&v["pcs"]).unwrap(),
-    )
+    let pcs = common::accepted_pcs();
+    (pcs["pcs_id"].as_str().unwrap().to_owned(), pcs.to_string())
 }
 
 /// A CA and client certificate the stack has never seen.

@@ -9,40 +9,18 @@ use std::time::{Duration, Instant};
 
 use flk_proto::v1;
 use flk_runtime::client::{EndpointOptions, Peer, TieringClient};
-use flk_runtime::security::TokenHash;
 use serde_json::Value;
 
-const ACME: &str = "acme-reader-token";
-const OTHER: &str = "other-reader-token";
-
-fn tenants_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut text = String::new();
-    for (tenant, token) in [("acme", ACME), ("other", OTHER)] {
-        text.push_str(&format!(
-            "[[tenant]]\nid = \"{tenant}\"\n[[tenant.keys]]\nid = \"k1\"\nalgorithm = \"hmac\"\nsecret = \"testsecret\"\n\
-             [[tenant.api_tokens]]\nid = \"reader\"\nsha256 = \"{}\"\n\n",
-            TokenHash::of(token).hex()
-        ));
-    }
-    let path = dir.join("tenants.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
+const ACME: &str = common::ACME_TOKEN;
+const OTHER: &str = common::OTHER_TOKEN;
 
 /// An accepted golden vector as `(pcs_id, body)`, the body pretty-printed so that a server
 /// that re-serialised it could not return the same bytes.
 fn accepted() -> (String, String) {
-    let text = include_str!("../../flk-core/tests/data/verify_vectors.json");
-    let doc: Value = serde_json::from_str(text).unwrap();
-    let v = doc["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["expect"]["outcome"] == "accepted")
-        .unwrap();
+    let pcs = common::accepted_pcs();
     (
-        v["pcs"]["pcs_id"].as_str().unwrap().to_owned(),
-        serde_json::to_string_pretty(&v["pcs"]).unwrap() + "\n",
+        pcs["pcs_id"].as_str().unwrap().to_owned(),
+        serde_json::to_string_pretty(&pcs).unwrap() + "\n",
     )
 }
 
@@ -53,7 +31,7 @@ fn bearer(token: &str) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_are_read_back_from_their_tier_byte_for_byte_and_only_by_their_tenant() {
     let tmp = tempfile::tempdir().unwrap();
-    let tenants = tenants_file(tmp.path());
+    let tenants = common::two_tenants(tmp.path());
     let up = common::up_with(&["--tenants", tenants.to_str().unwrap()]);
     let (pcs_id, body) = accepted();
     let resp = reqwest::Client::new()

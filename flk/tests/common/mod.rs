@@ -160,3 +160,36 @@ pub fn token_client(token: &str) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// API tokens of the tenants of [`two_tenants`].
+pub const ACME_TOKEN: &str = "acme-reader-token";
+pub const OTHER_TOKEN: &str = "other-reader-token";
+
+/// A tenants file in `dir` with the tenants `acme` and `other`, each with the golden vectors'
+/// HMAC key and an API token ([`ACME_TOKEN`], [`OTHER_TOKEN`]).
+pub fn two_tenants(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (tenant, token) in [("acme", ACME_TOKEN), ("other", OTHER_TOKEN)] {
+        text.push_str(&format!(
+            "[[tenant]]\nid = \"{tenant}\"\n[[tenant.keys]]\nid = \"k1\"\nalgorithm = \"hmac\"\nsecret = \"testsecret\"\n\
+             [[tenant.api_tokens]]\nid = \"reader\"\nsha256 = \"{}\"\n\n",
+            flk_runtime::security::TokenHash::of(token).hex()
+        ));
+    }
+    let path = dir.join("tenants.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The first golden vector the default policy accepts, as its PCS JSON value.
+pub fn accepted_pcs() -> serde_json::Value {
+    let text = include_str!("../../../flk-core/tests/data/verify_vectors.json");
+    let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    doc["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["expect"]["outcome"] == "accepted")
+        .unwrap()["pcs"]
+        .clone()
+}
