@@ -1,4 +1,4 @@
-"""Validates an OSCAL assessment-results JSON file (argv[1]) with two independent validators.
+"""Validates OSCAL assessment-results JSON files (the arguments) with two independent validators.
 
 1. compliance-trestle's AssessmentResults model (pydantic models generated from the NIST OSCAL
    JSON schema: required fields, patterns of uuids, tokens and datetimes, no unknown keys);
@@ -6,8 +6,8 @@
    document's `oscal-version` (structure, data types, allowed values, cardinality, choices);
 
 and its internal references must resolve: every finding's related observation exists and
-every finding's target is a reviewed control. Exit 0 and "valid" on success; exit 1 with the
-validators' messages otherwise; exit 2 when a validator is missing.
+every finding's target is a reviewed control. Exit 0 when every file is valid; exit 1 with the
+validators' messages, each naming its file, otherwise; exit 2 when a validator is missing.
 """
 
 import json
@@ -66,8 +66,12 @@ def main(path):
 
 
 if __name__ == "__main__":
-    err = main(sys.argv[1])
-    if err:
-        print(err, file=sys.stderr)
-        sys.exit(1)
-    print("valid")
+    failed = False
+    for path in sys.argv[1:]:
+        err = main(path)
+        if err:
+            print(f"{path}: {err}", file=sys.stderr)
+            failed = True
+        else:
+            print(f"{path}: valid")
+    sys.exit(1 if failed else 0)
