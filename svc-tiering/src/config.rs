@@ -14,7 +14,9 @@
 //! warm_ttl = "7d"
 //! retention = "90d"                      # or "none"
 //! demote_interval = "60s"
-//! prewarm = "none"                       # none | predictive_ses | predictive_gbdt | predictive_logreg
+//! prewarm = "none"                       # none | predictive_ses | predictive_logreg (predictive_gbdt: not available yet)
+//! prewarm_max_per_cycle = 256            # promotions ahead of reads per cycle at most
+//! prewarm_retrain = "1h"                 # the model is retrained on the access log this often
 //! batch_max_records = 1024               # feed records per catalog transaction at most
 //! batch_interval_ms = 100
 //! move_chunk = 512                       # records per crash-safe move step (and per cold pack)
@@ -58,6 +60,8 @@ pub mod env {
     pub const RETENTION: &str = "FLK_TIERING_RETENTION";
     pub const DEMOTE_INTERVAL: &str = "FLK_TIERING_DEMOTE_INTERVAL";
     pub const PREWARM: &str = "FLK_TIERING_PREWARM";
+    pub const PREWARM_MAX_PER_CYCLE: &str = "FLK_TIERING_PREWARM_MAX_PER_CYCLE";
+    pub const PREWARM_RETRAIN: &str = "FLK_TIERING_PREWARM_RETRAIN";
     pub const BATCH_MAX_RECORDS: &str = "FLK_TIERING_BATCH_MAX_RECORDS";
     pub const BATCH_INTERVAL_MS: &str = "FLK_TIERING_BATCH_INTERVAL_MS";
     pub const MOVE_CHUNK: &str = "FLK_TIERING_MOVE_CHUNK";
@@ -114,6 +118,10 @@ pub struct TieringConfig {
     pub retention: String,
     pub demote_interval: String,
     pub prewarm: String,
+    /// Promotions ahead of reads per placement cycle at most.
+    pub prewarm_max_per_cycle: usize,
+    /// How often the prewarm model is retrained on the access log.
+    pub prewarm_retrain: String,
     pub batch_max_records: usize,
     pub batch_interval_ms: u64,
     pub move_chunk: usize,
@@ -140,6 +148,8 @@ impl Default for TieringConfig {
             retention: "90d".to_owned(),
             demote_interval: "60s".to_owned(),
             prewarm: "none".to_owned(),
+            prewarm_max_per_cycle: 256,
+            prewarm_retrain: "1h".to_owned(),
             batch_max_records: 1024,
             batch_interval_ms: 100,
             move_chunk: 512,
@@ -167,6 +177,8 @@ impl ServiceConfig for TieringConfig {
         EnvVar::string(env::RETENTION, "retention"),
         EnvVar::string(env::DEMOTE_INTERVAL, "demote_interval"),
         EnvVar::string(env::PREWARM, "prewarm"),
+        EnvVar::number(env::PREWARM_MAX_PER_CYCLE, "prewarm_max_per_cycle"),
+        EnvVar::string(env::PREWARM_RETRAIN, "prewarm_retrain"),
         EnvVar::number(env::BATCH_MAX_RECORDS, "batch_max_records"),
         EnvVar::number(env::BATCH_INTERVAL_MS, "batch_interval_ms"),
         EnvVar::number(env::MOVE_CHUNK, "move_chunk"),
@@ -234,10 +246,12 @@ pub enum WarmBackend {
 }
 
 /// The prewarm model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrewarmKind {
     /// LRU ordering, no promotion ahead of reads.
     None,
+    /// A flk-cachesim model: `predictive_ses` or `predictive_logreg`.
+    Model(String),
 }
 
 fn duration(key: &str, text: &str) -> Result<u64, ConfigError> {
@@ -336,15 +350,26 @@ impl TieringConfig {
         Ok(c.to_owned())
     }
 
+    /// How often the prewarm model is retrained (milliseconds).
+    pub fn prewarm_retrain_ms(&self) -> Result<u64, ConfigError> {
+        let ms = duration("prewarm_retrain", &self.prewarm_retrain)?;
+        if ms == 0 {
+            return Err(ConfigError::Invalid(
+                "`prewarm_retrain` must be positive".into(),
+            ));
+        }
+        Ok(ms)
+    }
+
     pub fn prewarm_kind(&self) -> Result<PrewarmKind, ConfigError> {
         match self.prewarm.trim() {
             "none" => Ok(PrewarmKind::None),
-            m @ ("predictive_ses" | "predictive_gbdt" | "predictive_logreg") => {
-                Err(ConfigError::Invalid(format!(
-                    "`prewarm` = {m:?} is not available yet (the flk-cachesim predictive models \
-                     are not built into svc-tiering); use \"none\""
-                )))
-            }
+            m @ ("predictive_ses" | "predictive_logreg") => Ok(PrewarmKind::Model(m.to_owned())),
+            "predictive_gbdt" => Err(ConfigError::Invalid(
+                "`prewarm` = \"predictive_gbdt\" is not available yet (flk-cachesim has no \
+                 gradient-boosted model); use none, predictive_ses or predictive_logreg"
+                    .into(),
+            )),
             other => Err(ConfigError::Invalid(format!(
                 "`prewarm` must be none, predictive_ses, predictive_gbdt or predictive_logreg, got {other:?}"
             ))),
@@ -362,6 +387,10 @@ impl TieringConfig {
         self.warm_backend()?;
         self.cold_url()?;
         self.prewarm_kind()?;
+        self.prewarm_retrain_ms()?;
+        if self.prewarm_max_per_cycle > 65_536 {
+            return bad("`prewarm_max_per_cycle` must be at most 65536".into());
+        }
         if self.batch_max_records == 0 || self.batch_max_records > 65_536 {
             return bad("`batch_max_records` must be in 1..=65536".into());
         }
@@ -440,7 +469,16 @@ mod tests {
         assert!(bad(env::WARM, "mysql://x").contains("`warm`"));
         assert!(bad(env::COLD, "ftp://x").contains("`cold`"));
         assert!(bad(env::HOT_MAX_BYTES, "0").contains("`hot_max_bytes`"));
-        assert!(bad(env::PREWARM, "predictive_ses").contains("not available yet"));
+        assert!(bad(env::PREWARM, "predictive_gbdt").contains("not available yet"));
+        assert!(bad(env::PREWARM_RETRAIN, "often").contains("`prewarm_retrain`"));
+        let cfg = TieringConfig::load(None, |k| {
+            (k == env::PREWARM).then(|| "predictive_logreg".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.prewarm_kind().unwrap(),
+            PrewarmKind::Model("predictive_logreg".into())
+        );
         assert!(bad(env::PREWARM, "magic").contains("`prewarm`"));
         assert!(bad(env::MOVE_CHUNK, "0").contains("move_chunk"));
     }

@@ -44,7 +44,7 @@ use crate::cold::{ColdStore, PackItem};
 use crate::config::{Policy, Prices};
 use crate::error::TieringError;
 use crate::metrics::TieringMetrics;
-use crate::prewarm::Prewarm;
+use crate::prewarm::{Prewarm, PromotionCosts};
 use crate::record::{Key, Pending, RecordMeta, StoredRecord, Tier, check_blob};
 use crate::store::{KvTier, StoreError};
 
@@ -92,6 +92,8 @@ pub struct CycleReport {
     pub warm_to_cold: u64,
     pub recovered: u64,
     pub failures: u64,
+    /// Records promoted ahead of reads by the prewarm model.
+    pub prewarmed: u64,
 }
 
 /// A record read and the tier that answered.
@@ -118,6 +120,9 @@ pub struct Engine {
     prices: Prices,
     prewarm: Arc<dyn Prewarm>,
     chunk: usize,
+    prewarm_max: usize,
+    /// Mean seconds of one promotion (exponentially weighted; 0: none measured yet).
+    promotion_secs: Mutex<f64>,
     moves: tokio::sync::Mutex<()>,
     figures: Figures,
     metrics: TieringMetrics,
@@ -139,6 +144,7 @@ impl Engine {
         prices: Prices,
         prewarm: Arc<dyn Prewarm>,
         chunk: usize,
+        prewarm_max: usize,
         metrics: TieringMetrics,
     ) -> Engine {
         Engine {
@@ -149,6 +155,8 @@ impl Engine {
             prices,
             prewarm,
             chunk: chunk.max(1),
+            prewarm_max,
+            promotion_secs: Mutex::new(0.0),
             moves: tokio::sync::Mutex::new(()),
             figures: Figures::default(),
             metrics,
@@ -158,6 +166,11 @@ impl Engine {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The hot-tier valuation in use.
+    pub fn prewarm(&self) -> &Arc<dyn Prewarm> {
+        &self.prewarm
     }
 
     pub fn tiers(&self) -> &Tiers {
@@ -405,6 +418,7 @@ impl Engine {
                 .with_label_values(&[meta.tier.as_str()])
                 .observe(started.elapsed().as_secs_f64());
             let now = self.now_ms();
+            self.prewarm.accessed(&key, meta.size, meta.tier, now);
             if meta.tier == Tier::Hot {
                 let mut m = meta.clone();
                 m.last_read_ms = now;
@@ -444,8 +458,19 @@ impl Engine {
         }
         let mut blobs = HashMap::new();
         blobs.insert(key.clone(), blob);
-        self.move_chunk(vec![(key.clone(), meta)], Tier::Hot, blobs)
-            .await?;
+        let started = Instant::now();
+        if self
+            .move_chunk(vec![(key.clone(), meta)], Tier::Hot, blobs)
+            .await?
+            == 1
+        {
+            let t = started.elapsed().as_secs_f64();
+            let mut p = self
+                .promotion_secs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            *p = if *p == 0.0 { t } else { 0.9 * *p + 0.1 * t };
+        }
         if self.hot_bytes() > self.policy().hot_max_bytes {
             self.kick.notify_one();
         }
@@ -597,6 +622,9 @@ impl Engine {
         self.add_cost(cost);
         // 4. delete the stale copies
         let keys: Vec<Key> = done.iter().map(|(k, _, _)| k.clone()).collect();
+        if from == Tier::Hot {
+            self.prewarm.left_hot(&keys);
+        }
         self.delete_from(from, &keys).await?;
         self.delete_packs(&emptied).await;
         // 5. forget the intent
@@ -694,6 +722,7 @@ impl Engine {
         for (k, m) in chunk {
             by_tier[m.tier.index()].push(k.clone());
         }
+        self.prewarm.left_hot(&by_tier[Tier::Hot.index()]);
         for t in Tier::ALL {
             self.delete_from(t, &by_tier[t.index()]).await?;
         }
@@ -877,8 +906,8 @@ impl Engine {
         if self.hot_bytes() > max {
             hot_rest.sort_by(|a, b| {
                 self.prewarm
-                    .value(&a.1, now)
-                    .total_cmp(&self.prewarm.value(&b.1, now))
+                    .value(&a.0, &a.1, now)
+                    .total_cmp(&self.prewarm.value(&b.0, &b.1, now))
             });
             let mut excess = self.hot_bytes().saturating_sub(max);
             let mut victims = Vec::new();
@@ -901,7 +930,74 @@ impl Engine {
                 .move_now(chunk, Tier::Warm, Tier::Cold, &mut report)
                 .await;
         }
+        if self.prewarm.predictive() {
+            report.prewarmed = self.prewarm_cycle(now).await?;
+        }
         Ok(report)
+    }
+
+    /// The measured costs a prewarm promotion is weighed against.
+    fn promotion_costs(&self) -> PromotionCosts {
+        let mut read_secs = [0.0; 3];
+        for t in Tier::ALL {
+            let h = self.metrics.read_seconds.with_label_values(&[t.as_str()]);
+            let n = h.get_sample_count();
+            read_secs[t.index()] = if n == 0 {
+                0.0
+            } else {
+                h.get_sample_sum() / n as f64
+            };
+        }
+        PromotionCosts {
+            read_secs,
+            promotion_secs: *self
+                .promotion_secs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Retrains the model when due, then promotes the records it expects to be read.
+    async fn prewarm_cycle(&self, now: i64) -> Result<u64, TieringError> {
+        let p = self.prewarm.clone();
+        tokio::task::spawn_blocking(move || p.maybe_retrain(now))
+            .await
+            .map_err(task_err)?;
+        let costs = self.promotion_costs();
+        let mut promoted = 0;
+        // No promotion measured yet: no basis for the rule.
+        if costs.promotion_secs > 0.0 {
+            let all = self.cat(|c| c.scan()).await?;
+            let chosen: HashSet<Key> = self
+                .prewarm
+                .candidates(&all, now, costs, self.prewarm_max)
+                .into_iter()
+                .collect();
+            for tier in [Tier::Warm, Tier::Cold] {
+                let group: Vec<(Key, RecordMeta)> = all
+                    .iter()
+                    .filter(|(k, m)| m.tier == tier && chosen.contains(k))
+                    .cloned()
+                    .collect();
+                for chunk in group.chunks(self.chunk) {
+                    let _guard = self.moves.lock().await;
+                    let fresh = self.current(chunk, Some(tier))?;
+                    let keys: Vec<Key> = fresh.iter().map(|(k, _)| k.clone()).collect();
+                    match self.move_chunk(fresh, Tier::Hot, HashMap::new()).await {
+                        Ok(n) => {
+                            promoted += n;
+                            self.prewarm.promoted_ahead(&keys);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "a prewarm promotion failed"),
+                    }
+                }
+            }
+        }
+        if let Some((precision, recall)) = self.prewarm.precision_recall() {
+            self.metrics.prewarm_precision.set(precision);
+            self.metrics.prewarm_recall.set(recall);
+        }
+        Ok(promoted)
     }
 
     /// The current entries of `chunk`'s keys that are still in `tier` (all if `None`) and

@@ -164,7 +164,15 @@ impl Service {
             .await?
             .context("cannot open the placement catalog")?;
         let tiers = open_tiers(cfg, vars.clone()).await?;
-        let prewarm: Arc<dyn prewarm::Prewarm> = Arc::new(prewarm::Lru);
+        let prewarm: Arc<dyn prewarm::Prewarm> = match cfg.prewarm_kind()? {
+            config::PrewarmKind::None => Arc::new(prewarm::Lru),
+            config::PrewarmKind::Model(name) => {
+                let model = prewarm::Predictive::new(&name, cfg.prewarm_retrain_ms()?)
+                    .ok_or_else(|| anyhow::anyhow!("`prewarm` = {name:?} has no model"))?;
+                metrics.register_prewarm(&registry)?;
+                Arc::new(model)
+            }
+        };
         metrics
             .prewarm
             .with_label_values(&[prewarm.name()])
@@ -178,6 +186,7 @@ impl Service {
             cfg.prices.clone(),
             prewarm,
             cfg.move_chunk,
+            cfg.prewarm_max_per_cycle,
             metrics.clone(),
         ));
         engine

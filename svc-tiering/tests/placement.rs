@@ -261,3 +261,50 @@ async fn recovery_finishes_or_undoes_interrupted_moves() {
     assert_reads(e, "t", 2, Tier::Warm).await;
     assert_eq!(e.stats(0).records, [2, 0, 0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predictive_prewarm_runs_in_the_placement_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut cfg = config(dir.path());
+    cfg.prewarm = "predictive_logreg".into();
+    cfg.hot_ttl = "30m".into();
+    let svc = open(&cfg, &clock).await;
+    let e = svc.engine();
+    e.ingest(&(1..=4).map(|n| decision(n, "t", n, T0)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    // Records 1 and 2 are read every hour (from warm: hot_ttl is 30 min), 3 and 4 once.
+    for n in [3, 4] {
+        e.get("t", &pcs_id(n)).await.unwrap();
+    }
+    for h in 0..30 {
+        clock.set(T0 + h * HOUR + 31 * MINUTE);
+        e.cycle().await.unwrap();
+        clock.set(T0 + (h + 1) * HOUR);
+        for n in [1, 2] {
+            let r = e.get("t", &pcs_id(n)).await.unwrap();
+            assert_eq!(r.record.body, body(n));
+        }
+    }
+    // The model is trained and scored: precision and recall are reported (their values
+    // depend on the measured costs of this machine's reads and promotions).
+    assert!(e.prewarm().trained());
+    let s = e.stats(0);
+    let (precision, recall) = s.prewarm.expect("precision and recall");
+    assert!((0.0..=1.0).contains(&precision) && (0.0..=1.0).contains(&recall));
+    let text = {
+        use prometheus::Encoder as _;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&svc.registry().gather(), &mut buf)
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    };
+    assert!(text.contains("flk_tiering_prewarm_precision"), "{text}");
+    assert!(text.contains(r#"flk_tiering_prewarm_info{model="predictive_logreg"} 1"#));
+    // Nothing was lost along the way.
+    for n in 1..=4 {
+        assert_eq!(e.get("t", &pcs_id(n)).await.unwrap().record.body, body(n));
+    }
+}
