@@ -6,8 +6,8 @@ use flk_cachesim::eval::{EvalConfig, EvalError, evaluate, evaluated_from, p95};
 use flk_cachesim::generator::{GenConfig, TenantKind, generate};
 use flk_cachesim::policy::{HotTier, Lru, PredictiveConfig};
 use flk_cachesim::predict::{
-    Candidate, LogReg, LogRegParams, Model, Ses, SesParams, labelled_examples, select_promotions,
-    should_promote,
+    Candidate, LogReg, LogRegParams, Model, RetrainSchedule, Ses, SesParams, labelled_examples,
+    select_promotions, should_promote,
 };
 use flk_cachesim::trace::Trace;
 
@@ -165,6 +165,14 @@ fn best_baseline_and_the_verdict_follow_the_costs() {
     assert_eq!(r.predictive_beats_best_baseline, beats);
     for p in &r.policies {
         assert!(p.hit_ratio > 0.0 && p.hit_ratio < 1.0, "{p:?}");
+        assert!(p.mean_hot_bytes <= 1_500_000.0, "{p:?}");
+    }
+    // The predictive tiers promote ahead of requests, and pay for it.
+    for p in &r.policies[3..] {
+        assert!(p.promotions > 0 && p.promotions_usd > 0.0, "{p:?}");
+    }
+    for p in &r.policies[..3] {
+        assert_eq!((p.promotions, p.promotions_usd), (0, 0.0));
     }
     // Deterministic: the same trace and configuration give the same report, timings aside.
     let again = evaluate(&t, &config(1_500_000, &all), &|_| {}).unwrap();
@@ -242,4 +250,12 @@ fn training_on_too_little_data_is_a_clear_error() {
     let mut ses = Ses::new(SesParams::default());
     let err = ses.train(&t.requests[..10]).unwrap_err().to_string();
     assert!(err.contains("two days"), "{err}");
+}
+
+#[test]
+fn retraining_is_due_on_schedule() {
+    let s = RetrainSchedule { every_secs: 3600.0 };
+    assert!(s.due(None, 0.0));
+    assert!(!s.due(Some(100.0), 3699.0));
+    assert!(s.due(Some(100.0), 3700.0));
 }
