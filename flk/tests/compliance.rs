@@ -354,6 +354,36 @@ fn a_tampered_audit_log_fails_integrity_naming_the_entry() {
     up.stop();
     let (before, _) = report_json(&data, "soc2");
     assert_eq!(evidence(&before, "audit_log_integrity")["status"], "pass");
+    assert_eq!(evidence(&before, "checkpoint_anchoring")["status"], "fail");
+
+    // The anchor journal as svc-audit writes it (a line per anchor, with the exact note): an
+    // anchor of the latest checkpoint covers every decision, and the samples carry it. (The
+    // stack anchors nothing without a configured strategy; the proof is not re-verified by
+    // the report, see docs/compliance.md.)
+    let note = std::fs::read_to_string(data.join("audit/tlog/checkpoint")).unwrap();
+    let root_b64 = note.lines().nth(2).unwrap();
+    let root_hex = hex::encode(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, root_b64).unwrap(),
+    );
+    let line = serde_json::json!({
+        "type": "anchor", "id": 0, "note": note, "complete": true,
+        "record": {"checkpoint_size": decisions, "root_hash": root_hex, "strategy": "rfc3161",
+                   "kind": "rfc3161", "proof": "AAAA", "created_at_unix": 1},
+    });
+    std::fs::write(data.join("audit/anchors.jsonl"), format!("{line}\n")).unwrap();
+    let (anchored, _) = report_json(&data, "soc2");
+    let a = evidence(&anchored, "checkpoint_anchoring");
+    assert_eq!(a["status"], "pass", "{a:#}");
+    assert_eq!(a["figures"]["anchored_by_kind"]["rfc3161"], 1);
+    assert_eq!(a["figures"]["share_anchored"], 1.0);
+    let samples = evidence(&anchored, "audit_log_integrity")["samples"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!samples.is_empty());
+    for s in &samples {
+        assert_eq!(s["anchors"][0]["checkpoint_size"], decisions, "{s:#}");
+    }
 
     // Change one byte inside entry 0 (after its 2-byte length prefix) of the first bundle.
     let bundles = data.join("audit/tlog/tile/entries");

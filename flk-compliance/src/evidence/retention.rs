@@ -17,8 +17,9 @@ pub fn compute(inputs: &Inputs<'_>) -> Evidence {
         .audit
         .as_ref()
         .ok()
-        .and_then(|a| a.index.decisions.first())
-        .and_then(|d| i64::try_from(d.decided_at_unix_ms).ok());
+        // Decision times are not monotonic in log order (concurrent decisions): the minimum.
+        .and_then(|a| a.index.decisions.iter().map(|d| d.decided_at_unix_ms).min())
+        .and_then(|t| i64::try_from(t).ok());
     let kpi_days = inputs
         .layout
         .setting("kpi", "retention_days")
