@@ -11,6 +11,36 @@
 //!   most N per cycle, as pure functions.
 //! * [`RetrainSchedule`]: when the next training is due.
 //!
+//! ```
+//! use flk_cachesim::generator::{generate, GenConfig};
+//! use flk_cachesim::predict::{
+//!     select_promotions, Candidate, FeatureTracker, LogReg, LogRegParams, Model,
+//! };
+//!
+//! let log = generate(&GenConfig { requests: 3_000, days: 3.0, ..GenConfig::default() })
+//!     .unwrap()
+//!     .requests;
+//! let mut model = LogReg::new(LogRegParams::default());
+//! model.train(&log).unwrap();
+//! // The service keeps a tracker fed with every access ...
+//! let mut tracker = FeatureTracker::new();
+//! log.iter().for_each(|a| tracker.observe(a));
+//! // ... and at each cycle scores its candidates and promotes at most N of them.
+//! let now = log.last().unwrap().timestamp;
+//! let candidates: Vec<Candidate> = [log[0].object, log[1].object]
+//!     .iter()
+//!     .filter_map(|&object| tracker.features(object, now))
+//!     .map(|f| Candidate {
+//!         object: f.object,
+//!         p_access: model.p_access(&f),
+//!         saving: 1e-6,         // what a hit saves, USD
+//!         promotion_cost: 1e-6, // what the promotion costs, USD
+//!     })
+//!     .collect();
+//! let promote = select_promotions(&candidates, 10);
+//! assert!(promote.iter().all(|c| c.p_access > 0.5));
+//! ```
+//!
 //! Two models: [`Ses`] (`predictive_ses`, seasonal exponential smoothing of each tenant's
 //! hourly access count, times the object's share of its tenant's recent accesses) and
 //! [`LogReg`] (`predictive_logreg`, logistic regression on [`Features::to_vector`] through
