@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, [&root])?;
     tonic_prost_build::configure()
+        // Undecodable messages are INVALID_ARGUMENT, not tonic-prost's INTERNAL (src/codec.rs).
+        .codec_path("crate::codec::FlkCodec")
         // A submission's JSON body as `Bytes`: the gateway forwards the REST body without a
         // copy, and a submission kept for a resend costs a reference count, not a copy.
         .bytes(".flk.v1.SubmitRequest.pcs_json")

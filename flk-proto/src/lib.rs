@@ -3,6 +3,7 @@
 //! service and the gateway, and client facades.
 
 pub mod audit;
+pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod transport;

@@ -41,14 +41,18 @@ fn status(e: TieringError) -> Status {
     Status::from(ApiError::from(e))
 }
 
+/// The stored outcome as a read answers it: `duplicate` is true, as for every answer that is
+/// a stored outcome (PROTOCOL.md section 5), whatever the feed record said at decision time.
 fn outcome_of(r: &StoredRecord) -> Result<v1::Outcome, Status> {
-    r.outcome().map_err(|e| {
+    let mut outcome = r.outcome().map_err(|e| {
         status(TieringError::Corrupt {
             key: String::new(),
             tier: "",
             message: e.to_string(),
         })
-    })
+    })?;
+    outcome.duplicate = true;
+    Ok(outcome)
 }
 
 pub fn policy_msg(p: &Policy) -> v1::TieringPolicy {

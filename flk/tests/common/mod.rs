@@ -193,3 +193,10 @@ pub fn accepted_pcs() -> serde_json::Value {
         .unwrap()["pcs"]
         .clone()
 }
+
+impl Up {
+    /// Whether the `flk up` process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
