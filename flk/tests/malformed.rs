@@ -370,7 +370,7 @@ async fn mutated_requests_get_client_errors_and_leave_earlier_decisions_intact()
     }
     let statuses = statuses.lock().unwrap().clone();
     eprintln!("{count} mutated requests (seed {seed}): {statuses:?}");
-    let faults = faults.lock().unwrap();
+    let faults = faults.lock().unwrap().clone();
     assert!(
         faults.is_empty(),
         "{} server faults, first: {}",
