@@ -11,6 +11,7 @@ pub mod keys;
 pub mod outcome;
 pub mod pcs;
 pub mod policy;
+pub mod prices;
 pub mod slo;
 pub mod verify;
 

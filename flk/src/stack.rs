@@ -114,11 +114,18 @@ impl StackConfig {
             section("gateway", None)?,
         );
         let at = |s: &str| format!("{origin} [{s}]");
+        // One storage price table for the stack: svc-kpi's, unless [tiering.prices] is set.
+        let tiering_prices_set = t.contains_key("prices");
+        let kpi = svc_kpi::KpiConfig::from_table(k, &at("kpi"), &vars)?;
+        let mut tiering = svc_tiering::TieringConfig::from_table(t, &at("tiering"), &vars)?;
+        if !tiering_prices_set {
+            tiering.prices = kpi.prices.storage();
+        }
         Ok(StackConfig {
             verify: flk_runtime::config::from_table(v, &at("verify"), &vars)?,
             audit: svc_audit::AuditConfig::from_table(a, &at("audit"), &vars)?,
-            kpi: svc_kpi::KpiConfig::from_table(k, &at("kpi"), &vars)?,
-            tiering: svc_tiering::TieringConfig::from_table(t, &at("tiering"), &vars)?,
+            kpi,
+            tiering,
             gateway: GatewaySettings::from_table(g, &at("gateway"), &vars)?,
             data_dir,
         })
@@ -478,6 +485,8 @@ strategy = "none"
 retention_days = 30
 [kpi.slo]
 containment_min = 0.9
+[kpi.prices]
+storage_cold_usd_per_gb_month = 0.002
 [gateway]
 max_in_flight = 7
 "#,
@@ -497,6 +506,9 @@ max_in_flight = 7
         assert_eq!(cfg.audit.data_dir, Path::new("/srv/flk/audit"));
         assert_eq!(cfg.kpi.retention_days, 9);
         assert_eq!(cfg.kpi.slo.containment_min, 0.9);
+        // svc-tiering prices moves with svc-kpi's table when [tiering.prices] is not set.
+        assert_eq!(cfg.tiering.prices.storage_cold_usd_per_gb_month, 0.002);
+        assert_eq!(cfg.tiering.data_dir, Path::new("/srv/flk/tiering"));
         assert_eq!(cfg.gateway.max_in_flight, 7);
         assert_eq!(cfg.gateway.listen.port(), 0);
 

@@ -75,8 +75,9 @@ pub mod env {
 pub struct Prices {
     /// Per 100 ms of measured verification time (`verify_cpu_ns`).
     pub compute_usd_per_100ms: f64,
-    /// Per GB-month (GB = 10^9 bytes) in the hot tier. Every decision is charged at the hot
-    /// price: no tiering service moves data to warm or cold yet.
+    /// Per GB-month (GB = 10^9 bytes) in the hot tier, defaults from `flk_core::prices` (the
+    /// table svc-tiering shares). Every decision is charged at the hot price: svc-kpi does not
+    /// yet follow svc-tiering's moves.
     pub storage_hot_usd_per_gb_month: f64,
     pub storage_warm_usd_per_gb_month: f64,
     pub storage_cold_usd_per_gb_month: f64,
@@ -88,13 +89,25 @@ pub struct Prices {
     pub anchoring_usd_per_batch: BTreeMap<String, f64>,
 }
 
+impl Prices {
+    /// The storage part, the table svc-tiering prices its moves with.
+    pub fn storage(&self) -> flk_core::prices::StoragePrices {
+        flk_core::prices::StoragePrices {
+            storage_hot_usd_per_gb_month: self.storage_hot_usd_per_gb_month,
+            storage_warm_usd_per_gb_month: self.storage_warm_usd_per_gb_month,
+            storage_cold_usd_per_gb_month: self.storage_cold_usd_per_gb_month,
+        }
+    }
+}
+
 impl Default for Prices {
     fn default() -> Self {
+        let storage = flk_core::prices::StoragePrices::default();
         Prices {
             compute_usd_per_100ms: 0.0001,
-            storage_hot_usd_per_gb_month: 0.023,
-            storage_warm_usd_per_gb_month: 0.0125,
-            storage_cold_usd_per_gb_month: 0.004,
+            storage_hot_usd_per_gb_month: storage.storage_hot_usd_per_gb_month,
+            storage_warm_usd_per_gb_month: storage.storage_warm_usd_per_gb_month,
+            storage_cold_usd_per_gb_month: storage.storage_cold_usd_per_gb_month,
             storage_months: 1.0,
             network_usd_per_gb: 0.09,
             anchoring_usd_per_batch: flk_anchor::optimizer::default_strategies()

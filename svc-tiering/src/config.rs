@@ -67,36 +67,10 @@ pub mod env {
     pub const MOVE_CHUNK: &str = "FLK_TIERING_MOVE_CHUNK";
 }
 
-/// Storage prices (USD per GB-month, GB = 10^9 bytes). These keys and defaults must match
-/// svc-kpi's `[prices]` (`svc-kpi/src/config.rs`, `Prices`): a stack prices storage once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Prices {
-    pub storage_hot_usd_per_gb_month: f64,
-    pub storage_warm_usd_per_gb_month: f64,
-    pub storage_cold_usd_per_gb_month: f64,
-}
-
-impl Default for Prices {
-    fn default() -> Self {
-        Prices {
-            storage_hot_usd_per_gb_month: 0.023,
-            storage_warm_usd_per_gb_month: 0.0125,
-            storage_cold_usd_per_gb_month: 0.004,
-        }
-    }
-}
-
-impl Prices {
-    /// The price of `tier`.
-    pub fn of(&self, tier: crate::Tier) -> f64 {
-        match tier {
-            crate::Tier::Hot => self.storage_hot_usd_per_gb_month,
-            crate::Tier::Warm => self.storage_warm_usd_per_gb_month,
-            crate::Tier::Cold => self.storage_cold_usd_per_gb_month,
-        }
-    }
-}
+/// Storage prices (USD per GB-month, GB = 10^9 bytes): the table svc-kpi shares
+/// (`flk_core::prices`; `flk up` hands svc-kpi's to svc-tiering unless `[tiering.prices]` is
+/// set).
+pub use flk_core::prices::StoragePrices as Prices;
 
 /// svc-tiering configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -240,7 +240,7 @@ impl Engine {
     /// The storage cost a record settles when it leaves its tier.
     fn settle(&self, meta: &RecordMeta, now: i64) -> f64 {
         let months = (now - meta.entered_ms).max(0) as f64 / MONTH_MS;
-        meta.stored_bytes() as f64 / GB * months * self.prices.of(meta.tier)
+        meta.stored_bytes() as f64 / GB * months * self.prices.by_tier()[meta.tier as usize]
     }
 
     fn add_cost(&self, usd: f64) {

@@ -183,7 +183,7 @@ impl Service {
             tiers,
             clock,
             policy,
-            cfg.prices.clone(),
+            cfg.prices,
             prewarm,
             cfg.move_chunk,
             cfg.prewarm_max_per_cycle,
