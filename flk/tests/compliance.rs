@@ -3,7 +3,8 @@
 //! has integrated every decision and svc-verify has persisted its refusal counts, then checks
 //! the report read from the data directory while the stack runs: verdicts and counts, samples
 //! that `flk audit verify --bundle` accepts, the same JSON bytes twice, `--strict`, a custom
-//! framework of two controls, a period without checkpoints, errors; and, on a stopped stack, a
+//! framework of two controls, a period without checkpoints, errors, the refusal counts over
+//! the gateway's gRPC (admin token only); and, on a stopped stack, a
 //! byte changed in the audit log fails `audit_log_integrity` naming the entry.
 
 mod common;
@@ -191,6 +192,49 @@ fn report_over_a_known_workload() {
         sig["figures"]["decisions_by_outcome_reason"]["accepted"]["ok"],
         accepted
     );
+
+    // The gateway serves the same counts over gRPC to the admin token only.
+    let admin = up.token("admin.token");
+    let tenant = up.token("default.token");
+    let url = up.url.clone();
+    let (served, anonymous, not_admin) =
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                use flk_runtime::client::{EndpointOptions, Peer, VerifyClient};
+                let call = |peer: Peer| {
+                    let url = url.clone();
+                    async move {
+                        let mut client = VerifyClient::new(
+                            peer.connect(&url, EndpointOptions::default())
+                                .await
+                                .unwrap(),
+                        );
+                        client
+                            .get_refusal_counts(flk_proto::v1::GetRefusalCountsRequest {
+                                from_unix_ms: 0,
+                                to_unix_ms: i64::MAX,
+                            })
+                            .await
+                    }
+                };
+                (
+                    call(Peer::with_token(&admin).unwrap()).await,
+                    call(Peer::plain()).await,
+                    call(Peer::with_token(&tenant).unwrap()).await,
+                )
+            });
+    let served: u64 = served
+        .expect("admin token")
+        .into_inner()
+        .counts
+        .iter()
+        .filter(|c| c.tenant_id == "default" && c.reason_code == "signature_invalid")
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(served, tampered);
+    assert_eq!(anonymous.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(not_admin.unwrap_err().code(), tonic::Code::PermissionDenied);
 
     // Anchoring is not configured in the test stack: nothing is anchored.
     let anchoring = evidence(&report, "checkpoint_anchoring");
