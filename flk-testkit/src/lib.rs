@@ -40,9 +40,9 @@ mod pg_template;
 mod postgres;
 mod process;
 mod redis;
-mod scratch;
 #[cfg(feature = "s3")]
 pub mod s3;
+mod scratch;
 #[cfg(feature = "siem")]
 pub mod siem;
 

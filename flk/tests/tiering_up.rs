@@ -78,7 +78,10 @@ async fn decisions_are_read_back_from_their_tier_byte_for_byte_and_only_by_their
     let outcome: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(outcome["pcs_id"], pcs_id.as_str());
     assert_eq!(outcome["outcome"], "accepted");
-    assert_eq!(outcome["duplicate"], true, "a stored outcome is a duplicate answer");
+    assert_eq!(
+        outcome["duplicate"], true,
+        "a stored outcome is a duplicate answer"
+    );
 
     // Another tenant: not found, as an unknown id (existence is not revealed).
     let other = bearer(OTHER);

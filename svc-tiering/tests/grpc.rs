@@ -35,7 +35,10 @@ async fn get_body_stats_and_policy_in_process() {
     assert_eq!(r.decided_at_unix_ms, T0);
     let o = r.outcome.unwrap();
     assert_eq!((o.pcs_id.as_str(), o.seq), (pcs_id(1).as_str(), 1));
-    assert!(o.duplicate, "a stored outcome is answered as one (PROTOCOL.md section 5)");
+    assert!(
+        o.duplicate,
+        "a stored outcome is answered as one (PROTOCOL.md section 5)"
+    );
     // Tenant from metadata when the field is empty.
     let mut req = get_req("", 2);
     req.metadata_mut()
