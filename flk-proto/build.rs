@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "flk/v1/audit.proto",
         "flk/v1/kpi.proto",
         "flk/v1/tiering.proto",
+        "flk/v1/compliance.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={root}/{f}");

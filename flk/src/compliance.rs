@@ -42,7 +42,7 @@ pub struct ComplianceArgs {
         conflicts_with = "url"
     )]
     data_dir: PathBuf,
-    /// A running gateway (needs `GET /v1/compliance/report`, not served yet).
+    /// A running stack's gateway (`GET /v1/compliance/report`; built-in frameworks only).
     #[arg(long, requires = "admin_token_file")]
     url: Option<String>,
     /// File holding the gateway's admin token (with --url).
@@ -55,25 +55,16 @@ pub struct ComplianceArgs {
 
 /// Writes the report; `Ok(true)` when a control failed.
 pub fn run(a: ComplianceArgs) -> anyhow::Result<bool> {
-    let period = Period::parse(&a.from, &a.to).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let framework =
-        flk_compliance::framework::resolve(&a.framework).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(url) = &a.url {
-        anyhow::bail!(
-            "--url {url}: the gateway does not serve GET /v1/compliance/report yet; use --data-dir on the stack's data directory (it may be running)"
-        );
-    }
-    let progress = |line: &str| eprintln!("flk report compliance: {line}");
-    let external = external(&a.data_dir, &period, &progress);
-    let evidence =
-        flk_compliance::evidence::from_data_dir(&a.data_dir, &period, &external, &progress)
-            .with_context(|| format!("cannot read the stores of {}", a.data_dir.display()))?;
-    let report = flk_compliance::evaluate(&framework, &evidence, &period);
-    let bytes = match a.format.as_str() {
-        "html" => flk_compliance::render::html(&report).into_bytes(),
-        "pdf" => flk_compliance::render::pdf(&report).map_err(|e| anyhow::anyhow!("{e}"))?,
-        "oscal" => flk_compliance::render::oscal(&report),
-        _ => flk_compliance::render::json(&report),
+    let (bytes, failed) = match &a.url {
+        Some(url) => from_gateway(url, &a)?,
+        None => {
+            let period = Period::parse(&a.from, &a.to).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let framework = flk_compliance::framework::resolve(&a.framework)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let progress = |line: &str| eprintln!("flk report compliance: {line}");
+            let (bytes, failed) = produce(&a.data_dir, &framework, &period, &a.format, &progress)?;
+            (bytes, failed > 0)
+        }
     };
     match &a.out {
         Some(path) => std::fs::write(path, &bytes)
@@ -83,7 +74,141 @@ pub fn run(a: ComplianceArgs) -> anyhow::Result<bool> {
             std::io::stdout().write_all(&bytes)?;
         }
     }
-    Ok(a.strict && report.controls.iter().any(|c| c.status == Status::Fail))
+    Ok(a.strict && failed)
+}
+
+/// The report of `framework` over `period` from the stores of `data_dir`, in `format`, and
+/// the number of failed controls.
+fn produce(
+    data_dir: &Path,
+    framework: &flk_compliance::framework::Framework,
+    period: &Period,
+    format: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<(Vec<u8>, u32)> {
+    let external = external(data_dir, period, progress);
+    let evidence = flk_compliance::evidence::from_data_dir(data_dir, period, &external, progress)
+        .with_context(|| format!("cannot read the stores of {}", data_dir.display()))?;
+    let report = flk_compliance::evaluate(framework, &evidence, period);
+    let bytes = match format {
+        "html" => flk_compliance::render::html(&report).into_bytes(),
+        "pdf" => flk_compliance::render::pdf(&report).map_err(|e| anyhow::anyhow!("{e}"))?,
+        "oscal" => flk_compliance::render::oscal(&report),
+        _ => flk_compliance::render::json(&report),
+    };
+    let failed = report
+        .controls
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .count();
+    Ok((bytes, u32::try_from(failed).unwrap_or(u32::MAX)))
+}
+
+/// `--url`: the same report from a running stack's gateway, with the admin token.
+fn from_gateway(url: &str, a: &ComplianceArgs) -> anyhow::Result<(Vec<u8>, bool)> {
+    let token_file = a
+        .admin_token_file
+        .as_ref()
+        .context("--url needs --admin-token-file")?;
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("cannot read {}", token_file.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/compliance/report",
+                url.trim_end_matches('/')
+            ))
+            .query(&[
+                ("framework", a.framework.as_str()),
+                ("from", a.from.as_str()),
+                ("to", a.to.as_str()),
+                ("format", a.format.as_str()),
+            ])
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let failed = resp
+            .headers()
+            .get("x-flk-failed-controls")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        let body = resp.bytes().await?.to_vec();
+        anyhow::ensure!(
+            status.is_success(),
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok((body, failed > 0))
+    })
+}
+
+/// What `flk up` gives the gateway for `GET /v1/compliance/report` and `ComplianceService`:
+/// the report from the stack's own data directory, as `--data-dir` reads it.
+#[derive(Debug)]
+pub struct DataDirReports {
+    data_dir: PathBuf,
+}
+
+impl DataDirReports {
+    pub fn new(data_dir: PathBuf) -> DataDirReports {
+        DataDirReports { data_dir }
+    }
+}
+
+impl gateway::compliance::ComplianceReports for DataDirReports {
+    fn report(
+        &self,
+        req: &flk_proto::v1::ComplianceReportRequest,
+    ) -> Result<flk_proto::v1::ComplianceReport, flk_proto::ApiError> {
+        use flk_proto::{ApiError, ErrorKind};
+        let invalid =
+            |code: &str, message: String| ApiError::new(ErrorKind::InvalidArgument, code, message);
+        let framework = flk_compliance::framework::builtin(&req.framework).ok_or_else(|| {
+            invalid(
+                "unknown_framework",
+                format!(
+                    "framework {:?} is not built in (soc2, iso27001, hipaa, gdpr); custom frameworks: flk report compliance --framework FILE --data-dir",
+                    req.framework
+                ),
+            )
+        })?;
+        let period = Period::parse(&req.from, &req.to)
+            .map_err(|e| invalid("invalid_period", e.to_string()))?;
+        let (format, content_type) = match req.format.as_str() {
+            "" | "json" => ("json", "application/json"),
+            "html" => ("html", "text/html; charset=utf-8"),
+            "pdf" => ("pdf", "application/pdf"),
+            "oscal" => ("oscal", "application/json"),
+            other => {
+                return Err(invalid(
+                    "invalid_format",
+                    format!("format {other:?} is not json, html, pdf or oscal"),
+                ));
+            }
+        };
+        let quiet = |_: &str| {};
+        let (body, failed_controls) = produce(&self.data_dir, &framework, &period, format, &quiet)
+            .map_err(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "compliance report failed");
+                ApiError::new(
+                    ErrorKind::Unavailable,
+                    "stores_unreadable",
+                    format!("{e:#}"),
+                )
+                .with_retry_after(std::time::Duration::from_secs(1))
+            })?;
+        Ok(flk_proto::v1::ComplianceReport {
+            content_type: content_type.to_owned(),
+            body,
+            failed_controls,
+        })
+    }
 }
 
 fn unix_ms(t: time::OffsetDateTime) -> i64 {

@@ -401,6 +401,10 @@ impl Stack {
             let mut gw_cfg = gw_settings.resolve(env)?;
             gw_cfg.upstreams = Vec::new();
             gw_cfg.in_process = vec![verify_in_process];
+            // Reports over the stack's own stores, as `flk report compliance --data-dir`.
+            gw_cfg.compliance = Some(std::sync::Arc::new(crate::compliance::DataDirReports::new(
+                cfg.data_dir.clone(),
+            )));
             gw_cfg.extra_registries = vec![
                 verify_registry,
                 audit_registry,

@@ -480,3 +480,139 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
     }
     panic!("no file under {}", dir.display());
 }
+
+/// The same report from a running stack: `GET /v1/compliance/report` and gRPC
+/// `ComplianceService.Report` on the gateway (admin token only), and `flk report compliance
+/// --url`, which gives the bytes `--data-dir` gives over the same stores.
+#[test]
+fn the_gateway_serves_the_report_to_the_admin_only() {
+    let up = common::up();
+    let data = up.data_dir.clone();
+    let (decisions, ..) = workload(&up.url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoint_size(&data) < decisions {
+        assert!(Instant::now() < deadline, "audit log never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let admin = up.token("admin.token");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let get = |token: Option<&str>, query: &str| {
+        runtime.block_on(async {
+            let mut req =
+                reqwest::Client::new().get(format!("{}/v1/compliance/report?{query}", up.url));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.bytes().await.unwrap().to_vec())
+        })
+    };
+    let q = format!("framework=soc2&from={FROM}&to={TO}&format=json");
+    let (status, headers, body) = get(Some(&admin), &q);
+    assert_eq!(status, 200, "{}", text(&body));
+    assert_eq!(headers["content-type"], "application/json");
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["framework"]["id"], "soc2");
+    let failed = report["summary"]["fail"].as_u64().unwrap();
+    assert_eq!(
+        headers["x-flk-failed-controls"],
+        failed.to_string().as_str()
+    );
+    // The same stores and period through --data-dir and --url: the same bytes.
+    let (_, direct) = report_json(&data, "soc2");
+    assert_eq!(body, direct, "the route and --data-dir disagree");
+    let token_file = data.join("admin.token");
+    let out = flk(&[
+        "report",
+        "compliance",
+        "--framework",
+        "soc2",
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--url",
+        &up.url,
+        "--admin-token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, direct, "--url and --data-dir disagree");
+
+    // PDF, refusals of bad parameters, and the admin token only.
+    let (status, headers, body) = get(
+        Some(&admin),
+        &format!("framework=hipaa&from={FROM}&to={TO}&format=pdf"),
+    );
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (200, &"application/pdf".parse().unwrap())
+    );
+    assert!(body.starts_with(b"%PDF-"));
+    for (query, code) in [
+        (
+            format!("framework=nope&from={FROM}&to={TO}"),
+            "unknown_framework",
+        ),
+        (
+            format!("framework=/etc/passwd&from={FROM}&to={TO}"),
+            "unknown_framework",
+        ),
+        (
+            format!("framework=soc2&from={TO}&to={FROM}"),
+            "invalid_period",
+        ),
+        (
+            format!("framework=soc2&from={FROM}&to={TO}&format=docx"),
+            "invalid_format",
+        ),
+    ] {
+        let (status, _, body) = get(Some(&admin), &query);
+        let err: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{query}"
+        );
+    }
+    assert_eq!(get(None, &q).0, 401);
+    assert_eq!(get(Some(&up.token("default.token")), &q).0, 403);
+
+    // gRPC, on the same port.
+    runtime.block_on(async {
+        use flk_proto::v1::compliance_service_client::ComplianceServiceClient;
+        let client = |token: &str| {
+            let peer = flk_runtime::client::Peer::with_token(token).unwrap();
+            let url = up.url.clone();
+            async move {
+                ComplianceServiceClient::new(
+                    peer.connect(&url, flk_runtime::client::EndpointOptions::default())
+                        .await
+                        .unwrap(),
+                )
+            }
+        };
+        let req = || flk_proto::v1::ComplianceReportRequest {
+            framework: "soc2".into(),
+            from: FROM.into(),
+            to: TO.into(),
+            format: "json".into(),
+        };
+        let r = client(&admin)
+            .await
+            .report(req())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.body, direct);
+        assert_eq!(u64::from(r.failed_controls), failed);
+        let err = client(&up.token("default.token"))
+            .await
+            .report(req())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    });
+}

@@ -107,13 +107,13 @@ impl Gateway {
         }
     }
 
-    /// Whether `c` carries the admin token (the feed and other internal calls).
+    /// Whether `c` carries the admin token (the feed, compliance reports, tiering admin).
     pub(crate) fn check_admin(&self, c: Credentials<'_>) -> Result<(), ApiError> {
         let Some(admin) = &self.cfg.admin_token else {
             return Err(ApiError::new(
                 ErrorKind::PermissionDenied,
                 "internal_rpc",
-                "the outcome feed is not served on the public port; subscribe to svc-verify",
+                "admin calls (the outcome feed, reports, tiering policy) are not served on this port: no admin token is configured",
             ));
         };
         match c.token {
@@ -121,9 +121,9 @@ impl Gateway {
             Some(_) => Err(ApiError::new(
                 ErrorKind::PermissionDenied,
                 "admin_only",
-                "the outcome feed needs the admin token",
+                "this call needs the admin token",
             )),
-            None => Err(unauthenticated("the outcome feed needs the admin token")),
+            None => Err(unauthenticated("this call needs the admin token")),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 mod auth;
+pub mod compliance;
 pub mod config;
 pub mod grpc;
 mod kpi;
@@ -27,6 +28,7 @@ use axum::routing::{get, post};
 use flk_core::OutcomeRecord;
 use flk_core::admission::{Admission, Limits};
 use flk_proto::transport::TransportError;
+use flk_proto::v1::compliance_service_server::ComplianceServiceServer;
 use flk_proto::v1::tiering_service_server::TieringServiceServer;
 use flk_proto::v1::verify_service_client::VerifyServiceClient;
 use flk_proto::v1::verify_service_server::VerifyService;
@@ -89,6 +91,9 @@ pub struct GatewayConfig {
     /// port serves `flk.v1.TieringService` ([`tiering`]). Without it, outcomes come from
     /// svc-verify and bodies are 503 `tiering_unavailable`.
     pub tiering_upstream: Option<String>,
+    /// Compliance reports for `GET /v1/compliance/report` and `ComplianceService` (admin
+    /// token); without it both answer 503 `compliance_unavailable` ([`compliance`]).
+    pub compliance: Option<Arc<dyn compliance::ComplianceReports>>,
     /// svc-verify replicas in the gateway's own process (`flk up`), called directly instead of
     /// over HTTP/2; they join the ring beside `upstreams`.
     pub in_process: Vec<InProcessUpstream>,
@@ -119,6 +124,7 @@ impl Default for GatewayConfig {
             audit_upstream: None,
             kpi_upstream: None,
             tiering_upstream: None,
+            compliance: None,
             in_process: Vec::new(),
             upstream_streams: DEFAULT_UPSTREAM_STREAMS,
             extra_registries: Vec::new(),
@@ -483,6 +489,7 @@ pub fn routes(gw: Arc<Gateway>) -> axum::Router {
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/feedback", post(kpi::feedback))
         .route("/v1/kpi/report", get(kpi::report))
+        .route("/v1/compliance/report", get(compliance::report))
         // The submit handler enforces the body limit itself so its 413 carries the contract's
         // JSON error body; other routes take no body.
         .layer(DefaultBodyLimit::disable())
@@ -491,7 +498,12 @@ pub fn routes(gw: Arc<Gateway>) -> axum::Router {
         VerifyServiceServer::new(grpc::GatewayGrpc::new(gw.clone()))
             .max_decoding_message_size(4 * 1024 * 1024),
     )
-    .add_service(TieringServiceServer::new(tiering::GatewayTiering::new(gw)))
+    .add_service(TieringServiceServer::new(tiering::GatewayTiering::new(
+        gw.clone(),
+    )))
+    .add_service(ComplianceServiceServer::new(
+        compliance::GatewayCompliance::new(gw),
+    ))
     .into_axum_router();
     grpc.merge(rest)
         .fallback(unrouted)

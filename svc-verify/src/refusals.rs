@@ -241,10 +241,7 @@ mod tests {
     use super::*;
 
     fn at(minute: i64, second: i64) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(
-            1_800_000_000 + minute * 60 + second,
-        )
-        .unwrap()
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + minute * 60 + second).unwrap()
     }
 
     #[test]
