@@ -236,12 +236,73 @@ fn external(dir: &Path, period: &Period, progress: &(dyn Fn(&str) + Sync)) -> Ex
         }
     };
     let kpi_dir = dir.join(crate::stack::KPI_DIR);
+    let tiering_dir = dir.join(crate::stack::TIERING_DIR);
+    let tiering = tiering_dir
+        .join(svc_tiering::catalog::FILE_NAME)
+        .is_file()
+        .then(|| tiering_figures(dir, &tiering_dir).map_err(|e| format!("{e:#}")));
     External {
+        tiering,
         refusals,
         slos: Some(Box::new(move |at_ms| {
             kpi_slos(&kpi_dir, at_ms).map_err(|e| format!("{e:#}"))
         })),
     }
+}
+
+/// svc-tiering's placement catalog, from a copy (a running svc-tiering holds the file), with
+/// the retention and placement interval of the stack's effective configuration.
+fn tiering_figures(
+    dir: &Path,
+    tiering_dir: &Path,
+) -> anyhow::Result<flk_compliance::evidence::TieringFigures> {
+    // Only the placement keys: the section's store URLs are redacted there.
+    let mut section = toml::Table::new();
+    let effective = dir.join(crate::stack::EFFECTIVE_CONFIG_FILE);
+    if let Ok(text) = std::fs::read_to_string(&effective) {
+        let doc: toml::Table = text
+            .parse()
+            .with_context(|| format!("cannot parse {}", effective.display()))?;
+        if let Some(t) = doc.get("tiering").and_then(|t| t.as_table()) {
+            for key in ["retention", "demote_interval", "hot_ttl", "warm_ttl"] {
+                if let Some(v) = t.get(key) {
+                    section.insert(key.to_owned(), v.clone());
+                }
+            }
+        }
+    }
+    let policy =
+        svc_tiering::TieringConfig::from_table(section, "[tiering]", |_| None)?.policy()?;
+    let file = tiering_dir.join(svc_tiering::catalog::FILE_NAME);
+    let copy = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let copied = copy.path().join(svc_tiering::catalog::FILE_NAME);
+    std::fs::copy(&file, &copied).with_context(|| format!("cannot copy {}", file.display()))?;
+    let catalog = svc_tiering::catalog::Catalog::open(&copied)
+        .map_err(|e| anyhow::anyhow!("cannot open a copy of {}: {e}", file.display()))?;
+    let records = catalog
+        .scan()
+        .map_err(|e| anyhow::anyhow!("cannot read a copy of {}: {e}", file.display()))?;
+    let mut f = flk_compliance::evidence::TieringFigures {
+        retention_ms: policy.retention_ms,
+        demote_interval_ms: policy.demote_interval_ms,
+        ..Default::default()
+    };
+    for (_, meta) in &records {
+        let t = meta.tier as usize;
+        f.records[t] += 1;
+        f.bytes[t] += meta.stored_bytes();
+        f.pending_moves += u64::from(meta.pending.is_some());
+    }
+    f.oldest_decided_ms = records.iter().map(|(_, m)| m.decided_ms).min().unwrap_or(0);
+    f.newest_decided_ms = records.iter().map(|(_, m)| m.decided_ms).max().unwrap_or(0);
+    if let Some(retention) = policy.retention_ms {
+        // Against the newest record held, not the clock: the same catalog gives the same answer.
+        let grace =
+            i64::try_from(retention.saturating_add(policy.demote_interval_ms)).unwrap_or(i64::MAX);
+        let limit = f.newest_decided_ms.saturating_sub(grace);
+        f.past_retention = records.iter().filter(|(_, m)| m.decided_ms < limit).count() as u64;
+    }
+    Ok(f)
 }
 
 /// svc-kpi's SLOs per tenant and window at the end of the period, from a copy of its store.

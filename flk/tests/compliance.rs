@@ -153,13 +153,14 @@ fn report_over_a_known_workload() {
         if checkpoint_size(&data) >= decisions {
             let (r, _) = report_json(&data, "soc2");
             let sig = evidence(&r, "signature_verification");
-            if sig["figures"]["refused_for_signature"] == tampered {
+            let tiered = &evidence(&r, "tiering")["figures"]["records"];
+            if sig["figures"]["refused_for_signature"] == tampered && tiered["hot"] == decisions {
                 break r;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "audit log at {} of {decisions} decisions, or refusals not flushed",
+            "audit log at {} of {decisions} decisions, or refusals not flushed, or svc-tiering behind",
             checkpoint_size(&data)
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -250,6 +251,12 @@ fn report_over_a_known_workload() {
     assert_eq!(access["figures"]["admin_routes_authenticated"], true);
     assert_eq!(access["figures"]["metrics_authenticated"], false);
     assert_eq!(evidence(&report, "replication")["status"], "not_applicable");
+    // svc-tiering holds every decision, hot, none past the default 90-day retention.
+    let tiering = evidence(&report, "tiering");
+    assert_eq!(tiering["status"], "pass", "{tiering:#}");
+    assert_eq!(tiering["figures"]["records"]["hot"], decisions);
+    assert_eq!(tiering["figures"]["past_retention"], 0);
+    assert_eq!(tiering["figures"]["retention_ms"], 90 * 86_400_000u64);
 
     // The timeline adds up to the decisions.
     let days: u64 = report["timeline"]
@@ -488,11 +495,23 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
 fn the_gateway_serves_the_report_to_the_admin_only() {
     let up = common::up();
     let data = up.data_dir.clone();
-    let (decisions, ..) = workload(&up.url);
+    let (decisions, .., tampered) = workload(&up.url);
+    // Until svc-audit, svc-tiering, svc-kpi and the refusal store hold everything, the stores
+    // (and so the report) move: wait for a complete report that two reads in a row agree on.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while checkpoint_size(&data) < decisions {
-        assert!(Instant::now() < deadline, "audit log never caught up");
-        std::thread::sleep(Duration::from_millis(100));
+    let mut last = Vec::new();
+    loop {
+        let (r, bytes) = report_json(&data, "soc2");
+        let complete = checkpoint_size(&data) >= decisions
+            && evidence(&r, "tiering")["figures"]["records"]["hot"] == decisions
+            && evidence(&r, "signature_verification")["figures"]["refused_for_signature"]
+                == tampered;
+        if complete && bytes == last {
+            break;
+        }
+        last = bytes;
+        assert!(Instant::now() < deadline, "the stores never settled");
+        std::thread::sleep(Duration::from_millis(200));
     }
     let admin = up.token("admin.token");
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -22,6 +22,9 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use crate::record::{DecodeError, Key, RecordMeta};
 
+/// The catalog's file in the data directory.
+pub const FILE_NAME: &str = "catalog.redb";
+
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const JOURNAL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hot_journal");
 const PACKS: TableDefinition<&str, u64> = TableDefinition::new("packs");

@@ -159,7 +159,7 @@ impl Service {
             .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
         let registry = Registry::new();
         let metrics = TieringMetrics::register(&registry)?;
-        let catalog_path = cfg.data_dir.join("catalog.redb");
+        let catalog_path = cfg.data_dir.join(catalog::FILE_NAME);
         let catalog = tokio::task::spawn_blocking(move || catalog::Catalog::open(&catalog_path))
             .await?
             .context("cannot open the placement catalog")?;

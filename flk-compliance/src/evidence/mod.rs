@@ -60,9 +60,31 @@ pub struct SloFigure {
 /// svc-kpi's SLOs as of a Unix-ms instant, or why they cannot be read.
 pub type SloReader = dyn Fn(i64) -> Result<Vec<SloFigure>, String>;
 
+/// svc-tiering's placement catalog as read (from a copy): what the `tiering` evidence rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TieringFigures {
+    /// Records and their stored bytes per tier: hot, warm, cold.
+    pub records: [u64; 3],
+    pub bytes: [u64; 3],
+    /// Decision times (Unix ms) of the oldest and newest record held; 0 without records.
+    pub oldest_decided_ms: i64,
+    pub newest_decided_ms: i64,
+    /// Configured retention (`None`: kept forever) and placement interval, in ms.
+    pub retention_ms: Option<u64>,
+    pub demote_interval_ms: u64,
+    /// Records decided before `newest_decided_ms - retention - demote_interval` still held:
+    /// what retention should have removed (computed by the caller against the same instant).
+    pub past_retention: u64,
+    /// Moves a crash interrupted, finished or undone when svc-tiering next starts.
+    pub pending_moves: u64,
+}
+
 /// What the caller reads with the owning service's crate.
 #[derive(Default)]
 pub struct External {
+    /// svc-tiering's catalog; `None` when the stack has no svc-tiering data, `Err` when it
+    /// cannot be read.
+    pub tiering: Option<Result<TieringFigures, String>>,
     /// svc-verify's signature refusals in the period; `None` when there is no refusal store.
     pub refusals: Option<Vec<RefusalRow>>,
     /// svc-kpi's SLOs as of an instant (called with the time of the period's last decision,
