@@ -305,6 +305,27 @@ fn tiering_figures(
     Ok(f)
 }
 
+/// svc-kpi's objectives, prices and retention as the stack ran it: `[kpi]` of the effective
+/// configuration (only those keys: the rest names files and secrets, redacted there), else
+/// svc-kpi's defaults.
+fn kpi_settings(dir: &Path) -> anyhow::Result<svc_kpi::KpiConfig> {
+    let effective = dir.join(crate::stack::EFFECTIVE_CONFIG_FILE);
+    let mut section = toml::Table::new();
+    if let Ok(text) = std::fs::read_to_string(&effective) {
+        let doc: toml::Table = text
+            .parse()
+            .with_context(|| format!("cannot parse {}", effective.display()))?;
+        if let Some(kpi) = doc.get("kpi").and_then(|t| t.as_table()) {
+            for key in ["slo", "prices", "retention_days"] {
+                if let Some(v) = kpi.get(key) {
+                    section.insert(key.to_owned(), v.clone());
+                }
+            }
+        }
+    }
+    Ok(svc_kpi::KpiConfig::from_table(section, "[kpi]", |_| None)?)
+}
+
 /// svc-kpi's SLOs per tenant and window at the end of the period, from a copy of its store.
 fn kpi_slos(kpi_dir: &Path, at_ms: i64) -> anyhow::Result<Vec<SloFigure>> {
     let file = kpi_dir.join(svc_kpi::store::FILE_NAME);
@@ -312,7 +333,7 @@ fn kpi_slos(kpi_dir: &Path, at_ms: i64) -> anyhow::Result<Vec<SloFigure>> {
     let copy = tempfile::tempdir().context("cannot make a temporary directory")?;
     std::fs::copy(&file, copy.path().join(svc_kpi::store::FILE_NAME))
         .with_context(|| format!("cannot copy {}", file.display()))?;
-    let cfg = svc_kpi::KpiConfig::default();
+    let cfg = kpi_settings(kpi_dir.parent().unwrap_or(kpi_dir))?;
     let store = svc_kpi::Store::open(copy.path(), cfg.retention_days)
         .with_context(|| format!("cannot open a copy of {}", file.display()))?;
     let settings = svc_kpi::ReportSettings {
@@ -334,4 +355,26 @@ fn kpi_slos(kpi_dir: &Path, at_ms: i64) -> anyhow::Result<Vec<SloFigure>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_is_judged_by_the_objectives_the_stack_ran_with() {
+        let dir = tempfile::tempdir().unwrap();
+        // No effective configuration: svc-kpi's defaults.
+        let d = kpi_settings(dir.path()).unwrap();
+        assert_eq!(d.slo, svc_kpi::KpiConfig::default().slo);
+        // Its [kpi] objectives; keys that name files or secrets are not read.
+        std::fs::write(
+            dir.path().join(crate::stack::EFFECTIVE_CONFIG_FILE),
+            "[kpi]\nlisten = \"127.0.0.1:0\"\nretention_days = 9\n[kpi.slo]\ncontainment_min = 0.5\n[kpi.auth]\ntoken_sha256 = \"<redacted>\"\n",
+        )
+        .unwrap();
+        let c = kpi_settings(dir.path()).unwrap();
+        assert_eq!(c.slo.containment_min, 0.5);
+        assert_eq!(c.retention_days, 9);
+    }
 }
