@@ -377,15 +377,7 @@ impl TieringConfig {
         if self.reconnect_initial_ms == 0 || self.reconnect_max_ms < self.reconnect_initial_ms {
             return bad("need 0 < `reconnect_initial_ms` <= `reconnect_max_ms`".into());
         }
-        let p = &self.prices;
-        if [
-            p.storage_hot_usd_per_gb_month,
-            p.storage_warm_usd_per_gb_month,
-            p.storage_cold_usd_per_gb_month,
-        ]
-        .iter()
-        .any(|v| !v.is_finite() || *v < 0.0)
-        {
+        if !self.prices.is_valid() {
             return bad("prices must be finite and non-negative".into());
         }
         Ok(())
