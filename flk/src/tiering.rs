@@ -62,7 +62,7 @@ struct EvalArgs {
     /// Warm-tier read throughput, MB/s.
     #[arg(long, default_value_t = 100.0)]
     warm_mb_per_s: f64,
-    /// Hot storage price, USD per GB-month [default: svc-kpi's `storage_hot_usd_per_gb_month`].
+    /// Hot storage price, USD per GB-month [default: the shared storage table's `storage_hot_usd_per_gb_month`, flk_core::prices].
     #[arg(long)]
     hot_usd_per_gb_month: Option<f64>,
     /// USD per read from the warm tier (a miss or a promotion).
@@ -148,7 +148,7 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read trace {}", a.trace.display()))?;
     let trace = trace::read(a.format, std::io::BufReader::new(file))
         .with_context(|| format!("bad trace {}", a.trace.display()))?;
-    let prices = svc_kpi::config::Prices::default();
+    let prices = flk_core::prices::StoragePrices::default();
     let config = EvalConfig {
         hot_capacity_bytes: a.hot_capacity_bytes,
         holdout: a.holdout,
