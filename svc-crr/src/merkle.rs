@@ -1,0 +1,1 @@
+//! Per-tenant Merkle trees of decided keys (placeholder until written).
