@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "flk/v1/kpi.proto",
         "flk/v1/tiering.proto",
         "flk/v1/compliance.proto",
+        "flk/v1/replication.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={root}/{f}");

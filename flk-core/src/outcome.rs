@@ -26,6 +26,11 @@ pub struct OutcomeRecord {
     pub received_at: OffsetDateTime,
     /// Position of the decision in the outcome log (0 before it is recorded).
     pub seq: u64,
+    /// Region that decided it, when known (stored outcomes of a stack with cross-region
+    /// replication); the body then carries `origin_region` and `replicated`.
+    pub origin_region: Option<String>,
+    /// This region holds the decision as a copy replicated from `origin_region`.
+    pub replicated: bool,
 }
 
 impl OutcomeRecord {
@@ -52,6 +57,8 @@ impl OutcomeRecord {
             duplicate: false,
             received_at,
             seq: 0,
+            origin_region: None,
+            replicated: false,
         }
     }
 
@@ -67,7 +74,7 @@ impl OutcomeRecord {
 
     /// The outcome body of PROTOCOL.md section 5.
     pub fn to_json_body(&self) -> Value {
-        json!({
+        let mut body = json!({
             "pcs_id": self.pcs_id,
             "tenant_id": self.tenant_id,
             "outcome": self.outcome.as_str(),
@@ -84,7 +91,12 @@ impl OutcomeRecord {
             "duplicate": self.duplicate,
             "received_at": self.received_at_rfc3339(),
             "seq": self.seq,
-        })
+        });
+        if let (Some(region), Some(map)) = (&self.origin_region, body.as_object_mut()) {
+            map.insert("origin_region".into(), Value::from(region.as_str()));
+            map.insert("replicated".into(), Value::from(self.replicated));
+        }
+        body
     }
 }
 

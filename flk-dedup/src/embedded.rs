@@ -190,6 +190,8 @@ enum Op {
         key: DedupKey,
         entry: DedupEntry,
         ttl_ms: u64,
+        /// Overwrite a live entry ([`DedupStore::replace`]).
+        replace: bool,
     },
     Purge {
         limit: usize,
@@ -393,8 +395,25 @@ impl DedupStore for EmbeddedStore {
             key: key.clone(),
             entry: entry.clone(),
             ttl_ms,
+            replace: false,
         };
         self.ask(op, Reply::Put).await
+    }
+
+    async fn replace(
+        &self,
+        key: &DedupKey,
+        entry: &DedupEntry,
+        ttl: Duration,
+    ) -> Result<(), DedupError> {
+        let ttl_ms = validate_put(key, entry, ttl)?;
+        let op = Op::Put {
+            key: key.clone(),
+            entry: entry.clone(),
+            ttl_ms,
+            replace: true,
+        };
+        self.ask(op, Reply::Put).await.map(|_| ())
     }
 
     async fn check_ready(&self) -> Result<(), DedupError> {
@@ -503,9 +522,19 @@ impl Writer {
         let mut answers = Vec::with_capacity(segment.len());
         for request in segment {
             answers.push(match &request.op {
-                Op::Put { key, entry, ttl_ms } => {
-                    Answer::Put(self.put(&mut batch, &mut overlay, key, entry, *ttl_ms, now_ms)?)
-                }
+                Op::Put {
+                    key,
+                    entry,
+                    ttl_ms,
+                    replace,
+                } => Answer::Put(self.put(
+                    &mut batch,
+                    &mut overlay,
+                    key,
+                    entry,
+                    (*ttl_ms, *replace),
+                    now_ms,
+                )?),
                 Op::Purge { limit } => Answer::Purged(self.purge(&mut batch, *limit, now_ms)?),
                 Op::Sync => Answer::Synced,
             });
@@ -528,7 +557,7 @@ impl Writer {
         overlay: &mut Overlay,
         key: &DedupKey,
         entry: &DedupEntry,
-        ttl_ms: u64,
+        (ttl_ms, replace): (u64, bool),
         now_ms: u64,
     ) -> Result<Result<PutOutcome, DedupError>, DedupError> {
         let id = entry_key(key);
@@ -542,12 +571,13 @@ impl Writer {
                 .map(|value| codec::decode_record(&value)),
         };
         match existing {
-            Some(Err(message)) => return Ok(Err(corrupt_record(key, &message))),
-            Some(Ok((expires_at_ms, stored))) if now_ms < expires_at_ms => {
+            Some(Err(message)) if !replace => return Ok(Err(corrupt_record(key, &message))),
+            Some(Err(_)) => {}
+            Some(Ok((expires_at_ms, stored))) if now_ms < expires_at_ms && !replace => {
                 return Ok(Ok(PutOutcome::Existing(stored)));
             }
             Some(Ok((expires_at_ms, _))) => {
-                // Expired: behaves as absent and is replaced below.
+                // Expired (or replaced): behaves as absent and is replaced below.
                 batch.remove(&self.db.expiry, expiry_key(expires_at_ms, &id));
             }
             None => {}

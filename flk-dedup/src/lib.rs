@@ -61,6 +61,15 @@ pub trait DedupStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<PutOutcome, DedupError>;
 
+    /// Stores `entry` for `ttl`, replacing any live entry of `key`: a repair that resolves a
+    /// conflict between regions (svc-crr's reconciler), never the submit path.
+    async fn replace(
+        &self,
+        key: &DedupKey,
+        entry: &DedupEntry,
+        ttl: Duration,
+    ) -> Result<(), DedupError>;
+
     /// Succeeds when the store can serve requests right now (for `/ready`).
     async fn check_ready(&self) -> Result<(), DedupError>;
 

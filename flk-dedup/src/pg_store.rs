@@ -126,6 +126,12 @@ SELECT false, seq, digest, outcome FROM dedup
  WHERE tenant_id = $1 AND pcs_id = $2 AND expires_at > now()
    AND NOT EXISTS (SELECT 1 FROM ins)";
 
+const REPLACE_SQL: &str = "INSERT INTO dedup (tenant_id, pcs_id, seq, digest, outcome, expires_at)
+    VALUES ($1, $2, $3, $4, $5, now() + $6::bigint * interval '1 millisecond')
+    ON CONFLICT (tenant_id, pcs_id) DO UPDATE
+        SET seq = EXCLUDED.seq, digest = EXCLUDED.digest,
+            outcome = EXCLUDED.outcome, expires_at = EXCLUDED.expires_at";
+
 const GET_SQL: &str = "SELECT seq, digest, outcome FROM dedup
  WHERE tenant_id = $1 AND pcs_id = $2 AND expires_at > now()";
 
@@ -370,6 +376,40 @@ impl DedupStore for PgStore {
                 BACKEND,
                 format!("put: no stable answer after {PUT_ATTEMPTS} attempts under contention"),
             ))
+        })
+        .await
+    }
+
+    async fn replace(
+        &self,
+        key: &DedupKey,
+        entry: &DedupEntry,
+        ttl: Duration,
+    ) -> Result<(), DedupError> {
+        let ttl_ms = i64::try_from(validate_put(key, entry, ttl)?).map_err(|_| {
+            DedupError::InvalidInput {
+                reason: format!("ttl {ttl:?} is out of range"),
+            }
+        })?;
+        let seq = i64::try_from(entry.seq).map_err(|_| DedupError::InvalidInput {
+            reason: format!("seq {} exceeds {}", entry.seq, i64::MAX),
+        })?;
+        self.bounded("replace", |client| async move {
+            client
+                .execute(
+                    REPLACE_SQL,
+                    &[
+                        &key.tenant_id,
+                        &key.pcs_id,
+                        &seq,
+                        &entry.digest.as_slice(),
+                        &entry.outcome.as_ref(),
+                        &ttl_ms,
+                    ],
+                )
+                .await
+                .map_err(|e| classify(&e, "replace"))?;
+            Ok(())
         })
         .await
     }

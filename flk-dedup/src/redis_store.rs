@@ -267,6 +267,22 @@ impl DedupStore for RedisStore {
         }
     }
 
+    async fn replace(
+        &self,
+        key: &DedupKey,
+        entry: &DedupEntry,
+        ttl: Duration,
+    ) -> Result<(), DedupError> {
+        let ttl_ms = validate_put(key, entry, ttl)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.redis_key(key))
+            .arg(codec::encode_entry(entry))
+            .arg("PX")
+            .arg(ttl_ms);
+        let _: Option<String> = self.query(&cmd, "replace").await?;
+        Ok(())
+    }
+
     async fn check_ready(&self) -> Result<(), DedupError> {
         let pong: String = self.query(&redis::cmd("PING"), "ping").await?;
         if pong == "PONG" {

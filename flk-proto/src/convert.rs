@@ -151,6 +151,8 @@ impl From<&OutcomeRecord> for v1::Outcome {
             duplicate: r.duplicate,
             received_at: r.received_at_rfc3339(),
             seq: r.seq,
+            origin_region: r.origin_region.clone().unwrap_or_default(),
+            replicated: r.replicated,
         }
     }
 }
@@ -191,6 +193,8 @@ impl TryFrom<&v1::Outcome> for OutcomeRecord {
             duplicate: o.duplicate,
             received_at,
             seq: o.seq,
+            origin_region: (!o.origin_region.is_empty()).then(|| o.origin_region.clone()),
+            replicated: o.replicated,
         })
     }
 }

@@ -40,6 +40,8 @@ use prost::Message;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
+mod replica;
+
 use crate::metrics::VerifyMetrics;
 use crate::tenants::{Tenant, TenantRegistry};
 
@@ -376,7 +378,7 @@ impl Engine {
         let entry = DedupEntry {
             seq,
             digest: canon.digest,
-            outcome: Bytes::from(v1::Outcome::from(&record).encode_to_vec()),
+            outcome: Bytes::from(stored_outcome(&record, &self.region).encode_to_vec()),
         };
         let ttl = Duration::from_secs(tenant.policy.dedup_ttl_secs);
         if self.write_behind {
@@ -695,12 +697,14 @@ impl Engine {
         let mut replayed = 0usize;
         // Decode first (keeping the first decision of each key), then write concurrently so
         // the index's group commit shares fsyncs across the replay.
-        let mut seen = std::collections::HashSet::new();
-        let mut work: Vec<(DedupKey, DedupEntry, Duration)> = Vec::new();
+        // A reconciled record (svc-crr's repair) replaces the decision before it.
+        let mut seen: HashMap<DedupKey, usize> = HashMap::new();
+        let mut work: Vec<(DedupKey, DedupEntry, Duration, bool)> = Vec::new();
         for (seq, payload) in records {
             let feed = v1::FeedRecord::decode(payload.as_ref())
                 .map_err(|e| anyhow::anyhow!("outcome log record {seq} does not decode: {e}"))?;
-            if feed.kind() != v1::RecordKind::Decision {
+            let reconciled = feed.kind() == v1::RecordKind::Reconciled;
+            if feed.kind() != v1::RecordKind::Decision && !reconciled {
                 continue;
             }
             let Some(mut outcome) = feed.outcome else {
@@ -726,19 +730,30 @@ impl Engine {
                 tenant_id: feed.tenant_id.clone(),
                 pcs_id: feed.pcs_id.clone(),
             };
-            if !seen.insert(key.clone()) {
-                continue;
-            }
             let entry = DedupEntry {
                 seq,
                 digest,
                 outcome: Bytes::from(outcome.encode_to_vec()),
             };
-            work.push((key, entry, ttl));
+            match seen.get(&key) {
+                Some(&at) if reconciled => work[at] = (key, entry, ttl, true),
+                Some(_) => {}
+                None => {
+                    seen.insert(key.clone(), work.len());
+                    work.push((key, entry, ttl, reconciled));
+                }
+            }
         }
         let results: Vec<_> = futures::stream::iter(work)
-            .map(|(key, entry, ttl)| async move {
-                let r = self.dedup.put_if_absent(&key, &entry, ttl).await;
+            .map(|(key, entry, ttl, replace)| async move {
+                let r = if replace {
+                    self.dedup
+                        .replace(&key, &entry, ttl)
+                        .await
+                        .map(|()| PutOutcome::Inserted)
+                } else {
+                    self.dedup.put_if_absent(&key, &entry, ttl).await
+                };
                 (key, entry, ttl, r)
             })
             .buffer_unordered(256)
@@ -790,7 +805,7 @@ fn feed_record(
         seq: 0,
         tenant_id: record.tenant_id.clone(),
         pcs_id: record.pcs_id.clone(),
-        outcome: Some(v1::Outcome::from(record)),
+        outcome: Some(stored_outcome(record, region)),
         canonical_digest: digest.to_vec(),
         request_json,
         decided_at_unix_ms: (record.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
@@ -801,7 +816,17 @@ fn feed_record(
         verify_cpu_ns: 0,
         signals: None,
         canonical_payload: Vec::new(),
+        replicated: false,
+        event_json: String::new(),
     }
+}
+
+/// A fresh decision as stored (index, feed): with the region that decided it, so that reads
+/// in any region answer `origin_region` and `replicated` (the fresh answer itself has neither).
+fn stored_outcome(record: &OutcomeRecord, region: &str) -> v1::Outcome {
+    let mut o = v1::Outcome::from(record);
+    o.origin_region = region.to_owned();
+    o
 }
 
 fn decode_stored(entry: &DedupEntry) -> Result<OutcomeRecord, ApiError> {

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod grpc;
 pub mod metrics;
 pub mod refusals;
+pub mod replica_grpc;
 pub mod tenants;
 
 use std::future::Future;
@@ -164,7 +165,13 @@ impl Service {
                     async move { readiness(&engine).await }
                 }),
             );
-        let grpc = tonic::service::Routes::new(grpc_server(&engine, self.closing.subscribe()));
+        let grpc = tonic::service::Routes::new(grpc_server(&engine, self.closing.subscribe()))
+            .add_service(
+                flk_proto::v1::replica_apply_service_server::ReplicaApplyServiceServer::new(
+                    replica_grpc::ReplicaGrpc::new(engine.clone()),
+                )
+                .max_decoding_message_size(64 * 1024 * 1024),
+            );
         let closing = self.closing;
         let shutdown = async move {
             shutdown.await;

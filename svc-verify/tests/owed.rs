@@ -48,6 +48,18 @@ impl DedupStore for Flaky {
         self.inner.put_if_absent(key, entry, ttl).await
     }
 
+    async fn replace(
+        &self,
+        key: &DedupKey,
+        entry: &DedupEntry,
+        ttl: Duration,
+    ) -> Result<(), DedupError> {
+        if self.refuse_puts.load(Ordering::SeqCst) {
+            return Err(refused());
+        }
+        self.inner.replace(key, entry, ttl).await
+    }
+
     async fn check_ready(&self) -> Result<(), DedupError> {
         if self.refuse_puts.load(Ordering::SeqCst) {
             return Err(refused());

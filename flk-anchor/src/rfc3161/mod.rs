@@ -155,6 +155,12 @@ impl TsaTrust {
 
     /// Trust anchors from one or more PEM `CERTIFICATE` blocks.
     pub fn from_pem(pem: &[u8]) -> Result<TsaTrust, Rfc3161Error> {
+        // x509-cert 0.2's `load_pem_chain` computes `len - 1` after stripping trailing line
+        // breaks, which overflows (a panic with overflow checks) on a file holding nothing
+        // else: refuse such a file first (found by the `tsa` fuzz target).
+        if pem.iter().all(u8::is_ascii_whitespace) {
+            return Err(Rfc3161Error::BadTrustAnchor("no certificate in PEM".into()));
+        }
         let anchors = Certificate::load_pem_chain(pem)
             .map_err(|e| Rfc3161Error::BadTrustAnchor(e.to_string()))?;
         if anchors.is_empty() {
@@ -381,6 +387,21 @@ impl Rfc3161Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (fuzz target `tsa`): an empty trust-anchor PEM, or one of line breaks only,
+    /// overflowed inside x509-cert instead of being refused.
+    #[test]
+    fn empty_trust_anchor_pem_is_refused() {
+        for pem in [&b""[..], b"\n", b"\r\n\r\n", b" \t\n"] {
+            assert!(
+                matches!(
+                    TsaTrust::from_pem(pem),
+                    Err(Rfc3161Error::BadTrustAnchor(_))
+                ),
+                "{pem:?}"
+            );
+        }
+    }
 
     #[test]
     fn request_is_the_documented_der() {
