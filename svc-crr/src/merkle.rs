@@ -65,8 +65,10 @@ const BY_TIME: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("me
 /// A failure of the Merkle store or of a tree source.
 #[derive(Debug, thiserror::Error)]
 pub enum MerkleError {
+    /// The database failed (boxed: redb's error is large and this one travels in every
+    /// `Result` of the comparison).
     #[error("merkle store: {0}")]
-    Store(#[from] redb::Error),
+    Store(#[source] Box<redb::Error>),
     #[error("merkle store is inconsistent: {0}")]
     Corrupt(String),
     #[error("invalid key: {0}")]
@@ -85,12 +87,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for MerkleError {
             fn from(e: $t) -> Self {
-                MerkleError::Store(e.into())
+                MerkleError::Store(Box::new(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -800,3 +803,6 @@ fn compare_leaves(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
