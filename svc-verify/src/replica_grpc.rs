@@ -38,10 +38,13 @@ impl ReplicaApplyService for ReplicaGrpc {
         if req.records.len() > MAX_RECORDS {
             return Err(too_many(req.records.len()));
         }
-        let results = self
-            .engine
-            .apply_replicated(req.records, req.replace)
-            .await?;
+        // On a task of its own: it must not stop between a log append and its index write if
+        // the caller goes away (`Idempotency`), as submissions do not (`RunToEnd`).
+        let engine = self.engine.clone();
+        let results =
+            tokio::spawn(async move { engine.apply_replicated(req.records, req.replace).await })
+                .await
+                .map_err(|e| Status::internal(format!("apply task failed: {e}")))??;
         Ok(Response::new(v1::ApplyReplicatedResponse { results }))
     }
 
@@ -62,10 +65,14 @@ impl ReplicaApplyService for ReplicaGrpc {
         request: Request<v1::RecordEventRequest>,
     ) -> Result<Response<v1::RecordEventResponse>, Status> {
         let req = request.into_inner();
-        let seq = self
-            .engine
-            .record_crr_event(&req.tenant_id, &req.pcs_id, req.event_json)
-            .await?;
+        let engine = self.engine.clone();
+        let seq = tokio::spawn(async move {
+            engine
+                .record_crr_event(&req.tenant_id, &req.pcs_id, req.event_json)
+                .await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("event task failed: {e}")))??;
         Ok(Response::new(v1::RecordEventResponse { seq }))
     }
 }
