@@ -68,6 +68,7 @@ pub fn decision(
         // Older records carry no signals: they come from the JSON above.
         signals: None,
         canonical_payload: Vec::new(),
+        ..Default::default()
     }
 }
 
