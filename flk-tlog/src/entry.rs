@@ -44,7 +44,7 @@
 //! | # | field                 | encoding | notes                                          |
 //! |---|-----------------------|----------|------------------------------------------------|
 //! | 0 | version               | `u8`     | `0x02`                                         |
-//! | 1 | `kind`                | `u8`     | `1` anchor strategy, `2` conflicting duplicate, `3` signature failure burst ([`EventKind`]) |
+//! | 1 | `kind`                | `u8`     | `1` anchor strategy, `2` conflicting duplicate, `3` signature failure burst, `4` replication ([`EventKind`]) |
 //! | 2 | `recorded_at_unix_ms` | `u64`    | milliseconds since the Unix epoch              |
 //! | 3 | `body`                | `bytes32`| the event, UTF-8 JSON (shape owned by the kind)|
 //!
@@ -280,6 +280,9 @@ pub enum EventKind {
     ConflictingDuplicate,
     /// Wire code 3: a burst of signature failures from one tenant.
     SignatureFailureBurst,
+    /// Wire code 4: cross-region replication (svc-crr): a repair proposal, its approval or
+    /// rejection, an action applied.
+    Replication,
 }
 
 impl EventKind {
@@ -289,6 +292,7 @@ impl EventKind {
             EventKind::AnchorStrategy => 1,
             EventKind::ConflictingDuplicate => 2,
             EventKind::SignatureFailureBurst => 3,
+            EventKind::Replication => 4,
         }
     }
 
@@ -298,6 +302,7 @@ impl EventKind {
             1 => Some(EventKind::AnchorStrategy),
             2 => Some(EventKind::ConflictingDuplicate),
             3 => Some(EventKind::SignatureFailureBurst),
+            4 => Some(EventKind::Replication),
             _ => None,
         }
     }

@@ -26,6 +26,14 @@
 //! ```
 //!
 //! keyed by `(tenant_id, burst_key(last_pcs_id))`.
+//!
+//! A `RECORD_KIND_CRR_EVENT` record (svc-crr: a repair proposal, its approval or rejection,
+//! an action applied) becomes an event of kind `Replication` whose body is svc-crr's JSON
+//! (`type`, `event`, `region`, `peer`, `proposal_id`, `action`, `safety`, `state`, `actor`,
+//! `keys`, `pcs_ids`, `detail`, `at_unix_ms`) plus `tenant_id`, keyed by
+//! `(tenant_id, replication_key(body))`. A `RECORD_KIND_RECONCILED` record (a repair that
+//! replaced a decision) is not a new entry: the decision's key is already logged, and the
+//! replication event records the change.
 
 use flk_core::canon::sha256;
 use flk_core::pcs::is_lower_hex64;
@@ -145,6 +153,14 @@ pub fn event_key(event: &EventEntry) -> Option<(String, [u8; 32])> {
         EventKind::SignatureFailureBurst => {
             let b: BurstBody = serde_json::from_str(&event.body).ok()?;
             Some((b.tenant_id, burst_key(&decode_hex32(&b.last_pcs_id)?)))
+        }
+        EventKind::Replication => {
+            let tenant = serde_json::from_str::<serde_json::Value>(&event.body)
+                .ok()?
+                .get("tenant_id")?
+                .as_str()?
+                .to_owned();
+            Some((tenant, replication_key(event.body.as_bytes())))
         }
     }
 }
@@ -316,10 +332,55 @@ pub fn entry_for(rec: &v1::FeedRecord) -> Result<(AuditEntry, bool), Skip> {
     Ok((entry, digest != request_digest))
 }
 
-/// [`entry_for`], encoded; a conflict record becomes its event (module docs).
+/// The index key of a replication event: its body's hash (the same event redelivered by the
+/// feed is logged once).
+pub fn replication_key(body: &[u8]) -> [u8; 32] {
+    let mut input = Vec::with_capacity(body.len() + 20);
+    input.extend_from_slice(b"flk-audit/crr\0");
+    input.extend_from_slice(body);
+    sha256(&input)
+}
+
+/// The `Replication` event of a `RECORD_KIND_CRR_EVENT` record: svc-crr's JSON (a proposal,
+/// its decision, an action) with the record's tenant added as `tenant_id`.
+fn replication_event(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
+    let bad = |what: &str| Skip::BadRecord(what.to_owned());
+    let mut body: serde_json::Value =
+        serde_json::from_str(&rec.event_json).map_err(|_| bad("event_json is not JSON"))?;
+    let map = body
+        .as_object_mut()
+        .ok_or_else(|| bad("event_json is not an object"))?;
+    map.insert(
+        "tenant_id".into(),
+        serde_json::Value::from(rec.tenant_id.as_str()),
+    );
+    let body = body.to_string();
+    let at_unix_ms =
+        u64::try_from(rec.decided_at_unix_ms).map_err(|_| bad("decided_at_unix_ms is negative"))?;
+    let event = EventEntry {
+        kind: EventKind::Replication,
+        recorded_at_unix_ms: at_unix_ms,
+        body,
+    };
+    Ok(Mapped {
+        tenant_id: rec.tenant_id.clone(),
+        pcs_id: replication_key(event.body.as_bytes()),
+        bytes: event
+            .encode()
+            .map_err(|e| Skip::BadRecord(format!("event does not encode: {e}")))?,
+        digest_mismatch: false,
+        signature_failure: None,
+        decision: false,
+    })
+}
+
+/// [`entry_for`], encoded; a conflict record becomes its event, a replication record its
+/// event (module docs).
 pub fn map_record(rec: &v1::FeedRecord) -> Result<Mapped, Skip> {
-    if v1::RecordKind::try_from(rec.kind) == Ok(v1::RecordKind::ConflictingDuplicate) {
-        return conflict_event(rec);
+    match v1::RecordKind::try_from(rec.kind) {
+        Ok(v1::RecordKind::ConflictingDuplicate) => return conflict_event(rec),
+        Ok(v1::RecordKind::CrrEvent) => return replication_event(rec),
+        _ => {}
     }
     let (entry, digest_mismatch) = entry_for(rec)?;
     let bytes = entry

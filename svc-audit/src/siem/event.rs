@@ -173,6 +173,41 @@ impl Encoder {
                     b.last_at_unix_ms,
                 ))
             }
+            EventKind::Replication => {
+                let body: Value = serde_json::from_str(&e.body).ok()?;
+                let id = event_id(&[b"replication", e.body.as_bytes()]);
+                let text = |k: &str| {
+                    body.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned()
+                };
+                let tenant = text("tenant_id");
+                let region = text("region");
+                let message = format!(
+                    "replication repair {} {} ({}, {} keys, peer {})",
+                    text("proposal_id"),
+                    text("event"),
+                    text("action"),
+                    body.get("keys").and_then(Value::as_u64).unwrap_or(0),
+                    text("peer"),
+                );
+                let mut details = body.clone();
+                details["audit_index"] = json!(index);
+                Some(self.finish(
+                    Envelope {
+                        event_id: &id,
+                        kind: "replication",
+                        time: rfc3339_ms(e.recorded_at_unix_ms),
+                        tenant_id: Some(&tenant),
+                        region: Some(&region),
+                        severity: "warning",
+                        message,
+                        details,
+                    },
+                    e.recorded_at_unix_ms,
+                ))
+            }
             EventKind::AnchorStrategy => {
                 let body: Value = serde_json::from_str(&e.body).ok()?;
                 let id = event_id(&[
