@@ -25,7 +25,7 @@ use futures::StreamExt as _;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 
-use crate::record::{ColdLoc, Key};
+use crate::record::{ColdLoc, DecodeError, Key};
 use crate::store::{COMMAND_TIMEOUT, StoreError};
 
 const MAGIC: &[u8; 4] = b"FTP1";
@@ -58,6 +58,79 @@ const AZURE_VARS: &[&str] = &[
     "AZURE_CLIENT_SECRET",
     "AZURE_TENANT_ID",
 ];
+
+/// One entry of a pack's index: a record's key and where its frame lies in the pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackIndexEntry {
+    pub key: Key,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Reads the index at the end of a whole pack (the layout in the module docs): what a check of
+/// a pack, or a catalog rebuilt from the packs, starts from. Every frame named must lie
+/// before the index. Pure, so that the fuzz target (`fuzz/`, `tiering`) reaches it.
+pub fn read_pack_index(pack: &[u8]) -> Result<Vec<PackIndexEntry>, DecodeError> {
+    let bad = |what| Err(DecodeError(what));
+    let Some(body) = pack.strip_suffix(MAGIC) else {
+        return bad("pack magic");
+    };
+    let Some((rest, len)) = body.split_last_chunk::<4>() else {
+        return bad("pack index length");
+    };
+    let index_len = u32::from_le_bytes(*len) as usize;
+    let Some(frames_end) = rest.len().checked_sub(index_len) else {
+        return bad("pack index length");
+    };
+    let mut index = &rest[frames_end..];
+    let mut out = Vec::new();
+    while !index.is_empty() {
+        let Some((klen, after)) = index.split_first_chunk::<2>() else {
+            return bad("pack index entry");
+        };
+        let klen = u16::from_le_bytes(*klen) as usize;
+        if after.len() < klen + 16 {
+            return bad("pack index entry");
+        }
+        let (key, after) = after.split_at(klen);
+        let (offset, after) = after.split_at(8);
+        let (len, after) = after.split_at(8);
+        let offset = u64::from_le_bytes(offset.try_into().map_err(|_| DecodeError("pack index"))?);
+        let len = u64::from_le_bytes(len.try_into().map_err(|_| DecodeError("pack index"))?);
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > frames_end as u64)
+        {
+            return bad("pack index frame location");
+        }
+        out.push(PackIndexEntry {
+            key: Key::decode(key)?,
+            offset,
+            len,
+        });
+        index = after;
+    }
+    Ok(out)
+}
+
+/// One record's frame, as read from a pack: its lz4 block decompressed.
+///
+/// lz4 allocates the length the frame claims before decompressing; a damaged frame claiming
+/// up to 4 GiB made every read of it allocate that much (found by the `tiering` fuzz target).
+/// An lz4 block expands at most about 255-fold (a run is extended 255 bytes per input byte),
+/// so a claim beyond that is refused first.
+pub fn decode_frame(frame: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let Some((len, block)) = frame.split_first_chunk::<4>() else {
+        return Err(DecodeError("cold frame (truncated)"));
+    };
+    let claimed = u32::from_le_bytes(*len) as usize;
+    if claimed > block.len().saturating_mul(255).saturating_add(16) {
+        return Err(DecodeError(
+            "cold frame (length beyond what lz4 can expand to)",
+        ));
+    }
+    lz4_flex::decompress_size_prepended(frame).map_err(|_| DecodeError("cold frame (lz4 block)"))
+}
 
 /// The cold tier.
 pub struct ColdStore {
@@ -216,7 +289,7 @@ impl ColdStore {
                     .get_range(&path, loc.offset..loc.offset.saturating_add(loc.len)),
             )
             .await?;
-        lz4_flex::decompress_size_prepended(&frame)
+        decode_frame(&frame)
             .map_err(|e| self.err("decompress", format!("{} at {}: {e}", loc.pack, loc.offset)))
     }
 
@@ -257,5 +330,57 @@ impl ColdStore {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index `write_pack` writes reads back with every record's location, and a damaged
+    /// pack is refused rather than misread.
+    #[tokio::test]
+    async fn pack_index_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cold = ColdStore::open(&format!("file://{}", dir.path().display()), |_| None).unwrap();
+        let items: Vec<PackItem> = (0..3)
+            .map(|i| PackItem {
+                key: Key::new("acme", format!("{i:064x}")),
+                blob: Arc::new(vec![i as u8; 100 + i]),
+            })
+            .collect();
+        let written = cold.write_pack("p.pack", &items).await.unwrap();
+        let path = dir.path().join("packs").join("p.pack");
+        let pack = std::fs::read(&path).unwrap();
+        let index = read_pack_index(&pack).unwrap();
+        assert_eq!(index.len(), 3);
+        for ((e, it), loc) in index.iter().zip(&items).zip(&written.locs) {
+            assert_eq!((&e.key, e.offset, e.len), (&it.key, loc.offset, loc.len));
+        }
+        for cut in [0, 3, pack.len() - 5, pack.len() - 1] {
+            assert!(read_pack_index(&pack[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = pack.clone();
+        let n = huge.len();
+        huge[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(read_pack_index(&huge).is_err());
+    }
+
+    /// Regression (fuzz target `tiering`): a frame claiming ~3.7 GB made the reader allocate
+    /// it. Highly compressible records still decode.
+    #[test]
+    fn frame_length_is_bounded_by_what_lz4_can_expand_to() {
+        for blob in [
+            vec![0u8; 4 << 20],
+            b"{\"pcs_id\":\"ab\"}".to_vec(),
+            Vec::new(),
+        ] {
+            let frame = lz4_flex::compress_prepend_size(&blob);
+            assert_eq!(decode_frame(&frame).unwrap(), blob);
+        }
+        let mut frame = lz4_flex::compress_prepend_size(b"record");
+        frame[..4].copy_from_slice(&3_746_236_541u32.to_le_bytes());
+        assert!(decode_frame(&frame).is_err());
+        assert!(decode_frame(&[1, 0]).is_err());
     }
 }

@@ -342,6 +342,11 @@ impl RecordMeta {
             }
             _ => return Err(DecodeError("catalog pending")),
         };
+        // An entry is exactly what `encode` wrote: bytes after it mean a damaged or foreign
+        // value, not one to read a location from (found by the `tiering` fuzz target).
+        if !r.0.is_empty() {
+            return Err(DecodeError("catalog entry (trailing bytes)"));
+        }
         Ok(RecordMeta {
             tier,
             entered_ms,
@@ -433,5 +438,27 @@ mod tests {
         assert_eq!(RecordMeta::decode(&meta.encode()).unwrap(), meta);
         let key = Key::new("acme", "00ff");
         assert_eq!(Key::decode(&key.encode()).unwrap(), key);
+    }
+
+    /// Regression (fuzz target `tiering`): a catalog entry followed by other bytes decoded as
+    /// if they were not there.
+    #[test]
+    fn catalog_entry_with_trailing_bytes_is_refused() {
+        let meta = RecordMeta {
+            tier: Tier::Warm,
+            entered_ms: 1_735_689_600_000,
+            last_read_ms: 0,
+            decided_ms: 1_735_689_500_000,
+            size: 420,
+            cold: None,
+            pending: None,
+        };
+        let mut bytes = meta.encode();
+        assert_eq!(RecordMeta::decode(&bytes).unwrap(), meta);
+        bytes.extend_from_slice(&[0, 0, 0, 31, 148, 1]);
+        assert_eq!(
+            RecordMeta::decode(&bytes),
+            Err(DecodeError("catalog entry (trailing bytes)"))
+        );
     }
 }
