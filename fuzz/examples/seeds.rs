@@ -1,0 +1,305 @@
+//! Writes the seed corpus of every fuzz target under `fuzz/corpus/<target>/` from real data:
+//! the golden PCS vectors, outcome-log segments written by flk-outcome-log, a 300-entry audit
+//! log built by flk-tlog (its tiles, checkpoint and proof bundles), `.ots` files built with
+//! flk-anchor's own format code, the services' default configs rendered by flk-runtime, and
+//! svc-tiering's record, catalog and pack encodings. The TSA seeds come from
+//! `fuzz/data/make_tsa.sh`. Run from `fuzz/`: `cargo run --example seeds`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use flk_anchor::ots::{Attestation, DetachedTimestampFile, Op, Timestamp};
+use flk_fuzz::{
+    ANCHOR_DIGEST, LOG_ENTRIES, audit_entry, feed_record, golden_pcs_json, log_signer,
+    outcome_log_segments, tlog_fixture,
+};
+use flk_proto::v1;
+use flk_tlog::tile::encode_bundle;
+use flk_tlog::{EventEntry, EventKind, LogEntry};
+use prost::Message as _;
+use svc_tiering::Key;
+use svc_tiering::cold::{ColdStore, PackItem};
+use svc_tiering::record::{ColdLoc, RecordMeta, Tier};
+
+struct Corpus(PathBuf);
+
+impl Corpus {
+    fn put(&self, target: &str, name: &str, bytes: impl AsRef<[u8]>) {
+        let dir = self.0.join(target);
+        std::fs::create_dir_all(&dir).expect("create corpus dir");
+        std::fs::write(dir.join(name), bytes).expect("write seed");
+    }
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let c = Corpus(root);
+    let golden = golden_pcs_json();
+
+    // PCS JSON: every fourth golden vector (they cover every reason code), kept compact.
+    for (i, json) in golden.iter().enumerate().step_by(4) {
+        c.put("pcs_json", &format!("golden-{i:03}.json"), json);
+    }
+
+    // Protobuf: the golden PCSs as wire messages, in submissions and feed records.
+    for (i, json) in golden.iter().enumerate().step_by(16) {
+        let Ok(pcs) = flk_core::parse_pcs(json) else {
+            continue;
+        };
+        let wire = v1::Pcs::from(&pcs);
+        c.put("proto", &format!("pcs-{i:03}.bin"), wire.encode_to_vec());
+        let submit = v1::SubmitRequest {
+            tenant_id: "acme".into(),
+            body: Some(v1::submit_request::Body::Pcs(wire.clone())),
+        };
+        c.put(
+            "proto",
+            &format!("submit-pcs-{i:03}.bin"),
+            submit.encode_to_vec(),
+        );
+        let submit = v1::SubmitRequest {
+            tenant_id: String::new(),
+            body: Some(v1::submit_request::Body::PcsJson(json.clone().into())),
+        };
+        c.put(
+            "proto",
+            &format!("submit-json-{i:03}.bin"),
+            submit.encode_to_vec(),
+        );
+        let mut rec = feed_record(i as u64 + 1, json);
+        if i % 32 == 0 {
+            rec.request_pcs = Some(wire);
+            rec.request_json.clear();
+        }
+        c.put("proto", &format!("feed-{i:03}.bin"), rec.encode_to_vec());
+    }
+
+    // Outcome log: real segments, whole and as the base of a damaged tail.
+    let segs = outcome_log_segments();
+    c.put(
+        "outcome_log",
+        "whole-segment",
+        [&[0u8][..], &segs[0].1].concat(),
+    );
+    c.put("outcome_log", "clean-tail", [1u8]);
+    let second = &segs[1].1;
+    c.put(
+        "outcome_log",
+        "torn-record",
+        [&[1u8][..], &second[24..60]].concat(),
+    );
+    c.put("outcome_log", "second-segment", [2u8, 0, 0]);
+    c.put("outcome_log", "second-segment-record", [2u8, 40, 0, 0xff]);
+
+    // Audit log: every resource of the fixture log, unchanged (the fuzzer alters them), a
+    // small one replaced whole, and the checkpoint.
+    let (log, snap) = tlog_fixture();
+    let n = snap.tiles.len();
+    for i in 0..=n {
+        c.put(
+            "tlog_tiles",
+            &format!("resource-{i:02}"),
+            [i as u8, 1, 0, 0],
+        );
+    }
+    if let Some((i, (_, bytes))) = snap
+        .tiles
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, (_, b))| b.len())
+    {
+        c.put(
+            "tlog_tiles",
+            "replace-smallest",
+            [&[i as u8, 0][..], bytes].concat(),
+        );
+    }
+    c.put(
+        "tlog_tiles",
+        "replace-checkpoint",
+        [&[n as u8, 0][..], log.checkpoint_note().as_bytes()].concat(),
+    );
+
+    // Notes and keys.
+    c.put("tlog_checkpoint", "checkpoint.note", log.checkpoint_note());
+    c.put(
+        "tlog_checkpoint",
+        "verifier.key",
+        log_signer().verifier().key_string(),
+    );
+    c.put("tlog_checkpoint", "body", log.checkpoint().body());
+
+    // Entries, bundles and tile rows.
+    let decision = audit_entry(7).encode().expect("encode");
+    let event = LogEntry::Event(EventEntry {
+        kind: EventKind::from_code(1).expect("event kind 1"),
+        recorded_at_unix_ms: 1_735_689_600_000,
+        body: r#"{"chosen":"rfc3161"}"#.into(),
+    })
+    .encode()
+    .expect("encode");
+    c.put("tlog_entry", "decision", &decision);
+    c.put("tlog_entry", "event", &event);
+    let bundle = encode_bundle([decision.as_slice(), event.as_slice()]).expect("bundle");
+    c.put("tlog_entry", "bundle", bundle);
+    c.put(
+        "tlog_entry",
+        "tile-row",
+        [[0x5au8; 32], [0xa5; 32], [1; 32]].concat(),
+    );
+
+    // Proof bundles as `GET /v1/audit/proof/{pcs_id}` renders them.
+    let checkpoint = v1::AuditCheckpoint {
+        origin: flk_fuzz::LOG_ORIGIN.into(),
+        size: log.size(),
+        root_hash: log.checkpoint().root_hash.to_vec(),
+        verifier_key: log_signer().verifier().key_string(),
+        note: log.checkpoint_note().into(),
+        decisions: None,
+    };
+    for index in [0, 150, LOG_ENTRIES - 1] {
+        let proof = v1::InclusionProof {
+            leaf_index: index,
+            tree_size: log.size(),
+            entry: log.entry(index).expect("entry"),
+            proof: log
+                .inclusion_proof(index, log.size())
+                .expect("proof")
+                .iter()
+                .map(|h| h.to_vec())
+                .collect(),
+            checkpoint: Some(checkpoint.clone()),
+        };
+        let json = flk_proto::audit::inclusion_json(&proof);
+        c.put(
+            "proof_bundle",
+            &format!("entry-{index}.json"),
+            serde_json::to_vec(&json).expect("json"),
+        );
+    }
+
+    // OpenTimestamps: pending only, and upgraded to a Bitcoin attestation through the ops
+    // calendars use.
+    let mut pending = Timestamp::new(ANCHOR_DIGEST.to_vec());
+    pending
+        .add_op(Op::Append(vec![0xaa; 16]))
+        .add_op(Op::Sha256)
+        .attestations
+        .insert(Attestation::Pending {
+            uri: "https://calendar.example/".into(),
+        });
+    let ots = |t: &Timestamp| {
+        DetachedTimestampFile {
+            timestamp: t.clone(),
+        }
+        .serialize()
+        .expect("serialize ots")
+    };
+    c.put("ots", "pending.ots", ots(&pending));
+    let mut upgraded = pending.clone();
+    let tip = upgraded
+        .add_op(Op::Prepend(vec![0x01; 8]))
+        .add_op(Op::Sha256);
+    tip.add_op(Op::Reverse)
+        .attestations
+        .insert(Attestation::Bitcoin { height: 840_000 });
+    tip.add_op(Op::Hexlify)
+        .attestations
+        .insert(Attestation::Pending {
+            uri: "https://b.calendar.example/".into(),
+        });
+    c.put("ots", "upgraded.ots", ots(&upgraded));
+
+    // Configs: the services' defaults as flk-runtime renders them, and a tenants file.
+    let verify = flk_runtime::config::to_toml(&svc_verify::config::VerifyConfig::default());
+    c.put(
+        "config",
+        "verify.toml",
+        [&[0u8][..], verify.as_bytes()].concat(),
+    );
+    let tiering = flk_runtime::config::to_toml(&svc_tiering::TieringConfig::default());
+    c.put(
+        "config",
+        "tiering.toml",
+        [&[3u8][..], tiering.as_bytes(), b"\0s3://bucket/cold"].concat(),
+    );
+    let tenants = r#"[[tenant]]
+id = "acme"
+rate_limit_per_sec = 5.0
+burst = 10.0
+daily_quota = 100000
+[[tenant.keys]]
+id = "k1"
+algorithm = "hmac"
+secret = "testsecret"
+mode = "digest"
+[[tenant.keys]]
+id = "k2"
+algorithm = "ed25519"
+public_key = "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="
+not_before = "2026-01-01T00:00:00Z"
+[[tenant.api_tokens]]
+id = "reader"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+not_after = "2027-01-01T00:00:00Z"
+[[tenant.api_tokens]]
+id = "from-env"
+token_env = "ACME_TOKEN"
+[[tenant]]
+id = "beta"
+signing = false
+"#;
+    c.put(
+        "config",
+        "tenants.toml",
+        [&[1u8][..], tenants.as_bytes(), b"\0envtoken"].concat(),
+    );
+
+    // svc-tiering: a pack written by ColdStore, a record blob, a catalog entry, a key.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cold =
+        ColdStore::open(&format!("file://{}", dir.path().display()), |_| None).expect("cold store");
+    let blobs: Vec<Vec<u8>> = golden
+        .iter()
+        .take(3)
+        .enumerate()
+        .filter_map(|(i, json)| {
+            let rec = feed_record(i as u64 + 1, json);
+            svc_tiering::record::StoredRecord::from_feed(&rec).map(|r| r.encode())
+        })
+        .collect();
+    let items: Vec<PackItem> = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| PackItem {
+            key: Key::new("acme", format!("{i:064x}")),
+            blob: Arc::new(b.clone()),
+        })
+        .collect();
+    rt.block_on(cold.write_pack("seed.pack", &items))
+        .expect("write pack");
+    let pack = std::fs::read(dir.path().join("packs/seed.pack")).expect("read pack");
+    c.put("tiering", "pack", pack);
+    if let Some(b) = blobs.first() {
+        c.put("tiering", "blob", b);
+    }
+    let meta = RecordMeta {
+        tier: Tier::Cold,
+        entered_ms: 1_735_689_600_000,
+        last_read_ms: 0,
+        decided_ms: 1_735_689_500_000,
+        size: 420,
+        cold: Some(ColdLoc {
+            pack: "seed.pack".into(),
+            offset: 0,
+            len: 300,
+        }),
+        pending: None,
+    };
+    c.put("tiering", "catalog-entry", meta.encode());
+    c.put("tiering", "key", Key::new("acme", "0".repeat(64)).encode());
+}
