@@ -101,7 +101,7 @@ use tokio::net::TcpListener;
 
 pub use config::AuditConfig;
 pub use error::AuditError;
-use flk_runtime::feed::{FeedConsumer, FeedControl, FeedSettings};
+use flk_runtime::feed::{FeedConsumer, FeedControl, FeedSettings, FeedWiring};
 use flk_runtime::security::ServerSecurity;
 pub use ledger::Ledger;
 use metrics::AuditMetrics;
@@ -154,6 +154,8 @@ pub struct Service {
     shared: Arc<Shared>,
     metrics: AuditMetrics,
     settings: FeedSettings,
+    /// The feed's source and metrics (`flk up` hands in its in-process fan-out).
+    feed_wiring: FeedWiring,
     security: ServerSecurity,
     anchor_cfg: anchoring::AnchorConfig,
     anchor_strategy: anchoring::Effective,
@@ -248,6 +250,7 @@ impl Service {
             }),
             metrics,
             settings,
+            feed_wiring: FeedWiring::default(),
             security,
             anchor_cfg: cfg.anchor.clone(),
             anchor_strategy,
@@ -284,6 +287,12 @@ impl Service {
         self.settings.peer = peer;
     }
 
+    /// Where the outcome feed comes from and where its metrics go (`flk up`: its in-process
+    /// fan-out and shared metrics; by default svc-verify's `Subscribe` and this registry).
+    pub fn set_feed(&mut self, wiring: FeedWiring) {
+        self.feed_wiring = wiring;
+    }
+
     /// The metrics registry.
     pub fn registry(&self) -> &Registry {
         &self.shared.registry
@@ -316,8 +325,11 @@ impl Service {
             self.shared.anchors.clone(),
             self.siem_metrics,
         )?;
-        let feed = FeedConsumer::start(
+        let wiring = self.feed_wiring.or_metrics_in(&self.shared.registry)?;
+        let feed = FeedConsumer::start_with(
             self.settings,
+            wiring,
+            "audit",
             Arc::new(feed::AuditSink {
                 ledger: self.shared.ledger.clone(),
                 metrics: self.metrics,

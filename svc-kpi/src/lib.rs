@@ -56,7 +56,7 @@ use anyhow::Context as _;
 use flk_proto::v1;
 use flk_proto::v1::kpi_service_server::KpiServiceServer;
 use flk_runtime::client::Peer;
-use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings};
+use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings, FeedWiring};
 use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -260,6 +260,8 @@ pub struct Service {
     cfg: KpiConfig,
     security: ServerSecurity,
     peer: Peer,
+    /// The feed's source and metrics (`flk up` hands in its in-process fan-out).
+    feed_wiring: FeedWiring,
 }
 
 impl Service {
@@ -284,6 +286,7 @@ impl Service {
             cfg: cfg.clone(),
             security,
             peer,
+            feed_wiring: FeedWiring::default(),
         })
     }
 
@@ -300,6 +303,12 @@ impl Service {
     /// Replaces the credentials towards svc-verify and svc-audit.
     pub fn set_peer(&mut self, peer: Peer) {
         self.peer = peer;
+    }
+
+    /// Where the outcome feed comes from and where its metrics go (`flk up`: its in-process
+    /// fan-out and shared metrics; by default svc-verify's `Subscribe` and this registry).
+    pub fn set_feed(&mut self, wiring: FeedWiring) {
+        self.feed_wiring = wiring;
     }
 
     /// The KPI core (for tests, embedding and the REST router).
@@ -325,7 +334,11 @@ impl Service {
             tokio::task::spawn_blocking(move || k.store.cursor()).await??
         };
         let (retry_initial, retry_max) = self.cfg.reconnect();
-        let feed = FeedConsumer::start(
+        let wiring = self
+            .feed_wiring
+            .clone()
+            .or_metrics_in(self.kpi.registry())?;
+        let feed = FeedConsumer::start_with(
             FeedSettings {
                 verify_url: self.cfg.verify_url.clone(),
                 peer: self.peer.clone(),
@@ -335,6 +348,8 @@ impl Service {
                 retry_initial,
                 retry_max,
             },
+            wiring,
+            "kpi",
             Arc::new(feed::KpiSink(self.kpi.clone())),
         );
         let _audit = self.cfg.audit_url.clone().map(|url| {

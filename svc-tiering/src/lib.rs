@@ -73,7 +73,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use flk_proto::v1::tiering_service_server::TieringServiceServer;
 use flk_runtime::client::Peer;
-use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings};
+use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings, FeedWiring};
 use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -97,6 +97,8 @@ pub struct Service {
     metrics: TieringMetrics,
     security: ServerSecurity,
     peer: Peer,
+    /// The feed's source and metrics (`flk up` hands in its in-process fan-out).
+    feed_wiring: FeedWiring,
 }
 
 /// Opens the three tiers of `cfg`.
@@ -202,6 +204,7 @@ impl Service {
             metrics,
             security,
             peer,
+            feed_wiring: FeedWiring::default(),
         })
     }
 
@@ -217,6 +220,12 @@ impl Service {
     /// Replaces the credentials towards svc-verify.
     pub fn set_peer(&mut self, peer: Peer) {
         self.peer = peer;
+    }
+
+    /// Where the outcome feed comes from and where its metrics go (`flk up`: its in-process
+    /// fan-out and shared metrics; by default svc-verify's `Subscribe` and this registry).
+    pub fn set_feed(&mut self, wiring: FeedWiring) {
+        self.feed_wiring = wiring;
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -243,7 +252,8 @@ impl Service {
         let cursor = self.engine.catalog().cursor()?;
         let (retry_initial, retry_max) = self.cfg.reconnect();
         let connected = Arc::new(AtomicBool::new(false));
-        let feed = FeedConsumer::start(
+        let wiring = self.feed_wiring.clone().or_metrics_in(&self.registry)?;
+        let feed = FeedConsumer::start_with(
             FeedSettings {
                 verify_url: self.cfg.verify_url.clone(),
                 peer: self.peer.clone(),
@@ -253,6 +263,8 @@ impl Service {
                 retry_initial,
                 retry_max,
             },
+            wiring,
+            "tiering",
             Arc::new(feed::TieringSink {
                 engine: self.engine.clone(),
                 metrics: self.metrics.clone(),
