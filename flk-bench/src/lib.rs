@@ -33,6 +33,7 @@ mod grpc;
 pub mod mix;
 pub mod report;
 mod rest;
+pub mod stack;
 pub mod workload;
 
 use std::time::Duration;
