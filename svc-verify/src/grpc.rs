@@ -7,7 +7,6 @@ use flk_proto::v1::verify_service_server::VerifyService;
 use flk_proto::v1::{self, submit_request, submit_stream_response};
 use flk_proto::{ApiError, DEFAULT_TENANT, ErrorKind, TENANT_METADATA};
 use futures::{Stream, StreamExt};
-use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::{Body, Engine};
@@ -169,20 +168,13 @@ impl VerifyService for VerifyGrpc {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let from = request.into_inner().from_seq.max(1);
         let stream = self.engine.log().subscribe(from).map(|item| match item {
-            Ok((seq, payload)) => {
-                let mut rec = v1::FeedRecord::decode(payload.as_ref()).map_err(|e| {
-                    Status::from(ApiError::new(
-                        ErrorKind::Internal,
-                        "corrupt_record",
-                        format!("outcome log record {seq} does not decode: {e}"),
-                    ))
-                })?;
-                rec.seq = seq;
-                if let Some(o) = rec.outcome.as_mut() {
-                    o.seq = seq;
-                }
-                Ok(rec)
-            }
+            Ok((seq, payload)) => crate::fanout::decode_feed(seq, &payload).map_err(|e| {
+                Status::from(ApiError::new(
+                    ErrorKind::Internal,
+                    "corrupt_record",
+                    format!("outcome log record {seq} does not decode: {e}"),
+                ))
+            }),
             Err(e) => Err(Status::from(ApiError::new(
                 ErrorKind::Unavailable,
                 "log_unavailable",

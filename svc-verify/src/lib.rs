@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod fanout;
 pub mod grpc;
 pub mod metrics;
 pub mod refusals;
@@ -61,6 +62,9 @@ pub struct Service {
     /// every open call, does not wait on callers that never hang up (the gateway's submission
     /// lanes, the feed consumers).
     closing: tokio::sync::watch::Sender<bool>,
+    /// The in-process fan-out of the outcome feed, started by the first
+    /// [`Service::feed_source`] call.
+    feed_hub: std::sync::OnceLock<Arc<fanout::FeedHub>>,
 }
 
 impl Service {
@@ -105,7 +109,23 @@ impl Service {
             generated_secret,
             security,
             closing: tokio::sync::watch::Sender::new(false),
+            feed_hub: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The outcome feed for consumers in this process (`flk up`): decoded once, shared in
+    /// batches, never holding up the submit path (see [`fanout`]). Call it inside the tokio
+    /// runtime; every call returns the same fan-out. Its streams end when the service shuts
+    /// down.
+    pub fn feed_source(&self) -> Arc<dyn flk_runtime::feed::FeedSource> {
+        self.feed_hub
+            .get_or_init(|| {
+                Arc::new(fanout::FeedHub::start(
+                    self.engine.log().clone(),
+                    self.closing.subscribe(),
+                ))
+            })
+            .clone()
     }
 
     /// The `flk.v1.VerifyService` gRPC service as [`Service::serve`] serves it, for a caller in
