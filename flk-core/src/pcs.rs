@@ -309,12 +309,41 @@ impl<'de> de::Deserialize<'de> for NjKey {
     }
 }
 
-/// A key of a small object (`ft`), owned.
-struct Key(String);
+/// A key of a small object (`ft`): borrowed from the input when it has no escapes, so known
+/// keys are matched without allocating.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
 
-impl<'de> de::Deserialize<'de> for Key {
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Key)
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+        d.deserialize_string(V)
     }
 }
 
@@ -589,16 +618,19 @@ impl<'de> de::Deserialize<'de> for NjMap {
                         NjKey::Scale(s) => out.iter().any(|(seen, _)| seen == s),
                         NjKey::Other(k) => others.contains(k),
                     };
-                    let name = match &key {
+                    // The key as text, only for an error message (no allocation otherwise).
+                    let name = || match &key {
                         NjKey::Scale(s) => s.to_string(),
                         NjKey::Other(k) => k.clone(),
                     };
                     if dup {
+                        let name = name();
                         return Err(de::Error::custom(format_args!("duplicate key `{name}`")));
                     }
                     let v: i64 = map.next_value().map_err(|e| {
                         de::Error::custom(format_args!(
-                            "[\"{name}\"]: {}",
+                            "[\"{}\"]: {}",
+                            name(),
                             strip_position(&e.to_string())
                         ))
                     })?;
@@ -628,8 +660,8 @@ impl<'de> de::Deserialize<'de> for FtSeed {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FtSeed, A::Error> {
                 let mut ft = FaultTolerance::default();
                 let mut unknown: Vec<String> = Vec::new();
-                while let Some(Key(k)) = map.next_key::<Key>()? {
-                    match k.as_str() {
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key.as_str() {
                         "outbox_seq" => {
                             let v = map.next_value().map_err(|e| sub_err("outbox_seq", e))?;
                             set_once(&mut ft.outbox_seq, v, "ft.outbox_seq")?
@@ -647,6 +679,7 @@ impl<'de> de::Deserialize<'de> for FtSeed {
                             set_once(&mut ft.clock_skew_ms, v, "ft.clock_skew_ms")?
                         }
                         _ => {
+                            let k = key.as_str().to_owned();
                             if unknown.contains(&k) {
                                 return Err(de::Error::custom(format_args!(
                                     "duplicate key `ft.{k}`"
