@@ -1,6 +1,7 @@
 //! `flk bench`: drives a gateway (REST or gRPC) or svc-verify (gRPC) with a generated mixed
 //! workload (flk-bench) and prints the report; exits non-zero when any answer differs from
-//! the one PROTOCOL.md requires.
+//! the one PROTOCOL.md requires. With `--stack-metrics` it also samples the stack's
+//! `/metrics` and reports each outcome-feed consumer's lag, catch-up time and CPU share.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,6 +105,21 @@ pub struct BenchArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub peer: PeerArgs,
+    /// Whole-stack mode: sample the stack's `/metrics` during the run (the outcome-feed
+    /// consumers' lag and CPU), wait for every consumer to catch up, and report per consumer
+    /// lag p99, catch-up time and CPU share. Consumers are left out with `consume_feed =
+    /// false` in their section of `flk up`'s stack file.
+    #[arg(long)]
+    pub stack_metrics: bool,
+    /// The `/metrics` URL to sample (default: --url's `/metrics`, the gateway's).
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+    /// Whole-stack mode: time between two samples.
+    #[arg(long, value_parser = flk_bench::parse_duration, default_value = "250ms")]
+    pub sample_every: Duration,
+    /// Whole-stack mode: longest wait for the consumers to catch up after the run.
+    #[arg(long, value_parser = flk_bench::parse_duration, default_value = "120s")]
+    pub catch_up_timeout: Duration,
 }
 
 /// gRPC credentials towards a port that requires them (svc-verify in a stack).
@@ -185,11 +201,32 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     cfg.timeout = a.timeout;
     cfg.progress = !a.quiet;
     cfg.peer = a.peer.peer()?;
-    let report = flk_bench::run(workload, &cfg).await?;
+    if !a.stack_metrics {
+        let report = flk_bench::run(workload, &cfg).await?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.to_text());
+        }
+        return check(&report);
+    }
+    let metrics_url = a
+        .metrics_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/metrics", a.url.trim_end_matches('/')));
+    let (report, stack) = flk_bench::stack::observe(
+        &metrics_url,
+        a.sample_every,
+        a.catch_up_timeout,
+        flk_bench::run(workload, &cfg),
+    )
+    .await?;
+    let report = report?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let both = serde_json::json!({ "run": report, "stack": stack });
+        println!("{}", serde_json::to_string_pretty(&both)?);
     } else {
-        print!("{}", report.to_text());
+        print!("{}{}", report.to_text(), stack.to_text());
     }
     check(&report)
 }

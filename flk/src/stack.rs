@@ -2,7 +2,8 @@
 //! svc-kpi and svc-tiering (each consuming svc-verify's outcome feed; svc-kpi also reads
 //! svc-audit's checkpoints for audit coverage) on internal ports and the gateway in front of
 //! them, over one data directory. The gateway reads stored records through svc-tiering. The gateway calls svc-verify in process (its gRPC service, without HTTP/2
-//! or a socket); the feed consumers use svc-verify's port like any other client. The gateway's
+//! or a socket); the feed consumers read svc-verify's in-process fan-out of the outcome feed
+//! (`flk_runtime::feed`; `consume_feed = false` in a consumer's section leaves it out). The gateway's
 //! `/metrics` also exports the services' registries, so one scrape target sees every `flk_`
 //! metric.
 //!
@@ -36,6 +37,9 @@ use crate::pki::MeshPki;
 /// The sections of a stack file.
 const SECTIONS: [&str; 5] = ["verify", "audit", "kpi", "tiering", "gateway"];
 
+/// The sections whose service consumes the outcome feed (`consume_feed = false` turns one off).
+const FEED_CONSUMERS: [&str; 3] = ["audit", "kpi", "tiering"];
+
 /// The `default` tenant's API token, when the stack made one.
 pub const DEFAULT_TOKEN_FILE: &str = "default.token";
 
@@ -55,6 +59,12 @@ pub struct StackConfig {
     pub kpi: svc_kpi::KpiConfig,
     pub tiering: svc_tiering::TieringConfig,
     pub gateway: GatewaySettings,
+    /// Consumer sections with `consume_feed = false`: the service runs but reads no feed
+    /// (measuring what each consumer costs, `flk bench --stack-metrics`).
+    pub feed_off: Vec<String>,
+    /// Consumer sections with `consume_feed = "grpc"`: the consumer subscribes over svc-verify's
+    /// port as out of process, instead of the in-process fan-out (for comparison).
+    pub feed_grpc: Vec<String>,
 }
 
 impl StackConfig {
@@ -92,12 +102,26 @@ impl StackConfig {
             .map(Path::to_path_buf)
             .or(file_dir)
             .unwrap_or_else(|| PathBuf::from("flk-data"));
+        let (mut feed_off, mut feed_grpc) = (Vec::new(), Vec::new());
         let mut section = |name: &str, dir: Option<&str>| -> anyhow::Result<Table> {
             let mut t = match doc.remove(name) {
                 Some(Value::Table(t)) => t,
                 Some(_) => anyhow::bail!("invalid config {origin}: `{name}` must be a section"),
                 None => Table::new(),
             };
+            match t.remove("consume_feed") {
+                None | Some(Value::Boolean(true)) => {}
+                Some(Value::Boolean(false)) if FEED_CONSUMERS.contains(&name) => {
+                    feed_off.push(name.to_owned());
+                }
+                Some(Value::String(m)) if m == "grpc" && FEED_CONSUMERS.contains(&name) => {
+                    feed_grpc.push(name.to_owned());
+                }
+                Some(_) => anyhow::bail!(
+                    "invalid config {origin}: `consume_feed` is true, false or \"grpc\", in [{}]",
+                    FEED_CONSUMERS.join("], [")
+                ),
+            }
             if let Some(dir) = dir {
                 t.entry("data_dir")
                     .or_insert_with(|| Value::String(data_dir.join(dir).display().to_string()));
@@ -128,6 +152,8 @@ impl StackConfig {
             tiering,
             gateway: GatewaySettings::from_table(g, &at("gateway"), &vars)?,
             data_dir,
+            feed_off,
+            feed_grpc,
         })
     }
 
@@ -323,6 +349,25 @@ impl Stack {
         let verify_addr = verify_listener.local_addr()?;
         let verify_url = format!("http://{verify_addr}");
         let verify_registry = service.registry.clone();
+        // The feed consumers read svc-verify's in-process fan-out (each record decoded once,
+        // shared in batches, never holding up submissions) and report their lag and CPU side
+        // by side in one registry.
+        let (feed_registry, feed_metrics) = flk_runtime::feed::FeedMetrics::standalone()?;
+        let off = |name: &str| cfg.feed_off.iter().any(|n| n == name);
+        let in_process = |name: &str| !off(name) && !cfg.feed_grpc.iter().any(|n| n == name);
+        // Only started when a consumer reads it (it reads and decodes every record).
+        let feed_source = FEED_CONSUMERS
+            .iter()
+            .any(|n| in_process(n))
+            .then(|| service.feed_source());
+        let feed_wiring = |name: &str| flk_runtime::feed::FeedWiring {
+            source: if off(name) {
+                Some(std::sync::Arc::new(flk_runtime::feed::NoFeed))
+            } else {
+                feed_source.clone().filter(|_| in_process(name))
+            },
+            metrics: Some(feed_metrics.clone()),
+        };
         // The gateway calls this svc-verify directly (no HTTP/2 hop on the two cores the whole
         // stack shares); the port stays for the feed consumers, probes and other clients.
         let verify_in_process = gateway::InProcessUpstream::new(
@@ -334,7 +379,8 @@ impl Stack {
 
         audit_cfg.verify_url.clone_from(&verify_url);
         let audit = async {
-            let service = svc_audit::Service::open(&audit_cfg).await?;
+            let mut service = svc_audit::Service::open(&audit_cfg).await?;
+            service.set_feed(feed_wiring("audit"));
             let listener = tokio::net::TcpListener::bind(audit_cfg.listen)
                 .await
                 .with_context(|| format!("svc-audit cannot listen on {}", audit_cfg.listen))?;
@@ -356,7 +402,8 @@ impl Stack {
             kpi_cfg.tenants.clone_from(&tenants);
         }
         let kpi = async {
-            let service = svc_kpi::Service::open(&kpi_cfg).await?;
+            let mut service = svc_kpi::Service::open(&kpi_cfg).await?;
+            service.set_feed(feed_wiring("kpi"));
             let listener = tokio::net::TcpListener::bind(kpi_cfg.listen)
                 .await
                 .with_context(|| format!("svc-kpi cannot listen on {}", kpi_cfg.listen))?;
@@ -372,7 +419,8 @@ impl Stack {
 
         tiering_cfg.verify_url.clone_from(&verify_url);
         let tiering = async {
-            let service = svc_tiering::Service::open(&tiering_cfg, env).await?;
+            let mut service = svc_tiering::Service::open(&tiering_cfg, env).await?;
+            service.set_feed(feed_wiring("tiering"));
             let listener = tokio::net::TcpListener::bind(tiering_cfg.listen)
                 .await
                 .with_context(|| format!("svc-tiering cannot listen on {}", tiering_cfg.listen))?;
@@ -410,6 +458,7 @@ impl Stack {
                 audit_registry,
                 kpi_registry,
                 tiering_registry,
+                feed_registry,
             ];
             if gw_cfg.admin_token.is_none() {
                 let path = cfg.data_dir.join(GENERATED_TOKEN_FILE);
