@@ -156,6 +156,10 @@ impl ReplicationService for CrrGrpc {
     ) -> Result<Response<Self::ShipStream>, Status> {
         let core = self.core.clone();
         let input = request.into_inner();
+        let mut closing = core.closing.subscribe();
+        let closed = async move {
+            let _ = closing.wait_for(|c| *c).await;
+        };
         // One batch at a time, in order: each acknowledged only once durably applied.
         let acks = input.then(move |item| {
             let core = core.clone();
@@ -166,7 +170,9 @@ impl ReplicationService for CrrGrpc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(acks)))
+        // Ends at a batch boundary when the service shuts down; the peer reconnects and
+        // resumes from its watermark.
+        Ok(Response::new(Box::pin(acks.take_until(closed))))
     }
 
     async fn tree_roots(

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -278,10 +277,23 @@ pub fn router(core: Arc<Core>, registry: Registry) -> axum::Router {
             post(
                 |State(core): State<Arc<Core>>,
                  Path((id, decision)): Path<(String, String)>,
-                 body: Option<Json<DecideBody>>| async move {
-                    let actor = body
-                        .and_then(|b| b.0.actor)
-                        .unwrap_or_else(|| "rest".to_owned());
+                 body: axum::body::Bytes| async move {
+                    // No body (or `null`) is allowed; anything else must be `{"actor": ...}`.
+                    let parsed: Result<Option<DecideBody>, _> = if body.is_empty() {
+                        Ok(None)
+                    } else {
+                        serde_json::from_slice(&body)
+                    };
+                    let actor = match parsed {
+                        Ok(b) => b.and_then(|b| b.actor).unwrap_or_else(|| "rest".to_owned()),
+                        Err(e) => {
+                            return error_response(&ApiError::new(
+                                ErrorKind::InvalidArgument,
+                                "malformed_body",
+                                format!("the body must be {{\"actor\": \"...\"}}: {e}"),
+                            ));
+                        }
+                    };
                     answer(decide_doc(&core, &id, &decision, &actor).await)
                 },
             ),

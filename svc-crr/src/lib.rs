@@ -116,6 +116,9 @@ pub struct Core {
     pub last_divergence: Mutex<BTreeMap<String, usize>>,
     /// One reconciliation at a time.
     pub reconciling: tokio::sync::Mutex<()>,
+    /// Turned true when the server starts shutting down: peers' `Ship` streams then end, so
+    /// that the graceful shutdown does not wait on callers that never hang up.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Core {
@@ -317,6 +320,7 @@ impl Service {
             head: AtomicU64::new(head),
             last_divergence: Mutex::new(BTreeMap::new()),
             reconciling: tokio::sync::Mutex::new(()),
+            closing: tokio::sync::watch::Sender::new(false),
         });
         Ok(Service {
             core,
@@ -383,6 +387,11 @@ impl Service {
         let router = grpc
             .into_axum_router()
             .merge(http::router(core.clone(), self.registry.clone()));
+        let closing = core.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.closing.send_replace(true);
+        };
         let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         drop(tasks);
         result.context("svc-crr server failed")
