@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod compliance;
+mod crr;
 mod demo;
 mod pki;
 mod report;
@@ -57,6 +58,8 @@ enum Command {
     /// The hot tier: `tiering eval` compares policies on an access trace, `tiering gen-trace`
     /// writes a synthetic one.
     Tiering(tiering::TieringArgs),
+    /// Cross-region replication: status, divergence with a peer, repair proposals.
+    Crr(crr::CrrArgs),
     /// Drive a stack at a steady rate for a long time, sampling its memory, descriptors,
     /// disk use and p99; fail when one grows past its bound.
     Soak(soak::SoakArgs),
@@ -161,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit(a) => tokio::task::spawn_blocking(move || audit::run(a)).await?,
         // A synchronous replay: off the async runtime.
         Command::Tiering(a) => tokio::task::spawn_blocking(move || tiering::run(a)).await?,
+        Command::Crr(a) => crr::run(a).await,
         Command::Soak(a) => soak::run(a).await,
     }
 }
@@ -202,6 +206,18 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         redact_url(&cfg.tiering.hot),
         redact_url(&cfg.tiering.warm),
         redact_url(&cfg.tiering.cold_url().unwrap_or_default()),
+    );
+    println!(
+        "svc-crr (region {}) on http://{}: REST /v1/crr/*, {} peer(s), reconcile {:?}{}",
+        cfg.crr.region,
+        stack.crr_addr,
+        cfg.crr.peers.len(),
+        cfg.crr.reconcile_mode,
+        stack
+            .crr_token
+            .as_ref()
+            .map(|p| format!("; token in {}", p.display()))
+            .unwrap_or_default(),
     );
     match &stack.pki {
         Some(pki) => println!(

@@ -7,6 +7,11 @@
 //! `/metrics` also exports the services' registries, so one scrape target sees every `flk_`
 //! metric.
 //!
+//! **Regions.** svc-crr runs too (`[crr]`): it keeps the Merkle tree of the region's decisions
+//! and, with `[[crr.peers]]`, ships them to other regions' stacks and applies theirs; its
+//! replication port keeps its own `[crr.tls]` or peer token, never the internal PKI, since
+//! other regions dial it. `[crr] region` is the stack's region (svc-verify records it).
+//!
 //! **Configuration.** One TOML file with a section per service (`[verify]`, `[audit]`, `[kpi]`,
 //! `[tiering]`, `[gateway]`), each in the format of that service's own config file, and an optional
 //! top-level `data_dir`; every service's environment variables override its section as they
@@ -35,10 +40,10 @@ use toml::{Table, Value};
 use crate::pki::MeshPki;
 
 /// The sections of a stack file.
-const SECTIONS: [&str; 5] = ["verify", "audit", "kpi", "tiering", "gateway"];
+const SECTIONS: [&str; 6] = ["verify", "audit", "kpi", "tiering", "crr", "gateway"];
 
 /// The sections whose service consumes the outcome feed (`consume_feed = false` turns one off).
-const FEED_CONSUMERS: [&str; 3] = ["audit", "kpi", "tiering"];
+const FEED_CONSUMERS: [&str; 4] = ["audit", "kpi", "tiering", "crr"];
 
 /// The `default` tenant's API token, when the stack made one.
 pub const DEFAULT_TOKEN_FILE: &str = "default.token";
@@ -48,6 +53,7 @@ pub const VERIFY_DIR: &str = "verify";
 pub const AUDIT_DIR: &str = "audit";
 pub const KPI_DIR: &str = "kpi";
 pub const TIERING_DIR: &str = "tiering";
+pub const CRR_DIR: &str = "crr";
 
 /// What to start: each service's configuration, as loaded.
 #[derive(Debug, Clone)]
@@ -58,6 +64,9 @@ pub struct StackConfig {
     pub audit: svc_audit::AuditConfig,
     pub kpi: svc_kpi::KpiConfig,
     pub tiering: svc_tiering::TieringConfig,
+    /// Cross-region replication; its `region` is the stack's (svc-verify records it in every
+    /// decision).
+    pub crr: svc_crr::CrrConfig,
     pub gateway: GatewaySettings,
     /// Consumer sections with `consume_feed = false`: the service runs but reads no feed
     /// (measuring what each consumer costs, `flk bench --stack-metrics`).
@@ -130,13 +139,15 @@ impl StackConfig {
             }
             Ok(t)
         };
-        let (v, a, k, t, g) = (
+        let (v, a, k, t, c, g) = (
             section("verify", Some(VERIFY_DIR))?,
             section("audit", Some(AUDIT_DIR))?,
             section("kpi", Some(KPI_DIR))?,
             section("tiering", Some(TIERING_DIR))?,
+            section("crr", Some(CRR_DIR))?,
             section("gateway", None)?,
         );
+        let crr_region_set = c.contains_key("region");
         let at = |s: &str| format!("{origin} [{s}]");
         // One storage price table for the stack: svc-kpi's, unless [tiering.prices] is set.
         let tiering_prices_set = t.contains_key("prices");
@@ -145,8 +156,19 @@ impl StackConfig {
         if !tiering_prices_set {
             tiering.prices = kpi.prices.storage();
         }
+        let mut verify: svc_verify::VerifyConfig =
+            flk_runtime::config::from_table(v, &at("verify"), &vars)?;
+        let mut crr: svc_crr::CrrConfig = flk_runtime::config::from_table(c, &at("crr"), &vars)?;
+        // One region per stack: [crr] region names it (and svc-verify records it), else
+        // [verify] region does.
+        if crr_region_set || vars(svc_crr::config::env::REGION).is_some() {
+            verify.region.clone_from(&crr.region);
+        } else if svc_crr::config::valid_region(&verify.region) {
+            crr.region.clone_from(&verify.region);
+        }
         Ok(StackConfig {
-            verify: flk_runtime::config::from_table(v, &at("verify"), &vars)?,
+            verify,
+            crr,
             audit: svc_audit::AuditConfig::from_table(a, &at("audit"), &vars)?,
             kpi,
             tiering,
@@ -160,12 +182,13 @@ impl StackConfig {
     /// The effective configuration as one stack file, secrets redacted.
     pub fn redacted(&self) -> String {
         format!(
-            "data_dir = {:?}\n\n[verify]\n{}\n[audit]\n{}\n[kpi]\n{}\n[tiering]\n{}\n[gateway]\n{}",
+            "data_dir = {:?}\n\n[verify]\n{}\n[audit]\n{}\n[kpi]\n{}\n[tiering]\n{}\n[crr]\n{}\n[gateway]\n{}",
             self.data_dir.display().to_string(),
             nest(&self.verify.redacted(), "verify"),
             nest(&self.audit.redacted(), "audit"),
             nest(&self.kpi.redacted(), "kpi"),
             nest(&self.tiering.redacted(), "tiering"),
+            nest(&flk_runtime::config::to_toml(&self.crr), "crr"),
             nest(&self.gateway.redacted(), "gateway"),
         )
     }
@@ -212,6 +235,12 @@ pub struct Stack {
     pub kpi_addr: SocketAddr,
     /// svc-tiering's internal address (gRPC `TieringService`, REST `/v1/tiering/*`).
     pub tiering_addr: SocketAddr,
+    /// svc-crr's replication port (gRPC `ReplicationService`, REST `/v1/crr/*`), which peer
+    /// regions dial.
+    pub crr_addr: SocketAddr,
+    /// The file holding svc-crr's port token when the stack generated it (no peer token and
+    /// no mTLS configured).
+    pub crr_token: Option<PathBuf>,
     /// svc-audit's data directory.
     pub audit_dir: PathBuf,
     /// The audit log's verifier key (`<name>+<key id>+<base64 key>`).
@@ -434,6 +463,29 @@ impl Stack {
         let tiering_registry = tiering_service.registry().clone();
         running.spawn(tiering_service.serve(tiering_listener, running.stopped()));
 
+        // svc-crr: its replication port is for other regions, so it keeps its own [crr.tls]
+        // or peer token, never the stack's internal PKI; towards svc-verify it is a mesh client.
+        let mut crr_cfg = cfg.crr.clone();
+        if crr_cfg.peer == PeerSettings::default() {
+            crr_cfg.peer = pki.client();
+        }
+        crr_cfg.verify_url.clone_from(&verify_url);
+        let crr = async {
+            let service = svc_crr::Service::open(&crr_cfg, feed_wiring("crr"), env).await?;
+            let listener = tokio::net::TcpListener::bind(crr_cfg.listen)
+                .await
+                .with_context(|| format!("svc-crr cannot listen on {}", crr_cfg.listen))?;
+            anyhow::Ok((service, listener))
+        };
+        let (crr_service, crr_listener) = match crr.await {
+            Ok(v) => v,
+            Err(e) => return Err(running.abandon(e).await),
+        };
+        let crr_addr = crr_listener.local_addr()?;
+        let crr_registry = crr_service.registry().clone();
+        let crr_token = crr_service.generated_token().map(Path::to_path_buf);
+        running.spawn(crr_service.serve(crr_listener, running.stopped()));
+
         let mut default_token = None;
         let mut admin_token = None;
         let gateway = async {
@@ -458,6 +510,7 @@ impl Stack {
                 audit_registry,
                 kpi_registry,
                 tiering_registry,
+                crr_registry,
                 feed_registry,
             ];
             if gw_cfg.admin_token.is_none() {
@@ -498,6 +551,8 @@ impl Stack {
             audit_addr,
             kpi_addr,
             tiering_addr,
+            crr_addr,
+            crr_token,
             audit_dir: audit_cfg.data_dir,
             audit_verifier_key,
             tenants,
