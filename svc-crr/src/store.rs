@@ -25,8 +25,9 @@ const POLICIES_KEY: &str = "current";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Boxed: redb's error is large, and every store call returns this.
     #[error("crr store: {0}")]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     #[error(transparent)]
     Merkle(#[from] MerkleError),
     #[error("crr store record does not decode: {0}")]
@@ -37,7 +38,7 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Redb(e.into())
+                StoreError::Redb(Box::new(e.into()))
             }
         }
     )*};
