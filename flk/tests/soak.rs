@@ -53,7 +53,9 @@ fn rows(stdout: &str) -> Vec<(u64, f64, f64, i64, f64)> {
 
 #[test]
 fn a_short_soak_samples_the_stack_and_passes() {
-    let (ok, stdout, stderr) = soak(&[]);
+    // A generous latency bound: a few seconds of a debug build on a busy CI machine can have
+    // one slow interval; this test is about sampling, the bound check has its own test.
+    let (ok, stdout, stderr) = soak(&["--max-p99-factor", "50"]);
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let rows = rows(&stdout);
     assert!(rows.len() >= 3, "one row per second: {stdout}");
