@@ -485,6 +485,7 @@ mod tests {
             verify_cpu_ns: 0,
             signals: None,
             canonical_payload: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -74,6 +74,7 @@ fn record(seq: u64, n: usize, at_ms: i64) -> v1::FeedRecord {
             r: 0.504138283,
         }),
         canonical_payload: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -53,5 +53,6 @@ pub fn record(seq: u64, n: usize) -> v1::FeedRecord {
         signals: None,
         // As svc-verify publishes it: the canonical payload it verified.
         canonical_payload: canonical.payload,
+        ..Default::default()
     }
 }
