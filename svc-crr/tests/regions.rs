@@ -62,6 +62,29 @@ async fn divergence(r: &Region, peer: &str) -> Value {
     body
 }
 
+/// Submits `records` to `from` and waits until `to` holds every one.
+async fn replicate(from: &Region, to: &Region, tenant: &str, records: &[Value], what: &str) {
+    for p in records {
+        from.submit(tenant, p).await;
+    }
+    for p in records {
+        eventually(30, what, || async {
+            to.outcome(tenant, &id(p)).await.is_some()
+        })
+        .await;
+    }
+}
+
+/// Waits until `from`'s first peer has acknowledged everything `from` has decided.
+async fn drained(from: &Region, secs: u64) {
+    let head = from.engine().log().last_seq();
+    eventually(secs, "the backlog drained", || async {
+        let (_, s) = from.get_json("/v1/crr/status").await;
+        s["peers"][0]["acked_watermark"].as_u64() >= Some(head)
+    })
+    .await;
+}
+
 fn empty(d: &Value) -> bool {
     ["missing_here", "missing_there", "conflicting"]
         .iter()
@@ -157,15 +180,7 @@ async fn a_stopped_region_catches_up_with_nothing_lost_or_duplicated() {
     let dir = tempfile::tempdir().unwrap();
     let (eu, mut us) = two(dir.path(), ReconcileMode::AutoSafe).await;
     let before: Vec<Value> = (0..20).map(|i| pcs(&format!("pre-{i}"), None)).collect();
-    for p in &before {
-        eu.submit("full", p).await;
-    }
-    for p in &before {
-        eventually(30, "replicated before the outage", || async {
-            us.outcome("full", &id(p)).await.is_some()
-        })
-        .await;
-    }
+    replicate(&eu, &us, "full", &before, "replicated before the outage").await;
 
     us.stop().await;
     // eu keeps deciding while us is down: ~20 a second for the whole outage.
@@ -187,12 +202,7 @@ async fn a_stopped_region_catches_up_with_nothing_lost_or_duplicated() {
 
     let restarted = Instant::now();
     us.restart().await;
-    let head = eu.engine().log().last_seq();
-    eventually(60, "eu's backlog to us drained", || async {
-        let (_, s) = eu.get_json("/v1/crr/status").await;
-        s["peers"][0]["acked_watermark"].as_u64() >= Some(head)
-    })
-    .await;
+    drained(&eu, 60).await;
     let rto = restarted.elapsed();
     for p in before.iter().chain(&during) {
         assert!(us.outcome("full", &id(p)).await.is_some(), "lost {}", id(p));
@@ -204,7 +214,10 @@ async fn a_stopped_region_catches_up_with_nothing_lost_or_duplicated() {
         during.len(),
         rto
     );
-    assert!(empty(&divergence(&eu, "us").await));
+    eventually(30, "no divergence", || async {
+        empty(&divergence(&eu, "us").await)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -212,36 +225,15 @@ async fn a_region_restored_from_an_older_copy_is_repaired_by_replay_missing() {
     let dir = tempfile::tempdir().unwrap();
     let (eu, mut us) = two(dir.path(), ReconcileMode::AutoSafe).await;
     let first: Vec<Value> = (0..10).map(|i| pcs(&format!("old-{i}"), None)).collect();
-    for p in &first {
-        eu.submit("full", p).await;
-    }
-    for p in &first {
-        eventually(30, "first records replicated", || async {
-            us.outcome("full", &id(p)).await.is_some()
-        })
-        .await;
-    }
+    replicate(&eu, &us, "full", &first, "first records replicated").await;
     // A backup of us, taken while it is stopped.
     us.stop().await;
     let backup = dir.path().join("us-backup");
     copy_dir(&us.dir, &backup);
     us.restart().await;
     let later: Vec<Value> = (0..10).map(|i| pcs(&format!("new-{i}"), None)).collect();
-    for p in &later {
-        eu.submit("full", p).await;
-    }
-    for p in &later {
-        eventually(30, "later records replicated", || async {
-            us.outcome("full", &id(p)).await.is_some()
-        })
-        .await;
-    }
-    let head = eu.engine().log().last_seq();
-    eventually(30, "eu's shipper past the later records", || async {
-        let (_, s) = eu.get_json("/v1/crr/status").await;
-        s["peers"][0]["acked_watermark"].as_u64() >= Some(head)
-    })
-    .await;
+    replicate(&eu, &us, "full", &later, "later records replicated").await;
+    drained(&eu, 30).await;
 
     // us is restored from the backup: the later records are gone there, and eu will not
     // ship them again (us acknowledged them).
@@ -512,15 +504,7 @@ async fn a_converged_pair_has_no_divergence_also_after_retention() {
     let dir = tempfile::tempdir().unwrap();
     let (eu, us) = two(dir.path(), ReconcileMode::Manual).await;
     let records: Vec<Value> = (0..30).map(|i| pcs(&format!("ret-{i}"), None)).collect();
-    for p in &records {
-        eu.submit("full", p).await;
-    }
-    for p in &records {
-        eventually(30, "replicated", || async {
-            us.outcome("full", &id(p)).await.is_some()
-        })
-        .await;
-    }
+    replicate(&eu, &us, "full", &records, "replicated").await;
     eventually(30, "converged trees", || async {
         empty(&divergence(&eu, "us").await) && empty(&divergence(&us, "eu").await)
     })
