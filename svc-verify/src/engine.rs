@@ -325,6 +325,8 @@ impl Engine {
             &tenant.policy_hash,
             now,
         );
+        // The answer, the log and the index say the same: which region decided it.
+        record.origin_region = Some(self.region.clone());
 
         let _stripe = self.stripes[stripe].lock().await;
         // A concurrent first submission of the same key may have decided while we verified.
@@ -821,8 +823,8 @@ fn feed_record(
     }
 }
 
-/// A fresh decision as stored (index, feed): with the region that decided it, so that reads
-/// in any region answer `origin_region` and `replicated` (the fresh answer itself has neither).
+/// A decision as stored (index, feed): with the region that decided it, so that reads in any
+/// region answer `origin_region` and `replicated`.
 fn stored_outcome(record: &OutcomeRecord, region: &str) -> v1::Outcome {
     let mut o = v1::Outcome::from(record);
     o.origin_region = region.to_owned();
