@@ -292,6 +292,11 @@ async fn a_conflict_waits_for_approval_in_manual_mode() {
     let b = pcs("conflict", Some(101.0));
     assert_eq!(id(&a), id(&b));
     eu.submit("solo", &a).await;
+    // Decision times are compared to the millisecond: us decides in a later one.
+    let decided = svc_crr::now_ms();
+    while svc_crr::now_ms() <= decided + 1 {
+        tokio::task::yield_now().await;
+    }
     us.submit("solo", &b).await;
     // Now both regions replicate it both ways (run time, no restart).
     let policies = serde_json::json!([
