@@ -102,6 +102,64 @@ pub fn round9(x: f64) -> f64 {
     if !x.is_finite() {
         return x;
     }
+    if nano_units(x).is_some() {
+        return x;
+    }
+    match round9_by_halfway(x) {
+        Some(r) => r,
+        None => round9_by_digits(x),
+    }
+}
+
+/// `|x|` as `m x 10^-9` with `m` below 10^15, when that decimal is exactly what `|x|`
+/// round-trips from.
+///
+/// Then `m` (trailing zeros dropped) is the shortest round-trip form of `|x|`: a decimal of at
+/// most 15 significant digits survives a round trip through f64, so no two such decimals name
+/// the same double, and the shortest form has no more digits than this one. So `round9(x)` is
+/// `x`, and both Python's `repr` and Rust's `Display` write these digits.
+fn nano_units(x: f64) -> Option<u64> {
+    let a = x.abs();
+    if a.is_nan() || a >= 1e6 {
+        return None;
+    }
+    // A candidate only: it is checked exactly below (m < 2^53 and 1e9 are exact doubles, and
+    // IEEE division rounds once, so the quotient is what parsing the decimal gives).
+    let m = (a * 1e9 + 0.5) as u64;
+    (m as f64 / 1e9 == a).then_some(m)
+}
+
+/// `round9(x)` for `|x| < 10^6` whose shortest form has more than 9 decimals, decided without
+/// producing that form: with `k = floor(|x| x 10^9)`, the result is `k` or `k + 1` nano units,
+/// depending on which side of the halfway decimal `(k + 1/2) x 10^-9` the shortest form lies.
+/// The shortest form lies within half an ulp of `|x|`; when the halfway point is at least two
+/// ulps away, the side of `|x|` is the side of its shortest form. Closer calls (`None`) go to
+/// [`round9_by_digits`].
+fn round9_by_halfway(x: f64) -> Option<f64> {
+    let a = x.abs();
+    if a.is_nan() || a >= 1e6 {
+        return None;
+    }
+    let k = (a * 1e9) as u64;
+    // (2k + 1) < 2^53 and 2e9 are exact: this is the double nearest to the halfway decimal.
+    let half = (2 * k + 1) as f64 / 2e9;
+    let m = if half >= a.next_up().next_up() {
+        k
+    } else if half <= a.next_down().next_down() {
+        k + 1
+    } else {
+        return None;
+    };
+    let magnitude = m as f64 / 1e9;
+    Some(if x.is_sign_negative() {
+        -magnitude
+    } else {
+        magnitude
+    })
+}
+
+/// [`round9`] by its definition: on the digits of the shortest round-trip decimal.
+fn round9_by_digits(x: f64) -> f64 {
     let d = Decimal::of(x);
     let digits = d.digits();
     // Number of digits after the decimal point in the shortest representation.
@@ -199,6 +257,73 @@ pub fn write_py_float_round9(out: &mut Vec<u8>, x: f64) {
         write_py_float(out, x);
         return;
     }
+    // Common case: the rounded value is a whole number of nano units below 10^15, at least
+    // 10^-4 (Python writes smaller values in exponent form), or zero.
+    let r = round9(x);
+    if let Some(m) = nano_units(r)
+        && (m == 0 || m >= 100_000)
+    {
+        let mut buf = [0u8; 32];
+        out.extend_from_slice(nano_units_text(&mut buf, r.is_sign_negative(), m, true));
+        return;
+    }
+    write_py_float_round9_by_digits(out, x);
+}
+
+/// `m x 10^-9` (m < 10^15) in plain decimal, trailing zeros dropped, into `buf`; a whole
+/// number ends in `.0` when `point_zero` (Python `repr`), with no decimals otherwise (Rust
+/// `Display`).
+fn nano_units_text(buf: &mut [u8; 32], negative: bool, m: u64, point_zero: bool) -> &[u8] {
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    if negative {
+        push(b"-");
+    }
+    let mut int = itoa_buf(m / 1_000_000_000);
+    push(int.as_bytes_mut());
+    let mut frac = (m % 1_000_000_000) as u32;
+    if frac == 0 {
+        if point_zero {
+            push(b".0");
+        }
+    } else {
+        let mut width = 9;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        let mut digits = [b'.'; 10];
+        for slot in digits[1..=width].iter_mut().rev() {
+            *slot = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        push(&digits[..=width]);
+    }
+    &buf[..len]
+}
+
+/// Appends `x` as Rust's `Display` writes it (shortest round-trip digits, plain decimal),
+/// without going through `fmt` for the common values. For reason texts.
+pub fn push_display_f64(out: &mut String, x: f64) {
+    match nano_units(x) {
+        Some(m) => {
+            let mut buf = [0u8; 32];
+            let text = nano_units_text(&mut buf, x.is_sign_negative(), m, false);
+            // Only ASCII digits, '-' and '.' were written.
+            out.push_str(std::str::from_utf8(text).unwrap_or_default());
+        }
+        None => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{x}");
+        }
+    }
+}
+
+/// [`write_py_float_round9`] on the digits of the shortest round-trip decimal of `x`.
+fn write_py_float_round9_by_digits(out: &mut Vec<u8>, x: f64) {
     // Fast path: in [1e-4, 1e16) ryu writes fixed notation identical to Python's `repr`
     // ("0.5", "1.0", "1000000000000000.0"); when it has at most 9 decimals, round9 is a no-op.
     let abs = x.abs();
@@ -331,9 +456,7 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
-    if s.bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
+    if is_plain_ascii(s.as_bytes()) {
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
         return;
@@ -357,6 +480,32 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
+}
+
+/// Whether every byte of `bytes` is printable ASCII other than `"` and `\\` (written as is).
+fn is_plain_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // "Has a zero byte" and "has a byte below n": exact as to whether one exists.
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let special = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | zero(w ^ (ONES * 0x7f))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | (w & HIGH);
+        if special != 0 {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// The signed subset of a PCS, as it goes into the canonical payload.
@@ -446,9 +595,7 @@ pub fn pcs_id_digest(merkle_root: &str, epoch: u64, shard_id: &str) -> [u8; 32] 
     let mut h = Sha256::new();
     h.update(merkle_root.as_bytes());
     h.update(b"|");
-    let mut num = Vec::with_capacity(20);
-    write_int(&mut num, i128::from(epoch));
-    h.update(&num);
+    h.update(itoa_buf(epoch).as_bytes_mut());
     h.update(b"|");
     h.update(shard_id.as_bytes());
     h.finalize().into()
@@ -456,7 +603,66 @@ pub fn pcs_id_digest(merkle_root: &str, epoch: u64, shard_id: &str) -> [u8; 32] 
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Doubles where the fast paths have decisions to make: decimals of a few digits, values
+    /// next to a rounding halfway point, and any double at all.
+    fn interesting_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |x| x.is_finite()),
+            (any::<i64>(), 0u32..20).prop_map(|(m, k)| m as f64 / 10f64.powi(k as i32)),
+            (0u64..2_000_000_000_000_000, -4i32..4).prop_map(|(k, j)| {
+                let mut x = (2 * k + 1) as f64 / 2e9;
+                for _ in 0..j.unsigned_abs() {
+                    x = if j > 0 { x.next_up() } else { x.next_down() };
+                }
+                x
+            }),
+            (-12.0f64..8.0, any::<bool>()).prop_map(|(e, neg)| {
+                let x = 10f64.powf(e);
+                if neg { -x } else { x }
+            }),
+            prop::sample::select(vec![0.0, -0.0, 1e6, 999_999.999_999_999_5, 1e-4, 9.9995e-5]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn fast_round9_matches_the_digit_definition(x in interesting_f64()) {
+            prop_assert_eq!(round9(x).to_bits(), round9_by_digits(x).to_bits(), "{:e}", x);
+        }
+
+        #[test]
+        fn fast_repr_matches_the_digit_path(x in interesting_f64()) {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            write_py_float_round9(&mut fast, x);
+            write_py_float_round9_by_digits(&mut slow, x);
+            prop_assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(slow).unwrap());
+        }
+
+        #[test]
+        fn plain_ascii_check_matches_bytewise(s in "[ -~]{0,40}|.{0,40}", at in 0usize..40, b in any::<u8>()) {
+            let mut bytes = s.into_bytes();
+            if at < bytes.len() {
+                bytes[at] = b;
+            }
+            let bytewise = bytes
+                .iter()
+                .all(|&b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+            prop_assert_eq!(is_plain_ascii(&bytes), bytewise);
+        }
+
+        #[test]
+        fn display_matches_std(x in interesting_f64()) {
+            let mut fast = String::new();
+            push_display_f64(&mut fast, x);
+            prop_assert_eq!(fast, format!("{x}"));
+        }
+    }
 
     #[test]
     fn repr_matches_python_examples() {

@@ -4,11 +4,13 @@
 //! that every duplicate key (known or unknown, at any level) is refused and every error names
 //! the field path it concerns.
 
+mod scan;
+
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 /// The only schema name accepted.
 pub const SCHEMA: &str = "fractal-lba-kakeya";
@@ -142,10 +144,25 @@ impl ParseError {
 }
 
 /// Parses and structurally validates one PCS from JSON bytes.
+///
+/// The common document shape is read by a strict scanner ([`scan`]); anything else, including
+/// every malformed document, is read by the serde path below, which owns all error messages.
 pub fn parse_pcs(body: &[u8]) -> Result<Pcs, ParseError> {
+    match scan::scan(body) {
+        Some(raw) => raw.validate(),
+        None => parse_pcs_serde(body),
+    }
+}
+
+/// The general parser: serde's map visitor over the whole document.
+fn parse_fields_serde(body: &[u8]) -> Result<PcsFields, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let raw = PcsFields::deserialize_from(&mut de).and_then(|raw| de.end().map(|()| raw));
-    match raw {
+    PcsFields::deserialize_from(&mut de).and_then(|raw| de.end().map(|()| raw))
+}
+
+/// [`parse_pcs`] without the fast path.
+fn parse_pcs_serde(body: &[u8]) -> Result<Pcs, ParseError> {
+    match parse_fields_serde(body) {
         Ok(raw) => raw.validate(),
         Err(e) => {
             // Field errors are wrapped with their path, which hides a syntax error's category;
@@ -466,7 +483,7 @@ impl PcsFields {
                 "field `attempt`: must be at least 1, got {attempt}"
             )));
         }
-        let sent_at_parsed = OffsetDateTime::parse(&sent_at, &Rfc3339)
+        let sent_at_parsed = parse_rfc3339(&sent_at)
             .map_err(|_| ParseError::invalid("field `sent_at`: must be an rfc 3339 timestamp"))?;
         if !(-(1i128 << 63)..=i128::from(u64::MAX)).contains(&seed) {
             return Err(ParseError::invalid("field `seed`: must fit in 64 bits"));
@@ -522,9 +539,66 @@ impl PcsFields {
     }
 }
 
+/// An RFC 3339 timestamp as `time` parses it; the common `YYYY-MM-DDTHH:MM:SSZ` shape is read
+/// directly (to the same value), anything else by `time`.
+fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    match parse_utc_seconds(s.as_bytes()) {
+        Some(t) => Ok(t),
+        None => OffsetDateTime::parse(s, &Rfc3339),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` with a valid date and time (a leap second `60` is left to `time`,
+/// which has rules for it).
+fn parse_utc_seconds(b: &[u8]) -> Option<OffsetDateTime> {
+    let &[
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        mo0,
+        mo1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        mi0,
+        mi1,
+        b':',
+        s0,
+        s1,
+        b'Z',
+    ] = b
+    else {
+        return None;
+    };
+    let two = |a: u8, b: u8| {
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'))
+    };
+    let year = i32::from(two(y0, y1)?) * 100 + i32::from(two(y2, y3)?);
+    let month = Month::try_from(two(mo0, mo1)?).ok()?;
+    let date = Date::from_calendar_date(year, month, two(d0, d1)?).ok()?;
+    let time = Time::from_hms(two(h0, h1)?, two(mi0, mi1)?, two(s0, s1)?).ok()?;
+    Some(PrimitiveDateTime::new(date, time).assume_utc())
+}
+
 /// Whether `s` is exactly 64 lowercase hex characters.
 pub fn is_lower_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    // One table lookup per byte, and no early exit, so the loop vectorizes.
+    const LOWER_HEX: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'f');
+            b += 1;
+        }
+        t
+    };
+    s.len() == 64 && s.bytes().fold(true, |ok, b| ok & LOWER_HEX[usize::from(b)])
 }
 
 struct PcsVisitor;
@@ -732,6 +806,22 @@ mod tests {
 
     fn err(body: &[u8]) -> ParseError {
         parse_pcs(body).expect_err("should fail")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rfc3339_fast_path_matches_time(
+            y in 0u32..10000, mo in 0u32..14, d in 0u32..33, h in 0u32..25, mi in 0u32..61,
+            s in 0u32..62, sep in proptest::sample::select(vec!["T", "t", " "]),
+            z in proptest::sample::select(vec!["Z", "z", "+00:00", ".5Z"]),
+        ) {
+            let text = format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{z}");
+            let slow = OffsetDateTime::parse(&text, &Rfc3339).ok();
+            proptest::prop_assert_eq!(parse_rfc3339(&text).ok(), slow, "{}", text);
+            if let Some(fast) = parse_utc_seconds(text.as_bytes()) {
+                proptest::prop_assert_eq!(Some(fast), slow);
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The verification rules (PROTOCOL.md section 3): D_hat recomputation by Theil-Sen, the
 //! budget formula, regime classification and the ordered checks that decide an outcome.
 
-use crate::canon::{compute_pcs_id, pcs_id_digest, round9};
+use crate::canon::{compute_pcs_id, pcs_id_digest, push_display_f64, round9};
 use crate::pcs::{Pcs, Regime};
 use crate::policy::Policy;
 
@@ -163,20 +163,32 @@ pub fn recompute_d_hat(pcs: &Pcs) -> Result<f64, RecomputeError> {
         xs[i] = (scale as f64).log2();
         ys[i] = (count as f64).log2();
     }
-    let mut slopes: Vec<f64> = Vec::with_capacity(n * (n.saturating_sub(1)) / 2);
+    // Up to 16 scales (120 slopes) on the stack, more in one allocation.
+    let mut inline = [0f64; 120];
+    let mut heap = Vec::new();
+    let pairs = n * n.saturating_sub(1) / 2;
+    let slopes: &mut [f64] = if pairs <= inline.len() {
+        &mut inline[..pairs]
+    } else {
+        heap.resize(pairs, 0.0);
+        &mut heap
+    };
+    let mut len = 0;
     for i in 0..n {
         for j in i + 1..n {
             let dx = xs[j] - xs[i];
             if dx.abs() >= 1e-9 {
-                slopes.push((ys[j] - ys[i]) / dx);
+                slopes[len] = (ys[j] - ys[i]) / dx;
+                len += 1;
             }
         }
     }
-    if slopes.is_empty() {
+    if len == 0 {
         return Err(RecomputeError::NoSlopes);
     }
-    slopes.sort_by(f64::total_cmp);
-    Ok(round9(slopes[slopes.len() / 2]))
+    // The upper median in the total order: the element a full sort would put at len / 2.
+    let (_, median, _) = slopes[..len].select_nth_unstable_by(len / 2, f64::total_cmp);
+    Ok(round9(*median))
 }
 
 /// `round9(clamp01(base + alpha*(1 - r) + beta*max(0, D_hat - D0) + gamma*coh_star))` on the
@@ -214,8 +226,7 @@ pub fn verify(pcs: &Pcs, policy: &Policy) -> Verdict {
     };
 
     let expected = pcs_id_digest(&pcs.merkle_root, pcs.epoch, &pcs.shard_id);
-    let mut claimed = [0u8; 32];
-    if hex::decode_to_slice(&pcs.pcs_id, &mut claimed).is_err() || claimed != expected {
+    if !pcs_id_matches(&pcs.pcs_id, &expected) {
         let expected_id = compute_pcs_id(&pcs.merkle_root, pcs.epoch, &pcs.shard_id);
         return decide(
             ReasonCode::PcsIdMismatch,
@@ -237,28 +248,34 @@ pub fn verify(pcs: &Pcs, policy: &Policy) -> Verdict {
     if (pcs.d_hat - d).abs() > policy.tol_d {
         return decide(
             ReasonCode::DHatOutOfTolerance,
-            format!(
-                "claimed `D_hat` {} differs from recomputed {} by more than {}",
-                pcs.d_hat, d, policy.tol_d
-            ),
+            text(&[
+                "claimed `D_hat` ".into(),
+                pcs.d_hat.into(),
+                " differs from recomputed ".into(),
+                d.into(),
+                " by more than ".into(),
+                policy.tol_d.into(),
+            ]),
             some_d,
         );
     }
     if !(0.0..=1.0 + policy.tol_coh).contains(&pcs.coh_star) {
         return decide(
             ReasonCode::CohStarOutOfBounds,
-            format!(
-                "`coh_star` {} is outside [0, {}]",
-                pcs.coh_star,
-                1.0 + policy.tol_coh
-            ),
+            text(&[
+                "`coh_star` ".into(),
+                pcs.coh_star.into(),
+                " is outside [0, ".into(),
+                (1.0 + policy.tol_coh).into(),
+                "]".into(),
+            ]),
             some_d,
         );
     }
     if !(0.0..=1.0).contains(&pcs.r) {
         return decide(
             ReasonCode::ROutOfBounds,
-            format!("`r` {} is outside [0, 1]", pcs.r),
+            text(&["`r` ".into(), pcs.r.into(), " is outside [0, 1]".into()]),
             some_d,
         );
     }
@@ -275,10 +292,14 @@ pub fn verify(pcs: &Pcs, policy: &Policy) -> Verdict {
     if (pcs.budget - recomputed_budget).abs() > policy.tol_budget {
         return decide(
             ReasonCode::BudgetDeviation,
-            format!(
-                "claimed `budget` {} differs from recomputed {} by more than {}",
-                pcs.budget, recomputed_budget, policy.tol_budget
-            ),
+            text(&[
+                "claimed `budget` ".into(),
+                pcs.budget.into(),
+                " differs from recomputed ".into(),
+                recomputed_budget.into(),
+                " by more than ".into(),
+                policy.tol_budget.into(),
+            ]),
             some_d,
         );
     }
@@ -290,4 +311,46 @@ pub fn verify(pcs: &Pcs, policy: &Policy) -> Verdict {
         );
     }
     decide(ReasonCode::Ok, "all checks passed".to_owned(), some_d)
+}
+
+/// Whether the claimed `pcs_id` names `expected`: compared as lowercase hex text (what parsing
+/// admits), else decoded as hex of either case as before.
+fn pcs_id_matches(claimed: &str, expected: &[u8; 32]) -> bool {
+    let mut text = [0u8; 64];
+    if hex::encode_to_slice(expected, &mut text).is_ok() && claimed.as_bytes() == text {
+        return true;
+    }
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(claimed, &mut raw).is_ok() && raw == *expected
+}
+
+/// A piece of a reason text.
+enum Piece<'a> {
+    Text(&'a str),
+    /// Written as `Display` writes it.
+    Float(f64),
+}
+
+impl<'a> From<&'a str> for Piece<'a> {
+    fn from(s: &'a str) -> Self {
+        Piece::Text(s)
+    }
+}
+
+impl From<f64> for Piece<'_> {
+    fn from(x: f64) -> Self {
+        Piece::Float(x)
+    }
+}
+
+/// A reason text from its pieces, in one allocation (what `format!` would give).
+fn text(pieces: &[Piece<'_>]) -> String {
+    let mut out = String::with_capacity(128);
+    for piece in pieces {
+        match piece {
+            Piece::Text(s) => out.push_str(s),
+            Piece::Float(x) => push_display_f64(&mut out, *x),
+        }
+    }
+    out
 }
