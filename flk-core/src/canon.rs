@@ -259,8 +259,14 @@ pub fn write_py_float_round9(out: &mut Vec<u8>, x: f64) {
     }
     // Common case: the rounded value is a whole number of nano units below 10^15, at least
     // 10^-4 (Python writes smaller values in exponent form), or zero.
-    let r = round9(x);
-    if let Some(m) = nano_units(r)
+    let (r, units) = match nano_units(x) {
+        Some(m) => (x, Some(m)),
+        None => {
+            let r = round9(x);
+            (r, nano_units(r))
+        }
+    };
+    if let Some(m) = units
         && (m == 0 || m >= 100_000)
     {
         let mut buf = [0u8; 32];
