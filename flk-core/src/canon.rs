@@ -280,35 +280,37 @@ pub fn write_py_float_round9(out: &mut Vec<u8>, x: f64) {
 /// number ends in `.0` when `point_zero` (Python `repr`), with no decimals otherwise (Rust
 /// `Display`).
 fn nano_units_text(buf: &mut [u8; 32], negative: bool, m: u64, point_zero: bool) -> &[u8] {
-    let mut len = 0;
-    let mut push = |bytes: &[u8]| {
-        buf[len..len + bytes.len()].copy_from_slice(bytes);
-        len += bytes.len();
-    };
+    // Right to left: nine decimals, then the whole part (at most six digits, m < 10^15).
+    let mut at = buf.len();
+    let mut rest = m;
+    for _ in 0..9 {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    at -= 1;
+    buf[at] = b'.';
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
     if negative {
-        push(b"-");
+        at -= 1;
+        buf[at] = b'-';
     }
-    let mut int = itoa_buf(m / 1_000_000_000);
-    push(int.as_bytes_mut());
-    let mut frac = (m % 1_000_000_000) as u32;
-    if frac == 0 {
-        if point_zero {
-            push(b".0");
-        }
-    } else {
-        let mut width = 9;
-        while frac.is_multiple_of(10) {
-            frac /= 10;
-            width -= 1;
-        }
-        let mut digits = [b'.'; 10];
-        for slot in digits[1..=width].iter_mut().rev() {
-            *slot = b'0' + (frac % 10) as u8;
-            frac /= 10;
-        }
-        push(&digits[..=width]);
+    // Drop trailing zeros; a whole number keeps ".0" (repr) or loses the point (Display).
+    let mut end = buf.len();
+    while buf[end - 1] == b'0' {
+        end -= 1;
     }
-    &buf[..len]
+    if buf[end - 1] == b'.' {
+        end = if point_zero { end + 1 } else { end - 1 };
+    }
+    &buf[at..end]
 }
 
 /// Appends `x` as Rust's `Display` writes it (shortest round-trip digits, plain decimal),
