@@ -653,7 +653,11 @@ mod tests {
         }
 
         #[test]
-        fn plain_ascii_check_matches_bytewise(s in "[ -~]{0,40}|.{0,40}", at in 0usize..40, b in any::<u8>()) {
+        fn plain_ascii_check_matches_bytewise(
+            s in "[ -~]{0,40}|.{0,40}",
+            at in 0usize..40,
+            b in any::<u8>(),
+        ) {
             let mut bytes = s.into_bytes();
             if at < bytes.len() {
                 bytes[at] = b;

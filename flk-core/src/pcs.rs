@@ -145,8 +145,9 @@ impl ParseError {
 
 /// Parses and structurally validates one PCS from JSON bytes.
 ///
-/// The common document shape is read by a strict scanner ([`scan`]); anything else, including
-/// every malformed document, is read by the serde path below, which owns all error messages.
+/// The common document shape is read by a strict scanner (module `scan`); anything else,
+/// including every malformed document, is read by the serde path below, which owns all error
+/// messages.
 pub fn parse_pcs(body: &[u8]) -> Result<Pcs, ParseError> {
     match scan::scan(body) {
         Some(raw) => raw.validate(),
