@@ -36,8 +36,16 @@ fn known_source(core: &Core, source: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// Applies one shipped batch; the acknowledgement.
+/// Applies one shipped batch and moves the receiving watermark; the acknowledgement.
 pub async fn apply_batch(core: &Core, batch: v1::ShipBatch) -> Result<v1::ShipAck, Status> {
+    let (source, last_seq) = (batch.source.clone(), batch.last_seq);
+    let ack = apply_records(core, batch).await?;
+    acknowledge(core, &source, last_seq, ack)
+}
+
+/// Applies one shipped batch's records through svc-verify (durable once it answers); the
+/// acknowledgement without its watermark.
+async fn apply_records(core: &Core, batch: v1::ShipBatch) -> Result<v1::ShipAck, Status> {
     known_source(core, &batch.source)?;
     if batch.target != core.cfg.region {
         return Err(Status::failed_precondition(format!(
@@ -105,9 +113,19 @@ pub async fn apply_batch(core: &Core, batch: v1::ShipBatch) -> Result<v1::ShipAc
         .conflicts
         .with_label_values(&[source])
         .inc_by(ack.conflicts);
-    if batch.last_seq > 0 {
+    Ok(ack)
+}
+
+/// Moves the receiving watermark past an applied batch, in stream order.
+fn acknowledge(
+    core: &Core,
+    source: &str,
+    last_seq: u64,
+    mut ack: v1::ShipAck,
+) -> Result<v1::ShipAck, Status> {
+    if last_seq > 0 {
         core.store
-            .set_recv_acked(source, batch.last_seq)
+            .set_recv_acked(source, last_seq)
             .map_err(|e| Status::unavailable(e.to_string()))?;
     }
     ack.acked_seq = core
@@ -116,6 +134,9 @@ pub async fn apply_batch(core: &Core, batch: v1::ShipBatch) -> Result<v1::ShipAc
         .map_err(|e| Status::unavailable(e.to_string()))?;
     Ok(ack)
 }
+
+/// Shipped batches of one stream applied concurrently (see `ship`).
+const APPLY_CONCURRENCY: usize = 4;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -160,16 +181,23 @@ impl ReplicationService for CrrGrpc {
         let closed = async move {
             let _ = closing.wait_for(|c| *c).await;
         };
-        // One batch at a time, in order: each acknowledged only once durably applied.
-        let acks = input.then(move |item| {
-            let core = core.clone();
-            async move {
-                match item {
-                    Ok(batch) => apply_batch(&core, batch).await,
-                    Err(s) => Err(s),
+        // Up to APPLY_CONCURRENCY batches applied at once (svc-verify's log commits them in
+        // one group), acknowledged in stream order, each only once durably applied.
+        let watermark = core.clone();
+        let acks = input
+            .map(move |item| {
+                let core = core.clone();
+                async move {
+                    let batch = item?;
+                    let (source, last_seq) = (batch.source.clone(), batch.last_seq);
+                    Ok((apply_records(&core, batch).await?, source, last_seq))
                 }
-            }
-        });
+            })
+            .buffered(APPLY_CONCURRENCY)
+            .map(move |applied: Result<_, Status>| {
+                let (ack, source, last_seq) = applied?;
+                acknowledge(&watermark, &source, last_seq, ack)
+            });
         // Ends at a batch boundary when the service shuts down; the peer reconnects and
         // resumes from its watermark.
         Ok(Response::new(Box::pin(acks.take_until(closed))))

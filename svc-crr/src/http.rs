@@ -41,16 +41,18 @@ pub fn status_doc(core: &Core) -> Value {
     for link in &core.links {
         let st = link.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let backlog = head.saturating_sub(st.acked);
-        let measured = core
-            .metrics
+        // The oldest record in flight; with a backlog and nothing in flight (the link is
+        // down), at least the time since the peer last acknowledged.
+        let lag_ms = match st.oldest_unacked_ms() {
+            Some(t) => now - t,
+            None if backlog > 0 => now - st.progress_ms,
+            None => 0,
+        };
+        let lag = lag_ms.max(0) as f64 / 1000.0;
+        core.metrics
             .lag_seconds
             .with_label_values(&[&link.region])
-            .get();
-        let lag = match st.oldest_unacked_ms {
-            Some(t) => (now - t).max(0) as f64 / 1000.0,
-            None if backlog > 0 => measured,
-            None => 0.0,
-        };
+            .set(lag);
         core.metrics
             .backlog
             .with_label_values(&[&link.region])

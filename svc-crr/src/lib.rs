@@ -81,13 +81,23 @@ pub struct LinkState {
     pub connected: bool,
     /// What the peer acknowledged of this region's feed.
     pub acked: u64,
-    /// Decision time of the oldest record shipped and not yet acknowledged.
-    pub oldest_unacked_ms: Option<i64>,
+    /// Windows shipped and not yet acknowledged, in order: each one's last feed seq and the
+    /// decision time of its oldest record (kept across reconnections: they are re-shipped).
+    pub pending: std::collections::VecDeque<(u64, Option<i64>)>,
+    /// When the peer last acknowledged a window (or the link was set up).
+    pub progress_ms: i64,
     pub last_error: Option<String>,
     /// Times of recent shipping errors (the last hour), for the health gate.
     pub errors: std::collections::VecDeque<i64>,
     /// The region the peer says it is (from `Hello`).
     pub answered_as: Option<String>,
+}
+
+impl LinkState {
+    /// Decision time of the oldest record shipped and not yet acknowledged.
+    pub fn oldest_unacked_ms(&self) -> Option<i64> {
+        self.pending.iter().filter_map(|(_, t)| *t).min()
+    }
 }
 
 /// One configured peer.
@@ -303,6 +313,7 @@ impl Service {
                 url: p.url.clone(),
                 state: Mutex::new(LinkState {
                     acked,
+                    progress_ms: now_ms(),
                     ..Default::default()
                 }),
             }));
@@ -377,6 +388,9 @@ impl Service {
         tasks.push(flk_runtime::feed::AbortOnDrop(tokio::spawn(
             reconcile::run(core.clone()),
         )));
+        tasks.push(flk_runtime::feed::AbortOnDrop(tokio::spawn(flush_loop(
+            core.clone(),
+        ))));
         let grpc = tonic::service::Routes::new(
             v1::replication_service_server::ReplicationServiceServer::new(grpc::CrrGrpc::new(
                 core.clone(),
@@ -394,7 +408,40 @@ impl Service {
         };
         let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         drop(tasks);
+        if let Err(e) = flush(&core).await {
+            tracing::error!(error = %e, "svc-crr could not make its last commits durable");
+        }
         result.context("svc-crr server failed")
+    }
+}
+
+/// How often the store's lazy commits (tree batches, watermarks) are made durable: the most
+/// a crash can roll back, all of it re-derivable (see [`store`]).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
+async fn flush(core: &Arc<Core>) -> Result<(), String> {
+    let core = core.clone();
+    tokio::task::spawn_blocking(move || core.store.flush().map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// Makes lazy commits durable every [`FLUSH_INTERVAL`], and refreshes the status gauges
+/// (lag, backlog, health-gate alerts) once a second, so that a scrape sees them without
+/// anyone asking for the status.
+async fn flush_loop(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refreshed = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        if let Err(e) = flush(&core).await {
+            tracing::warn!(error = %e, "svc-crr store flush failed; retrying");
+        }
+        if refreshed.elapsed() >= Duration::from_secs(1) {
+            refreshed = tokio::time::Instant::now();
+            http::status_doc(&core);
+        }
     }
 }
 

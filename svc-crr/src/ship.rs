@@ -36,7 +36,6 @@ pub async fn run(core: Arc<Core>, link: Arc<Link>) {
         {
             let mut st = link.state.lock().unwrap_or_else(|p| p.into_inner());
             st.connected = false;
-            st.oldest_unacked_ms = None;
             st.last_error = Some(e.clone());
             let now = now_ms();
             st.errors.push_back(now);
@@ -97,9 +96,9 @@ async fn session(core: &Arc<Core>, link: &Arc<Link>) -> Result<(), String> {
         .store
         .ship_acked(&link.region)
         .map_err(|e| e.to_string())?;
-    let mut feed = core.feed.subscribe(from + 1).await?;
-    let (tx, rx) = mpsc::channel::<v1::ShipBatch>(4);
-    let mut acks = client
+    let feed = core.feed.subscribe(from + 1).await?;
+    let (tx, rx) = mpsc::channel::<v1::ShipBatch>(PIPELINE);
+    let acks = client
         .ship(ReceiverStream::new(rx))
         .await
         .map_err(status)?
@@ -109,17 +108,47 @@ async fn session(core: &Arc<Core>, link: &Arc<Link>) -> Result<(), String> {
         st.connected = true;
         st.last_error = None;
     }
+    // What the acknowledgements will answer, in order; its bound is the batches in flight.
+    let (sent_tx, sent_rx) = mpsc::channel::<Sent>(PIPELINE);
+    tokio::select! {
+        r = send_windows(core, link, feed, from, tx, sent_tx) => r,
+        r = read_acks(core, link, acks, sent_rx) => r,
+    }
+}
+
+/// Batches in flight on a link at most: the sender collects and ships the next window while
+/// the peer applies the previous ones (it applies several concurrently and acknowledges them
+/// in order).
+const PIPELINE: usize = 8;
+
+/// A batch on the wire, as its acknowledgement will close it.
+struct Sent {
+    records: u64,
+    /// The window's last feed seq, on the window's last batch.
+    window_end: Option<u64>,
+}
+
+/// Reads the feed into windows and ships them, never waiting for an acknowledgement except
+/// when [`PIPELINE`] batches are in flight.
+async fn send_windows(
+    core: &Arc<Core>,
+    link: &Arc<Link>,
+    mut feed: flk_runtime::feed::BatchStream,
+    from: u64,
+    tx: mpsc::Sender<v1::ShipBatch>,
+    sent: mpsc::Sender<Sent>,
+) -> Result<(), String> {
     let batch_max = core.cfg.batch_max_records;
     let window_max = batch_max * 4;
     let interval = Duration::from_millis(core.cfg.batch_interval_ms.max(1));
     let mut carry: Vec<v1::FeedRecord> = Vec::new();
-    let mut acked = from;
+    let mut shipped_to = from;
     loop {
         // A window: what is ready (waiting up to `interval` for more once something is).
         let mut window = std::mem::take(&mut carry);
         if window.is_empty() {
             match feed.next().await {
-                Some(Ok(b)) => window.extend(b.iter().filter(|r| r.seq > acked).cloned()),
+                Some(Ok(b)) => window.extend(b.iter().filter(|r| r.seq > shipped_to).cloned()),
                 Some(Err(e)) => return Err(format!("feed: {e}")),
                 None => return Err("the feed ended".to_owned()),
             }
@@ -127,7 +156,7 @@ async fn session(core: &Arc<Core>, link: &Arc<Link>) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + interval;
         while window.len() < window_max {
             match tokio::time::timeout_at(deadline, feed.next()).await {
-                Ok(Some(Ok(b))) => window.extend(b.iter().filter(|r| r.seq > acked).cloned()),
+                Ok(Some(Ok(b))) => window.extend(b.iter().filter(|r| r.seq > shipped_to).cloned()),
                 Ok(Some(Err(e))) => return Err(format!("feed: {e}")),
                 Ok(None) => return Err("the feed ended".to_owned()),
                 Err(_) => break,
@@ -139,7 +168,8 @@ async fn session(core: &Arc<Core>, link: &Arc<Link>) -> Result<(), String> {
         if window.len() > window_max {
             carry = window.split_off(window_max);
         }
-        let last_seq = window.last().map_or(acked, |r| r.seq);
+        let last_seq = window.last().map_or(shipped_to, |r| r.seq);
+        shipped_to = last_seq;
         let policies = core.policy_set();
         let mut ship: Vec<(u8, v1::FeedRecord)> = window
             .into_iter()
@@ -153,61 +183,95 @@ async fn session(core: &Arc<Core>, link: &Arc<Link>) -> Result<(), String> {
         // Higher priority first; feed order within a priority (stable sort).
         ship.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
         let records: Vec<v1::FeedRecord> = ship.into_iter().map(|(_, r)| r).collect();
-        if records.is_empty() {
-            // Nothing for this peer in the window: the watermark moves without a round trip.
-            core.store
-                .set_ship_acked(&link.region, last_seq)
-                .map_err(|e| e.to_string())?;
-            acked = last_seq;
-            note_acked(core, link, acked, None);
-            continue;
-        }
         let oldest = records.iter().map(|r| r.decided_at_unix_ms).min();
         link.state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .oldest_unacked_ms = oldest;
-        let chunks: Vec<Vec<v1::FeedRecord>> =
-            records.chunks(batch_max).map(<[_]>::to_vec).collect();
-        let n = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let count = chunk.len() as u64;
-            let batch = v1::ShipBatch {
+            .pending
+            .push_back((last_seq, oldest));
+        if records.is_empty() {
+            // Nothing for this peer in the window: an empty batch carries the watermark, so
+            // that it moves in order behind the batches still in flight.
+            sent.send(Sent {
+                records: 0,
+                window_end: Some(last_seq),
+            })
+            .await
+            .map_err(|_| "the acknowledgement reader stopped".to_owned())?;
+            tx.send(v1::ShipBatch {
+                source: core.cfg.region.clone(),
+                target: link.region.clone(),
+                records: Vec::new(),
+                last_seq,
+            })
+            .await
+            .map_err(|_| "the ship stream closed".to_owned())?;
+            continue;
+        }
+        let n = records.len().div_ceil(batch_max);
+        let mut records = records.into_iter();
+        for i in 0..n {
+            let chunk: Vec<v1::FeedRecord> = records.by_ref().take(batch_max).collect();
+            let last = i + 1 == n;
+            sent.send(Sent {
+                records: chunk.len() as u64,
+                window_end: last.then_some(last_seq),
+            })
+            .await
+            .map_err(|_| "the acknowledgement reader stopped".to_owned())?;
+            tx.send(v1::ShipBatch {
                 source: core.cfg.region.clone(),
                 target: link.region.clone(),
                 records: chunk,
-                last_seq: if i + 1 == n { last_seq } else { 0 },
-            };
-            tx.send(batch)
-                .await
-                .map_err(|_| "the ship stream closed".to_owned())?;
-            match acks.next().await {
-                Some(Ok(_ack)) => {
-                    core.metrics
-                        .shipped
-                        .with_label_values(&[&link.region])
-                        .inc_by(count);
-                }
-                Some(Err(s)) => return Err(status(s)),
-                None => return Err("the peer closed the ship stream".to_owned()),
-            }
+                last_seq: if last { last_seq } else { 0 },
+            })
+            .await
+            .map_err(|_| "the ship stream closed".to_owned())?;
         }
-        core.store
-            .set_ship_acked(&link.region, last_seq)
-            .map_err(|e| e.to_string())?;
-        acked = last_seq;
-        note_acked(core, link, acked, oldest);
     }
 }
 
-/// Publishes a new watermark (status, metrics).
-fn note_acked(core: &Core, link: &Link, acked: u64, oldest: Option<i64>) {
-    let lag = oldest.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
-    {
+/// Closes batches as the peer acknowledges them, in order; a window's last acknowledgement
+/// moves the persisted watermark.
+async fn read_acks(
+    core: &Arc<Core>,
+    link: &Arc<Link>,
+    mut acks: tonic::Streaming<v1::ShipAck>,
+    mut sent: mpsc::Receiver<Sent>,
+) -> Result<(), String> {
+    while let Some(batch) = sent.recv().await {
+        match acks.next().await {
+            Some(Ok(_ack)) => {}
+            Some(Err(s)) => return Err(status(s)),
+            None => return Err("the peer closed the ship stream".to_owned()),
+        }
+        core.metrics
+            .shipped
+            .with_label_values(&[&link.region])
+            .inc_by(batch.records);
+        if let Some(seq) = batch.window_end {
+            core.store
+                .set_ship_acked(&link.region, seq)
+                .map_err(|e| e.to_string())?;
+            note_acked(core, link, seq);
+        }
+    }
+    Err("the sender stopped".to_owned())
+}
+
+/// Publishes a new watermark (status, metrics): the windows it closes leave the pending list,
+/// and the lag becomes the age of the oldest record still in flight.
+fn note_acked(core: &Core, link: &Link, acked: u64) {
+    let oldest = {
         let mut st = link.state.lock().unwrap_or_else(|p| p.into_inner());
         st.acked = acked;
-        st.oldest_unacked_ms = None;
-    }
+        st.progress_ms = now_ms();
+        while st.pending.front().is_some_and(|(seq, _)| *seq <= acked) {
+            st.pending.pop_front();
+        }
+        st.oldest_unacked_ms()
+    };
+    let lag = oldest.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
     core.metrics
         .lag_seconds
         .with_label_values(&[&link.region])

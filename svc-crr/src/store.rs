@@ -3,11 +3,20 @@
 //! each key's origin region, committed in one transaction per batch; the shipping watermarks
 //! per target (what each peer acknowledged) and the receiving watermarks per source (what
 //! this region applied from each peer); the run-time policies; the proposal queue.
+//!
+//! **Durability.** Tree batches and watermarks commit without an fsync of their own
+//! ([`Durability::None`]); [`Store::flush`] makes them durable, every `flush_interval` while
+//! the service runs and at shutdown. Losing the last interval on a crash is safe: the tree
+//! rolls back together with its cursor and is re-read from the outcome log, and a shipping
+//! watermark that rolls back re-ships records the receiver already holds (first write wins:
+//! they are counted as duplicates, not stored twice). Policies and proposals, which an
+//! operator acted on, commit durably at once.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Database, ReadableTable as _, TableDefinition};
+use redb::{Database, Durability, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::{LeafUpdate, Merkle, MerkleError};
@@ -86,13 +95,15 @@ pub struct Proposal {
 pub struct Store {
     pub db: Arc<Database>,
     pub merkle: Arc<Merkle>,
+    /// A commit since the last durable one.
+    dirty: AtomicBool,
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("crr.redb"))?;
+        let db = flk_runtime::embedded_db::open(&dir.join("crr.redb"))?;
         {
             let txn = db.begin_write()?;
             txn.open_table(META)?;
@@ -107,7 +118,29 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             merkle: Arc::new(merkle),
+            dirty: AtomicBool::new(false),
         })
+    }
+
+    /// Commits without waiting for the disk (see the module's note on durability).
+    fn commit_lazy(&self, mut txn: WriteTransaction) -> Result<(), StoreError> {
+        txn.set_durability(Durability::None);
+        txn.commit()?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes every earlier commit durable (one fsync; nothing to do when none is pending).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        if let Err(e) = txn.commit() {
+            self.dirty.store(true, Ordering::Release);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// The last feed record the tree holds.
@@ -137,7 +170,7 @@ impl Store {
             let old = meta.get(TREE_CURSOR)?.map(|v| v.value()).unwrap_or(0);
             meta.insert(TREE_CURSOR, cursor.max(old))?;
         }
-        txn.commit()?;
+        self.commit_lazy(txn)?;
         self.merkle.publish(staged);
         Ok(())
     }
@@ -177,8 +210,7 @@ impl Store {
             let old = t.get(key)?.map(|v| v.value()).unwrap_or(0);
             t.insert(key, seq.max(old))?;
         }
-        txn.commit()?;
-        Ok(())
+        self.commit_lazy(txn)
     }
 
     /// What `target` acknowledged of this region's feed.
