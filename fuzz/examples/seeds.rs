@@ -1,9 +1,10 @@
 //! Writes the seed corpus of every fuzz target under `fuzz/corpus/<target>/` from real data:
 //! the golden PCS vectors, outcome-log segments written by flk-outcome-log, a 300-entry audit
 //! log built by flk-tlog (its tiles, checkpoint and proof bundles), `.ots` files built with
-//! flk-anchor's own format code, the services' default configs rendered by flk-runtime, and
-//! svc-tiering's record, catalog and pack encodings. The TSA seeds come from
-//! `fuzz/data/make_tsa.sh`. Run from `fuzz/`: `cargo run --example seeds`.
+//! flk-anchor's own format code, the services' default configs rendered by flk-runtime,
+//! svc-tiering's record, catalog and pack encodings, and replication batches of records that
+//! svc-verify decided. The TSA seeds come from `fuzz/data/make_tsa.sh`. Run from `fuzz/`:
+//! `cargo run --example seeds`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -302,4 +303,199 @@ signing = false
     };
     c.put("tiering", "catalog-entry", meta.encode());
     c.put("tiering", "key", Key::new("acme", "0".repeat(64)).encode());
+
+    replication(&c);
+}
+
+/// The origin regions of the replication seeds (the fuzzed engine is `REPLICA_REGION`).
+const ORIGIN: &str = "us-east";
+const OTHER_ORIGIN: &str = "ap-south";
+
+/// Replication: `ShipBatch`es (and `ApplyReplicatedRequest`s) of real feed records, decided by
+/// svc-verify in two origin regions from golden vectors signed with their keys (so that they
+/// verify in the fuzzed region), a conflicting version of one key, a reconciliation, a record
+/// older than its tenant's dedup TTL, and broken records of every refusal reason.
+fn replication(c: &Corpus) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let verify_doc: serde_json::Value = serde_json::from_str(include_str!(
+        "../../flk-core/tests/data/verify_vectors.json"
+    ))
+    .expect("golden vectors");
+    let vectors = verify_doc["vectors"].as_array().expect("vectors");
+    // One vector of each (outcome, reason) of the golden set, in file order.
+    let mut seen = std::collections::BTreeSet::new();
+    let classes: Vec<&serde_json::Value> = vectors
+        .iter()
+        .filter(|v| {
+            seen.insert((
+                v["expect"]["outcome"].to_string(),
+                v["expect"]["reason_code"].to_string(),
+            ))
+        })
+        .collect();
+    let accepted: Vec<&serde_json::Value> = vectors
+        .iter()
+        .filter(|v| v["expect"]["reason_code"] == "ok")
+        .map(|v| &v["pcs"])
+        .collect();
+    let json = |pcs: &serde_json::Value| {
+        svc_verify::Body::Json(serde_json::to_vec(pcs).expect("json").into())
+    };
+    let signing_doc: serde_json::Value = serde_json::from_str(include_str!(
+        "../../flk-core/tests/data/signing_vectors.json"
+    ))
+    .expect("signing vectors");
+    let mut ed25519 = signing_doc["vectors"][0]["pcs"].clone();
+    ed25519["sig"] = signing_doc["vectors"][0]["sig_ed25519_b64"].clone();
+
+    let mut here: Vec<(&str, svc_verify::Body)> = classes
+        .iter()
+        .map(|v| (flk_proto::DEFAULT_TENANT, json(&v["pcs"])))
+        .collect();
+    let structured =
+        flk_core::parse_pcs(&serde_json::to_vec(accepted[1]).expect("json")).expect("golden pcs");
+    here.push((
+        flk_proto::DEFAULT_TENANT,
+        svc_verify::Body::Structured(Box::new(v1::Pcs::from(&structured))),
+    ));
+    here.push((flk_proto::DEFAULT_TENANT, json(&ed25519)));
+    here.push(("acme", json(accepted[2])));
+    let ours = rt.block_on(decided(dir.path(), ORIGIN, here));
+
+    // The first accepted vector's key decided otherwise in the other origin: same pcs_id,
+    // another budget, signed again.
+    let k = classes
+        .iter()
+        .position(|v| v["expect"]["reason_code"] == "ok")
+        .expect("an accepted vector");
+    let first = &classes[k]["pcs"];
+    let mut other = first.clone();
+    other["budget"] = serde_json::json!(first["budget"].as_f64().expect("budget") + 0.125);
+    let parsed = flk_core::parse_pcs(&serde_json::to_vec(&other).expect("json")).expect("pcs");
+    let signer = flk_core::SigningMaterial::hmac(b"testsecret", flk_core::HmacMode::Digest)
+        .expect("hmac key");
+    other["sig"] = signer.sign_b64(&flk_core::canonicalize(&parsed)).into();
+    let theirs = rt.block_on(decided(
+        dir.path(),
+        OTHER_ORIGIN,
+        vec![(flk_proto::DEFAULT_TENANT, json(&other))],
+    ));
+
+    let ship = |name: &str, records: Vec<v1::FeedRecord>| {
+        let last_seq = records.iter().map(|r| r.seq).max().unwrap_or(7);
+        let batch = v1::ShipBatch {
+            source: ORIGIN.into(),
+            target: flk_fuzz::REPLICA_REGION.into(),
+            records,
+            last_seq,
+        };
+        c.put("replication", name, batch.encode_to_vec());
+    };
+    for (i, rec) in ours.iter().enumerate() {
+        ship(&format!("ship-{i:02}"), vec![rec.clone()]);
+    }
+    ship("ship-all", ours.clone());
+    ship("ship-empty", Vec::new());
+    let (a, b) = (ours[k].clone(), theirs[0].clone());
+    assert_eq!(
+        a.pcs_id, b.pcs_id,
+        "the conflicting version has the same key"
+    );
+    ship("ship-conflict", vec![a.clone(), b.clone()]);
+    ship("ship-conflict-reversed", vec![b.clone(), a.clone()]);
+    let mut reconciled = b.clone();
+    reconciled.kind = v1::RecordKind::Reconciled as i32;
+    ship("ship-reconciled", vec![reconciled]);
+
+    // The `acme` record (14-day TTL) moved 30 days back: logged, not indexed.
+    let acme = ours.last().expect("acme record").clone();
+    let mut expired = acme.clone();
+    expired.decided_at_unix_ms -= 30 * 24 * 3600 * 1000;
+    if let Some(o) = expired.outcome.as_mut() {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(expired.decided_at_unix_ms) * 1_000_000,
+        )
+        .expect("time");
+        o.received_at = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("rfc3339");
+    }
+    ship("ship-expired", vec![expired, acme]);
+
+    // Broken records, one per refusal reason, and a batch mixing them with valid ones.
+    let broken = |f: &dyn Fn(&mut v1::FeedRecord)| {
+        let mut r = ours[1].clone();
+        f(&mut r);
+        r
+    };
+    let mut bad_sig = a.clone();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&bad_sig.request_json).expect("request json");
+    body["sig"] = signer.sign_b64(&flk_core::canonicalize(&structured)).into();
+    bad_sig.request_json = serde_json::to_vec(&body).expect("json");
+    let refused = vec![
+        bad_sig.clone(),
+        broken(&|r| r.canonical_digest[0] ^= 1),
+        broken(&|r| r.pcs_id = "0".repeat(64)),
+        broken(&|r| {
+            r.tenant_id = "nobody".into();
+            if let Some(o) = r.outcome.as_mut() {
+                o.tenant_id = "nobody".into();
+            }
+        }),
+        broken(&|r| r.decided_at_unix_ms += 5),
+        broken(&|r| r.region.clear()),
+        broken(&|r| r.kind = v1::RecordKind::CrrEvent as i32),
+        broken(&|r| r.request_json.truncate(r.request_json.len() / 2)),
+        broken(&|r| r.request_json.clear()),
+        broken(&|r| r.outcome = None),
+    ];
+    ship("ship-refused", refused);
+    ship(
+        "ship-mixed",
+        vec![ours[2].clone(), bad_sig, ours[3].clone()],
+    );
+
+    let request = |name: &str, records: Vec<v1::FeedRecord>, replace: bool| {
+        let req = v1::ApplyReplicatedRequest { records, replace };
+        c.put("replication", name, req.encode_to_vec());
+    };
+    request("apply-first-write", vec![a.clone(), b.clone()], false);
+    request("apply-replace", vec![b, ours[4].clone()], true);
+    request("apply-replace-back", vec![a], true);
+}
+
+/// Submits `submissions` to a fresh svc-verify of `region`; the feed records of its log, with
+/// their seq, as svc-crr ships them.
+async fn decided(
+    dir: &Path,
+    region: &str,
+    submissions: Vec<(&str, svc_verify::Body)>,
+) -> Vec<v1::FeedRecord> {
+    let service = flk_fuzz::open_verify(&dir.join(region), region)
+        .await
+        .expect("open svc-verify");
+    for (tenant, body) in submissions {
+        service
+            .engine
+            .submit(tenant, body)
+            .await
+            .expect("golden submission");
+    }
+    let records: Vec<v1::FeedRecord> = service
+        .engine
+        .log()
+        .read_from(1)
+        .map(|r| {
+            let (seq, bytes) = r.expect("read log");
+            let mut rec = v1::FeedRecord::decode(bytes.as_ref()).expect("feed record");
+            rec.seq = seq;
+            rec
+        })
+        .collect();
+    records
 }

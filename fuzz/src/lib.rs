@@ -261,3 +261,70 @@ pub fn golden_pcs_json() -> &'static Vec<Vec<u8>> {
         out
     })
 }
+
+/// The region of the svc-verify the `replication` target applies shipped records to.
+pub const REPLICA_REGION: &str = "eu-west";
+
+/// The dedup TTL of the `default` tenant of [`REPLICA_TENANTS`]: 3,650 days, within the
+/// longest TTL the dedup stores take (flk-dedup's `MAX_TTL`, 3,660 days).
+pub const REPLICA_LONG_TTL_SECS: u64 = 3650 * 24 * 3600;
+
+/// The tenants file of every region in the replication fixtures (regions share it, as in a
+/// deployment). `default` holds the golden vectors' keys: HMAC-SHA256 over the digest with
+/// `testsecret` (the verify vectors' `sig`) and the signing vectors' Ed25519 key; its dedup
+/// TTL is [`REPLICA_LONG_TTL_SECS`], so that the seeds' records, decided when the seeds were
+/// written, are still inside it whenever the fuzzer runs. `acme` has the same keys and the
+/// default policy (14 days), for records older than their TTL (logged, not indexed).
+pub const REPLICA_TENANTS: &str = r#"[[tenant]]
+id = "default"
+[tenant.policy]
+dedup_ttl_secs = 315360000
+[[tenant.keys]]
+id = "golden-hmac"
+algorithm = "hmac"
+secret = "testsecret"
+mode = "digest"
+[[tenant.keys]]
+id = "golden-ed25519"
+algorithm = "ed25519"
+public_key = "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="
+
+[[tenant]]
+id = "acme"
+[[tenant.keys]]
+id = "golden-hmac"
+algorithm = "hmac"
+secret = "testsecret"
+mode = "digest"
+[[tenant.keys]]
+id = "golden-ed25519"
+algorithm = "ed25519"
+public_key = "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="
+"#;
+
+/// Opens a real svc-verify over `dir` as `region`, the way svc-crr's tests do: the embedded
+/// dedup index, the outcome log without fsync, and [`REPLICA_TENANTS`] (written into `dir`).
+/// Call it inside a tokio runtime.
+pub async fn open_verify(dir: &Path, region: &str) -> Result<svc_verify::Service, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let tenants = dir.join("tenants.toml");
+    std::fs::write(&tenants, REPLICA_TENANTS).map_err(|e| e.to_string())?;
+    let cfg = svc_verify::VerifyConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.join("verify"),
+        region: region.to_owned(),
+        tenants_file: Some(tenants),
+        dedup: svc_verify::config::DedupConfig {
+            backend: svc_verify::DedupBackend::Embedded,
+            url: None,
+        },
+        log: svc_verify::config::LogSettings {
+            fsync: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    svc_verify::Service::open(&cfg)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
