@@ -83,7 +83,7 @@ pub struct Prices {
     pub storage_cold_usd_per_gb_month: f64,
     /// Months of storage a decision's bytes are charged for, at decision time.
     pub storage_months: f64,
-    /// Per GB replicated to another region (no replication exists yet: 0 bytes).
+    /// Per GB replicated into this region from another (svc-crr; see `report`).
     pub network_usd_per_gb: f64,
     /// Per anchor batch (one checkpoint anchored by one strategy), by anchoring strategy.
     pub anchoring_usd_per_batch: BTreeMap<String, f64>,

@@ -19,6 +19,12 @@ pub enum KpiError {
     /// No decision with this key is known (never received, or past retention).
     #[error("no decision with pcs_id {pcs_id} for tenant {tenant:?}")]
     UnknownDecision { tenant: String, pcs_id: String },
+    /// Feedback on a copy replicated from another region: its verdicts are counted where it
+    /// was decided.
+    #[error(
+        "decision {pcs_id} was replicated from another region: send its feedback to the region that decided it"
+    )]
+    ReplicatedDecision { pcs_id: String },
     /// A verdict that is not one of the three.
     #[error("verdict must be one of hallucination, false_alarm, correct")]
     InvalidVerdict,
@@ -56,6 +62,11 @@ impl From<KpiError> for ApiError {
             KpiError::VerdictNotApplicable { .. } => ApiError::new(
                 ErrorKind::FailedPrecondition,
                 "verdict_not_applicable",
+                message,
+            ),
+            KpiError::ReplicatedDecision { .. } => ApiError::new(
+                ErrorKind::FailedPrecondition,
+                "replicated_decision",
                 message,
             ),
             KpiError::InvalidWindow => {
@@ -100,6 +111,13 @@ mod tests {
                 },
                 409,
                 "verdict_not_applicable",
+            ),
+            (
+                KpiError::ReplicatedDecision {
+                    pcs_id: "00".into(),
+                },
+                409,
+                "replicated_decision",
             ),
             (KpiError::Store("down".into()), 503, "kpi_store_unavailable"),
         ];

@@ -136,13 +136,14 @@ impl Kpi {
     pub fn apply(&self, records: &[v1::FeedRecord]) -> Result<ApplyReport, KpiError> {
         let r = self.store.apply(records, self.clock.now_ms())?;
         self.metrics.count(Event::Decision, r.decisions);
+        self.metrics.count(Event::Replicated, r.replicated);
         self.metrics.count(Event::Redelivered, r.redelivered);
         self.metrics.count(Event::Skipped, r.skipped);
         for (index, s) in &r.signals {
             self.metrics.observe(&records[*index].tenant_id, s);
         }
         self.metrics.applied_up_to(r.cursor);
-        if r.decisions > 0 {
+        if r.decisions > 0 || r.replicated > 0 {
             self.refresh.notify_one();
         }
         Ok(r)

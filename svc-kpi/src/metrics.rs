@@ -10,12 +10,13 @@
 //! | `flk_kpi_cost_per_trusted_task_usd` | gauge | tenant, window |
 //! | `flk_kpi_cost_usd` | gauge | tenant, window, component (compute, storage, network, anchoring) |
 //! | `flk_kpi_decisions` | gauge | tenant, window, outcome (accepted, escalated, rejected) |
+//! | `flk_kpi_replicated_decisions` | gauge | tenant, window: decisions replicated into this region from others (not in `flk_kpi_decisions`) |
 //! | `flk_kpi_audit_coverage` | gauge | tenant, window |
 //! | `flk_kpi_verify_latency_p95_seconds` | gauge | tenant, window |
 //! | `flk_kpi_slo_ok` | gauge (1/0) | tenant, window, slo (containment, escalation, latency) |
 //! | `flk_kpi_regime_decisions` | gauge | tenant, window, regime (sticky, mixed, non_sticky, other) |
 //! | `flk_kpi_signal_d_hat`, `flk_kpi_signal_coh_star`, `flk_kpi_signal_r` | histogram | tenant |
-//! | `flk_kpi_events_total` | counter | kind (decision, feedback, redelivered, skipped) |
+//! | `flk_kpi_events_total` | counter | kind (decision, replicated, feedback, redelivered, skipped) |
 //! | `flk_kpi_feed_seq` | gauge | |
 //! | `flk_kpi_consumer_lag_records` | gauge | |
 //!
@@ -39,6 +40,7 @@ pub struct KpiMetrics {
     cost_per_task: GaugeVec,
     cost: GaugeVec,
     decisions: GaugeVec,
+    replicated: GaugeVec,
     audit_coverage: GaugeVec,
     latency_p95: GaugeVec,
     slo_ok: GaugeVec,
@@ -58,6 +60,8 @@ pub struct KpiMetrics {
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
     Decision,
+    /// A decision replicated here from another region.
+    Replicated,
     Feedback,
     Redelivered,
     Skipped,
@@ -67,6 +71,7 @@ impl Event {
     fn label(self) -> &'static str {
         match self {
             Event::Decision => "decision",
+            Event::Replicated => "replicated",
             Event::Feedback => "feedback",
             Event::Redelivered => "redelivered",
             Event::Skipped => "skipped",
@@ -128,6 +133,11 @@ impl KpiMetrics {
                 "decisions in the window by outcome",
                 &["tenant", "window", "outcome"],
             )?,
+            replicated: gauge(
+                "flk_kpi_replicated_decisions",
+                "decisions replicated into this region from other regions in the window (not in flk_kpi_decisions)",
+                &tw,
+            )?,
             audit_coverage: gauge(
                 "flk_kpi_audit_coverage",
                 "decisions present in the audit log / decisions made",
@@ -176,6 +186,7 @@ impl KpiMetrics {
         };
         for e in [
             Event::Decision,
+            Event::Replicated,
             Event::Feedback,
             Event::Redelivered,
             Event::Skipped,
@@ -188,6 +199,7 @@ impl KpiMetrics {
         registry.register(Box::new(m.cost_per_task.clone()))?;
         registry.register(Box::new(m.cost.clone()))?;
         registry.register(Box::new(m.decisions.clone()))?;
+        registry.register(Box::new(m.replicated.clone()))?;
         registry.register(Box::new(m.audit_coverage.clone()))?;
         registry.register(Box::new(m.latency_p95.clone()))?;
         registry.register(Box::new(m.slo_ok.clone()))?;
@@ -277,6 +289,9 @@ impl KpiMetrics {
                 .with_label_values(&[t, w, o.as_str()])
                 .set(n as f64);
         }
+        self.replicated
+            .with_label_values(&[t, w])
+            .set(r.replicated_decisions as f64);
         for (regime, n) in &r.regimes {
             self.regimes
                 .with_label_values(&[t, w, regime.as_str()])

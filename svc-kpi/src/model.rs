@@ -6,8 +6,18 @@
 //! * `DecisionRow` v1, 44 bytes: `0x01 | outcome u8 | verdict u8 | regime u8 |
 //!   decided_at_unix_ms i64 | verify_cpu_ns u64 | stored_bytes u64 | replicated_bytes u64 |
 //!   ordinal u64`.
-//! * `Bucket` v1: `0x01 | counters: NCOUNT x u64 | n: u32 | n x (bin: u16, count: u64)`, the
-//!   sparse histogram bins (latency bins `0..LATENCY_BINS`, then one range per signal).
+//! * `Bucket` v2: `0x02 | counters: NCOUNT x u64 | n: u32 | n x (bin: u16, count: u64)`, the
+//!   sparse histogram bins (latency bins `0..LATENCY_BINS`, then one range per signal). v1
+//!   (`0x01`, the first 15 counters: no `REPLICATED`) still decodes, with `REPLICATED` 0.
+//!
+//! # Replicated copies
+//!
+//! A decision replicated here from another region (svc-crr; `replicated` in its feed record)
+//! is stored as a row with `replicated_bytes > 0` (its encoded record: what crossed the
+//! network) and counted in its bucket by [`Bucket::add_replicated`]: `REPLICATED`,
+//! `REPLICATED_BYTES` and `STORED_BYTES` (this region keeps the copy), never `DECISIONS`, the
+//! outcome, regime, verification-CPU or latency counters, nor the signals (it was decided,
+//! and charged, at its origin).
 //!
 //! # Latency bins
 //!
@@ -276,7 +286,11 @@ pub const CPU_NS: usize = 11;
 pub const STORED_BYTES: usize = 12;
 pub const REPLICATED_BYTES: usize = 13;
 pub const CPU_NS_MAX: usize = 14;
-pub const NCOUNT: usize = 15;
+/// Decisions replicated here from other regions (not in `DECISIONS`).
+pub const REPLICATED: usize = 15;
+pub const NCOUNT: usize = 16;
+/// Counters of a v1 bucket (before `REPLICATED`).
+const NCOUNT_V1: usize = 15;
 
 /// Number of latency bins.
 pub const LATENCY_BINS: u16 = 64 + 58 * 32;
@@ -391,14 +405,24 @@ pub struct DecisionRow {
     pub decided_at_unix_ms: i64,
     pub verify_cpu_ns: u64,
     pub stored_bytes: u64,
+    /// For a copy replicated here from another region, its encoded record's bytes (what
+    /// crossed the network); 0 for a decision of this region. Non-zero marks the row as a
+    /// replicated copy ([`DecisionRow::is_replicated`]).
     pub replicated_bytes: u64,
-    /// Position among all decisions received (1-based), the order svc-audit logs them in.
+    /// Position among all decisions received (1-based), the order svc-audit logs them in
+    /// (replicated copies included: svc-audit logs them too).
     pub ordinal: u64,
 }
 
 const ROW_LEN: usize = 44;
 
 impl DecisionRow {
+    /// Whether the row is a copy replicated from another region (decided, and counted as a
+    /// decision, at its origin).
+    pub fn is_replicated(&self) -> bool {
+        self.replicated_bytes > 0
+    }
+
     pub fn encode(&self) -> [u8; ROW_LEN] {
         let mut b = [0u8; ROW_LEN];
         b[0] = 1;
@@ -468,6 +492,15 @@ impl Bucket {
         }
     }
 
+    /// Adds a copy replicated here from another region (module docs): its count and bytes
+    /// only.
+    pub fn add_replicated(&mut self, row: &DecisionRow) {
+        self.counts[REPLICATED] += 1;
+        self.counts[STORED_BYTES] = self.counts[STORED_BYTES].saturating_add(row.stored_bytes);
+        self.counts[REPLICATED_BYTES] =
+            self.counts[REPLICATED_BYTES].saturating_add(row.replicated_bytes);
+    }
+
     /// Moves one decision's verdict from `old` to `new`.
     pub fn change_verdict(&mut self, old: Option<Verdict>, new: Verdict) {
         if let Some(o) = old {
@@ -527,7 +560,7 @@ impl Bucket {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + NCOUNT * 8 + 4 + self.bins.len() * 10);
-        out.push(1);
+        out.push(2);
         for c in &self.counts {
             out.extend_from_slice(&c.to_le_bytes());
         }
@@ -547,11 +580,13 @@ impl Bucket {
             Ok(*head)
         }
         let (&version, mut rest) = b.split_first().ok_or(ERR)?;
-        if version != 1 {
-            return Err(ERR);
-        }
+        let counters = match version {
+            1 => NCOUNT_V1,
+            2 => NCOUNT,
+            _ => return Err(ERR),
+        };
         let mut bucket = Bucket::default();
-        for c in bucket.counts.iter_mut() {
+        for c in bucket.counts.iter_mut().take(counters) {
             *c = u64::from_le_bytes(take(&mut rest)?);
         }
         let n = u32::from_le_bytes(take(&mut rest)?);
@@ -632,6 +667,71 @@ mod tests {
         assert!(DecisionRow::decode(&[1; 10]).is_err());
         assert_eq!(b.signal_counts(Signal::R).iter().sum::<u64>(), 1);
         assert_eq!(b.signal_counts(Signal::R)[11], 1); // [0.50, 0.55)
+    }
+
+    #[test]
+    fn a_replicated_copy_counts_its_bytes_and_nothing_decided() {
+        let row = DecisionRow {
+            outcome: Outcome::Accepted,
+            verdict: None,
+            regime: Regime::Sticky,
+            decided_at_unix_ms: 1_700_000_000_123,
+            verify_cpu_ns: 90_000,
+            stored_bytes: 700,
+            replicated_bytes: 700,
+            ordinal: 3,
+        };
+        assert!(row.is_replicated());
+        assert!(
+            !DecisionRow {
+                replicated_bytes: 0,
+                ..row
+            }
+            .is_replicated()
+        );
+        let mut b = Bucket::default();
+        b.add_replicated(&row);
+        b.add_replicated(&row);
+        assert_eq!(b.counts[REPLICATED], 2);
+        assert_eq!(b.counts[REPLICATED_BYTES], 1_400);
+        assert_eq!(b.counts[STORED_BYTES], 1_400);
+        for c in [DECISIONS, ACCEPTED, CPU_NS, CPU_NS_MAX, REGIME_STICKY] {
+            assert_eq!(b.counts[c], 0, "counter {c}");
+        }
+        assert!(b.bins.is_empty(), "no latency or signal bins");
+        assert_eq!(b.latency_quantile_ns(0.95), None);
+        // Merged windows keep it.
+        let mut sum = Bucket::default();
+        sum.merge(&b);
+        assert_eq!(sum.counts[REPLICATED], 2);
+        assert_eq!(Bucket::decode(&b.encode()).unwrap(), b);
+    }
+
+    #[test]
+    fn a_v1_bucket_decodes_without_replicated_copies() {
+        // What svc-kpi wrote before `REPLICATED` existed: version 1, 15 counters.
+        let mut v1 = vec![1u8];
+        for i in 0..NCOUNT_V1 as u64 {
+            v1.extend_from_slice(&(i + 1).to_le_bytes());
+        }
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&7u16.to_le_bytes());
+        v1.extend_from_slice(&5u64.to_le_bytes());
+        let b = Bucket::decode(&v1).unwrap();
+        assert_eq!(b.counts[DECISIONS], 1);
+        assert_eq!(b.counts[CPU_NS_MAX], 15);
+        assert_eq!(b.counts[REPLICATED], 0);
+        assert_eq!(b.bins.get(&7), Some(&5));
+        // Written back as v2, it decodes to the same.
+        assert_eq!(b.encode()[0], 2);
+        assert_eq!(Bucket::decode(&b.encode()).unwrap(), b);
+        // A v1 body read as v2 is short; a v2 body labelled v1 is long: both refused.
+        let mut as_v2 = v1.clone();
+        as_v2[0] = 2;
+        assert!(Bucket::decode(&as_v2).is_err());
+        let mut as_v1 = b.encode();
+        as_v1[0] = 1;
+        assert!(Bucket::decode(&as_v1).is_err());
     }
 
     #[test]

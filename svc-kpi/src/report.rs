@@ -10,12 +10,17 @@
 //! * Costs (USD, prices from [`Prices`]; GB = 10^9 bytes):
 //!   - compute: the sum of the decisions' measured `verify_cpu_ns` / 10^8 x
 //!     `compute_usd_per_100ms`;
-//!   - storage: the bytes the decisions occupy (each decision's encoded outcome-log record)
-//!     / 10^9 x `storage_hot_usd_per_gb_month` x `storage_months`. Every byte is charged at
+//!   - storage: the bytes the decisions and replicated copies occupy (each one's encoded
+//!     outcome-log record) / 10^9 x `storage_hot_usd_per_gb_month` x `storage_months`. Every
+//!     byte is charged at
 //!     the hot price because no tiering service exists yet; the warm and cold prices are
 //!     configured but unused;
-//!   - network: replicated bytes / 10^9 x `network_usd_per_gb`. No cross-region replication
-//!     exists yet, so replicated bytes are measured as 0;
+//!   - network: replicated bytes / 10^9 x `network_usd_per_gb`, where replicated bytes are
+//!     the encoded records of the decisions replicated *into* this region from others
+//!     (svc-crr), each counted once, in the region it reached (by its origin's decision time).
+//!     Those copies are in `replicated_decisions` and in the storage bytes (this region keeps
+//!     them), never in `decisions`, the rates, compute or latency: they were decided, and
+//!     charged, at their origin;
 //!   - anchoring: the anchor batches in the window (imported from svc-audit's anchor journal,
 //!     [`Store::import_anchors`], or recorded with [`Store::record_anchor_batches`]) x their
 //!     strategy's price, shared among tenants in
@@ -29,7 +34,7 @@
 //! * `audit_coverage = (decisions - not yet in the audit log) / decisions`: svc-audit logs
 //!   decisions in feed order, so with its tree at size `n` the decisions received after the
 //!   first `n` are the ones missing. `audit_lag_decisions = decisions received - n` (all
-//!   tenants). Null when no audit upstream is configured or it has not answered. svc-audit
+//!   tenants; replicated copies included on both sides, since svc-audit logs them too). Null when no audit upstream is configured or it has not answered. svc-audit
 //!   skips records it cannot map (malformed ones), which this count cannot see.
 //!
 //! * `decisions_over_time`: the window's decisions by outcome in equal steps of
@@ -171,6 +176,11 @@ pub struct KpiReport {
     pub accepted: u64,
     pub escalated: u64,
     pub rejected: u64,
+    /// Decisions replicated into this region from other regions in the window (svc-crr):
+    /// counted here for their network and storage bytes only, not in `decisions` (module
+    /// docs). 0 from servers that predate it.
+    #[serde(default)]
+    pub replicated_decisions: u64,
     pub hallucinations_reported: u64,
     pub false_alarms: u64,
     pub correct_reported: u64,
@@ -219,6 +229,7 @@ pub fn compute_report(
     let sums = store.window(tenant, start)?;
     let b = &sums.bucket;
     let decisions = b.counts[crate::model::DECISIONS];
+    let replicated_decisions = b.counts[crate::model::REPLICATED];
     let (accepted, escalated, rejected) = (
         b.outcome(Outcome::Accepted),
         b.outcome(Outcome::Escalated),
@@ -281,6 +292,7 @@ pub fn compute_report(
         accepted,
         escalated,
         rejected,
+        replicated_decisions,
         hallucinations_reported: hallucinations,
         false_alarms,
         correct_reported: b.counts[CORRECT],

@@ -20,9 +20,12 @@
 //! the cursor, committed with fsync: a crash leaves either the whole batch (records, buckets,
 //! cursor) or none of it. A record at or below the cursor, or whose `(tenant_id, pcs_id)` is
 //! already stored (a redelivery the cursor did not catch), changes nothing; a conflicting
-//! duplicate is not a decision and is skipped. Feedback ([`Store::feedback`]) updates the
-//! decision's row and the bucket of the decision's minute in one transaction, so a window
-//! always counts each decision once, with its current verdict.
+//! duplicate is not a decision and is skipped. A decision replicated here from another region
+//! (`replicated` in the record) is stored and ordered like a decision (svc-audit logs it too)
+//! but counted as a replicated copy (`crate::model`'s module docs), not as a decision of this
+//! region; feedback on it is refused (its verdicts belong to its origin). Feedback
+//! ([`Store::feedback`]) updates the decision's row and the bucket of the decision's minute in
+//! one transaction, so a window always counts each decision once, with its current verdict.
 //!
 //! # Retention
 //!
@@ -89,6 +92,8 @@ const PURGE_PER_APPLY: usize = 65_536;
 pub struct ApplyReport {
     /// New decisions counted.
     pub decisions: u64,
+    /// New copies of decisions replicated from other regions (not in `decisions`).
+    pub replicated: u64,
     /// Records already applied (by cursor or by key).
     pub redelivered: u64,
     /// Records that are not decisions (conflicting duplicates) or cannot be read.
@@ -239,7 +244,8 @@ impl Store {
         self.meta(META_CURSOR)
     }
 
-    /// Decisions received so far, all tenants (including those retention removed).
+    /// Decisions received so far, all tenants (including those retention removed), replicated
+    /// copies included: the count svc-audit's log is compared with.
     pub fn decisions_received(&self) -> Result<u64, KpiError> {
         self.meta(META_ORDINAL)
     }
@@ -285,16 +291,17 @@ impl Store {
                 decision_key_into(&mut key, &rec.tenant_id, &rec.pcs_id);
                 ordinal += 1;
                 let regime = Regime::parse(rec.outcome.as_ref().map_or("", |o| o.regime.as_str()));
+                // What the decision occupies in the outcome log (its record); a replicated
+                // copy's record is also what crossed the network to get here.
+                let bytes = rec.encoded_len() as u64;
                 let row = DecisionRow {
                     outcome,
                     verdict: None,
                     regime,
                     decided_at_unix_ms: rec.decided_at_unix_ms,
                     verify_cpu_ns: rec.verify_cpu_ns,
-                    // What the decision occupies in the outcome log (its record).
-                    stored_bytes: rec.encoded_len() as u64,
-                    // No cross-region replication exists yet.
-                    replicated_bytes: 0,
+                    stored_bytes: bytes,
+                    replicated_bytes: if rec.replicated { bytes.max(1) } else { 0 },
                     ordinal,
                 };
                 let minute = minute_of(rec.decided_at_unix_ms);
@@ -316,6 +323,14 @@ impl Store {
                 ordinals
                     .insert(ordinal, (minute, key.as_slice()))
                     .map_err(db_err)?;
+                if row.is_replicated() {
+                    deltas
+                        .entry((rec.tenant_id.as_str(), minute))
+                        .or_default()
+                        .add_replicated(&row);
+                    report.replicated += 1;
+                    continue;
+                }
                 let signals = signals_of(rec);
                 deltas
                     .entry((rec.tenant_id.as_str(), minute))
@@ -424,6 +439,11 @@ impl Store {
                     });
                 }
             };
+            if row.is_replicated() {
+                return Err(KpiError::ReplicatedDecision {
+                    pcs_id: pcs_id.to_owned(),
+                });
+            }
             if !verdict.applies_to(row.outcome) {
                 return Err(KpiError::VerdictNotApplicable {
                     verdict,
@@ -585,8 +605,9 @@ impl Store {
     }
 
     /// Decisions of `tenant` from `start_minute` on whose ordinal is above `logged`: those a
-    /// log holding the first `logged` decisions (in feed order) does not cover yet. Reads at
-    /// most `limit` ordinals (the newest decisions); `None` when more than that are above.
+    /// log holding the first `logged` decisions (in feed order) does not cover yet. Replicated
+    /// copies take ordinals (the log holds them too) but are not counted. Reads at most
+    /// `limit` ordinals (the newest decisions); `None` when more than that are above.
     pub fn not_logged(
         &self,
         tenant: &str,
@@ -604,11 +625,19 @@ impl Store {
             return Ok(None);
         }
         let ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
+        let decisions = txn.open_table(DECISIONS).map_err(db_err)?;
         let mut n = 0;
         for r in ordinals.range(logged.saturating_add(1)..).map_err(db_err)? {
             let (_, v) = r.map_err(db_err)?;
             let (m, key) = v.value();
-            if m >= start_minute && tenant_of_key(key) == Some(tenant) {
+            if m < start_minute || tenant_of_key(key) != Some(tenant) {
+                continue;
+            }
+            let replicated = match decisions.get(key).map_err(db_err)? {
+                Some(g) => DecisionRow::decode(g.value())?.is_replicated(),
+                None => false,
+            };
+            if !replicated {
                 n += 1;
             }
         }
@@ -619,6 +648,110 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{DECISIONS, REPLICATED, REPLICATED_BYTES, STORED_BYTES};
+
+    fn record(seq: u64, tenant: &str, n: u64, replicated: bool) -> v1::FeedRecord {
+        let id = format!("{n:064x}");
+        v1::FeedRecord {
+            seq,
+            tenant_id: tenant.to_owned(),
+            pcs_id: id.clone(),
+            outcome: Some(v1::Outcome {
+                pcs_id: id,
+                tenant_id: tenant.to_owned(),
+                outcome: v1::OutcomeKind::Accepted as i32,
+                regime: "mixed".to_owned(),
+                origin_region: if replicated { "us" } else { "eu" }.to_owned(),
+                replicated,
+                ..Default::default()
+            }),
+            request_json: br#"{"D_hat":1.6,"coh_star":0.73,"r":0.52}"#.to_vec(),
+            decided_at_unix_ms: 1_767_225_600_000,
+            region: if replicated { "us" } else { "eu" }.to_owned(),
+            kind: v1::RecordKind::Decision as i32,
+            verify_cpu_ns: 1_000_000,
+            replicated,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replicated_copies_are_counted_apart_from_decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
+        let now = 1_767_225_600_000 + 60_000;
+        // Two decisions of this region, then two copies replicated from another.
+        let batch = [
+            record(1, "acme", 1, false),
+            record(2, "acme", 2, false),
+            record(3, "acme", 3, true),
+            record(4, "acme", 4, true),
+        ];
+        let r = store.apply(&batch, now).unwrap();
+        assert_eq!((r.decisions, r.replicated, r.cursor), (2, 2, 4));
+        assert_eq!(
+            r.signals.len(),
+            2,
+            "only decided records feed the live histograms"
+        );
+        let copy_bytes = batch[2].encoded_len() as u64 + batch[3].encoded_len() as u64;
+        let all_bytes: u64 = batch.iter().map(|b| b.encoded_len() as u64).sum();
+
+        let w = store.window("acme", 0).unwrap();
+        let b = &w.bucket;
+        assert_eq!(b.counts[DECISIONS], 2);
+        assert_eq!(b.counts[REPLICATED], 2);
+        assert_eq!(b.counts[REPLICATED_BYTES], copy_bytes);
+        assert_eq!(
+            b.counts[STORED_BYTES], all_bytes,
+            "this region stores the copies too"
+        );
+        assert_eq!(
+            b.counts[crate::model::CPU_NS],
+            2_000_000,
+            "copies are not charged here"
+        );
+        assert_eq!(w.all_decisions, 2, "copies take no share of anchoring");
+
+        // A redelivered copy is counted once.
+        let again = store.apply(&[record(5, "acme", 3, true)], now).unwrap();
+        assert_eq!(
+            (again.decisions, again.replicated, again.redelivered),
+            (0, 0, 1)
+        );
+        assert_eq!(
+            store.window("acme", 0).unwrap().bucket.counts[REPLICATED],
+            2
+        );
+
+        // Copies are ordered like decisions (svc-audit logs them too) ...
+        assert_eq!(store.decisions_received().unwrap(), 4);
+        let row = store
+            .decision("acme", &format!("{:064x}", 3))
+            .unwrap()
+            .unwrap();
+        assert!(row.is_replicated());
+        assert_eq!(row.ordinal, 3);
+        assert!(
+            !store
+                .decision("acme", &format!("{:064x}", 1))
+                .unwrap()
+                .unwrap()
+                .is_replicated()
+        );
+        // ... but a log holding only the first decision misses one decision, not three.
+        assert_eq!(store.not_logged("acme", 0, 1, 100).unwrap(), Some(1));
+        assert_eq!(store.not_logged("acme", 0, 0, 100).unwrap(), Some(2));
+
+        // Verdicts on a copy belong to its origin.
+        let e = store
+            .feedback("acme", &format!("{:064x}", 3), Verdict::Hallucination)
+            .unwrap_err();
+        assert!(matches!(e, KpiError::ReplicatedDecision { .. }), "{e}");
+        store
+            .feedback("acme", &format!("{:064x}", 1), Verdict::Hallucination)
+            .unwrap();
+    }
 
     #[test]
     fn decision_keys_are_distinct_and_name_their_tenant() {
