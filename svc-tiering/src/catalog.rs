@@ -58,6 +58,9 @@ pub enum Op {
     PackAdd(String, u64),
     /// One record of the pack left it.
     PackRelease(String),
+    /// The feed cursor moves to at least this sequence number (with the records applied in
+    /// the same transaction).
+    Cursor(u64),
 }
 
 /// The catalog. Cheap to clone.
@@ -166,6 +169,7 @@ impl Catalog {
             let mut recs = txn.open_table(RECORDS).map_err(err)?;
             let mut journal = txn.open_table(JOURNAL).map_err(err)?;
             let mut packs = txn.open_table(PACKS).map_err(err)?;
+            let mut meta = txn.open_table(META).map_err(err)?;
             for op in ops {
                 match op {
                     Op::Put(k, m) => {
@@ -200,6 +204,10 @@ impl Catalog {
                         } else {
                             packs.insert(name.as_str(), left - 1).map_err(err)?;
                         }
+                    }
+                    Op::Cursor(seq) => {
+                        let old = meta.get("cursor").map_err(err)?.map_or(0, |v| v.value());
+                        meta.insert("cursor", old.max(*seq)).map_err(err)?;
                     }
                 }
             }

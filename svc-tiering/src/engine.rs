@@ -304,12 +304,15 @@ impl Engine {
     // ---------------------------------------------------------------- ingest
 
     /// Applies a batch of feed records: decisions become hot records (a redelivered key is
-    /// skipped), conflict events are skipped, and the cursor moves to the batch's last seq.
-    /// Returns how many records were new.
+    /// skipped), reconciled decisions replace the stored ones ([`Engine::replace`]), conflict
+    /// and replication events are skipped, and the cursor moves to the batch's last seq (never
+    /// past a reconciled record not yet applied). Returns how many records were new or
+    /// replaced.
     pub async fn ingest(&self, batch: &[v1::FeedRecord]) -> Result<u64, TieringError> {
         let now = self.now_ms();
         let mut cursor = 0;
         let mut items = Vec::with_capacity(batch.len());
+        let mut replacements = Vec::new();
         for rec in batch {
             cursor = cursor.max(rec.seq);
             let Some(stored) = StoredRecord::from_feed(rec) else {
@@ -330,12 +333,22 @@ impl Engine {
                 cold: None,
                 pending: None,
             };
-            items.push((key, meta, blob));
+            if rec.kind == v1::RecordKind::Reconciled as i32 {
+                replacements.push((rec.seq, key, meta, blob));
+            } else {
+                items.push((key, meta, blob));
+            }
         }
+        // The decisions commit first; a later decision of the batch cannot be of a key a
+        // reconciled record of the batch replaces (a key's decision precedes its repairs).
+        let decisions_cursor = replacements
+            .first()
+            .map_or(cursor, |(seq, ..)| cursor.min(seq.saturating_sub(1)));
         let items = Arc::new(items);
         let fresh = {
             let items = items.clone();
-            self.cat(move |c| c.ingest(&items, cursor)).await?
+            self.cat(move |c| c.ingest(&items, decisions_cursor))
+                .await?
         };
         let new: Vec<(Key, Arc<Vec<u8>>)> = items
             .iter()
@@ -350,11 +363,106 @@ impl Engine {
         }
         let bytes: u64 = new.iter().map(|(_, b)| b.len() as u64).sum();
         self.add_figure(Tier::Hot, new.len() as i64, bytes as i64);
-        self.metrics.applied(cursor);
+        self.metrics.applied(decisions_cursor);
+        let n = replacements.len();
+        let mut replaced = 0;
+        for (i, (seq, key, meta, blob)) in replacements.into_iter().enumerate() {
+            // The last one carries the batch's cursor: everything before it is applied.
+            let at = if i + 1 == n { cursor } else { seq };
+            replaced += u64::from(self.replace(key, meta, blob, at).await?);
+            self.metrics.applied(at);
+        }
         if self.hot_bytes() > self.policy().hot_max_bytes {
             self.kick.notify_one();
         }
-        Ok(new.len() as u64)
+        Ok(new.len() as u64 + replaced)
+    }
+
+    /// Replaces the stored decision of `key` with a reconciled one (svc-crr's repair of a
+    /// conflict between regions), so that reads answer the repaired outcome and body; stores
+    /// it when the key is unknown. The new blob goes hot whatever tier held the old one, and
+    /// the cursor moves to `cursor` in the same catalog transaction. Under the move lock, in
+    /// this order:
+    ///
+    /// 1. an interrupted move or removal of the key is finished first ([`Engine::finish_pending`]);
+    /// 2. the hot store gets the new blob (reads prefer it to the journal; if the write fails
+    ///    and the old copy was hot, the old copy is deleted so reads fall back to the journal);
+    /// 3. catalog (durable): the entry (hot, the new size and decision time), the journal
+    ///    copy, the old cold pack released, the cursor;
+    /// 4. the stale warm copy or emptied pack is deleted (a failure leaves an orphan warm copy,
+    ///    which the next move of the record to warm overwrites).
+    ///
+    /// A crash before 3 leaves the old decision and the cursor before this record, so the
+    /// feed delivers it again. A redelivery whose blob is already stored only moves the
+    /// cursor. Returns whether anything was replaced.
+    async fn replace(
+        &self,
+        key: Key,
+        meta: RecordMeta,
+        blob: Arc<Vec<u8>>,
+        cursor: u64,
+    ) -> Result<bool, TieringError> {
+        let _guard = self.moves.lock().await;
+        let mut old = self.catalog.get(&key)?;
+        if let Some(m) = old.clone().filter(|m| m.pending.is_some()) {
+            self.finish_pending(vec![(key.clone(), m)]).await?;
+            old = self.catalog.get(&key)?;
+        }
+        if let Some(m) = &old {
+            match self.read_from(&key, m).await {
+                Ok(Some(stored)) if stored.as_slice() == blob.as_slice() => {
+                    self.cat(move |c| c.commit(&[Op::Cursor(cursor)], true))
+                        .await?;
+                    return Ok(false);
+                }
+                Ok(_) => {}
+                // Replaced whatever the old copy holds.
+                Err(e) => {
+                    tracing::debug!(error = %e, key = %key, "cannot read the copy being replaced")
+                }
+            }
+        }
+        let was_hot = old.as_ref().is_some_and(|m| m.tier == Tier::Hot);
+        if let Err(e) = self
+            .tiers
+            .hot
+            .put_many(&[(key.clone(), blob.clone())])
+            .await
+        {
+            tracing::warn!(error = %e, key = %key, "hot store write failed; serving the reconciled record from the hot journal");
+            if was_hot && let Err(e) = self.tiers.hot.delete(&key).await {
+                tracing::error!(error = %e, key = %key, "cannot delete the replaced hot copy: reads may answer it until the hot store is refilled");
+            }
+        }
+        let mut ops = vec![
+            Op::Put(key.clone(), meta.clone()),
+            Op::JournalPut(key.clone(), blob),
+            Op::Cursor(cursor),
+        ];
+        if let Some(RecordMeta {
+            tier: Tier::Cold,
+            cold: Some(loc),
+            ..
+        }) = &old
+        {
+            ops.push(Op::PackRelease(loc.pack.clone()));
+        }
+        let emptied = self.cat(move |c| c.commit(&ops, true)).await?;
+        let now = self.now_ms();
+        if let Some(m) = &old {
+            self.add_figure(m.tier, -1, -(m.stored_bytes() as i64));
+            self.add_cost(self.settle(m, now));
+        }
+        self.add_figure(Tier::Hot, 1, meta.stored_bytes() as i64);
+        if old.as_ref().is_some_and(|m| m.tier == Tier::Warm)
+            && let Err(e) = self.tiers.warm.delete(&key).await
+        {
+            tracing::warn!(error = %e, key = %key, "cannot delete the replaced warm copy");
+        }
+        self.delete_packs(&emptied).await;
+        self.metrics.reconciled.inc();
+        tracing::info!(key = %key, from = old.as_ref().map_or("none", |m| m.tier.as_str()), "stored decision replaced by a reconciled one");
+        Ok(true)
     }
 
     // ---------------------------------------------------------------- reads

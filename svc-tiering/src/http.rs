@@ -82,6 +82,8 @@ pub fn outcome_json(o: &v1::Outcome) -> Value {
         "duplicate": o.duplicate,
         "received_at": o.received_at,
         "seq": o.seq,
+        "origin_region": o.origin_region,
+        "replicated": o.replicated,
     })
 }
 

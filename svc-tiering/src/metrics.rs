@@ -11,6 +11,7 @@
 //! | `flk_tiering_removed_total` | counter | records removed past retention |
 //! | `flk_tiering_promotions_total`, `flk_tiering_demotions_total` | counter | moves up (reads) and down (TTL, overflow) |
 //! | `flk_tiering_move_failures_total` | counter | move steps that failed (retried next cycle) |
+//! | `flk_tiering_reconciled_total` | counter | stored decisions replaced by a reconciled one (svc-crr's repair) |
 //! | `flk_tiering_feed_received_seq`, `flk_tiering_feed_applied_seq`, `flk_tiering_feed_lag_records` | gauge | the outcome feed |
 //! | `flk_tiering_store_up{store}` | gauge | 1 when the store answered its last check |
 //! | `flk_tiering_prewarm_precision`, `flk_tiering_prewarm_recall` | gauge | only with a prewarm model |
@@ -33,6 +34,7 @@ pub struct TieringMetrics {
     pub promotions: IntCounter,
     pub demotions: IntCounter,
     pub move_failures: IntCounter,
+    pub reconciled: IntCounter,
     pub received_seq: IntGauge,
     pub applied_seq: IntGauge,
     pub lag: IntGauge,
@@ -80,6 +82,10 @@ impl TieringMetrics {
                 "flk_tiering_move_failures_total",
                 "Move steps that failed",
             )?,
+            reconciled: IntCounter::new(
+                "flk_tiering_reconciled_total",
+                "Stored decisions replaced by a reconciled decision (svc-crr repair)",
+            )?,
             received_seq: IntGauge::new(
                 "flk_tiering_feed_received_seq",
                 "Last feed sequence number received",
@@ -118,6 +124,7 @@ impl TieringMetrics {
         registry.register(Box::new(m.promotions.clone()))?;
         registry.register(Box::new(m.demotions.clone()))?;
         registry.register(Box::new(m.move_failures.clone()))?;
+        registry.register(Box::new(m.reconciled.clone()))?;
         registry.register(Box::new(m.received_seq.clone()))?;
         registry.register(Box::new(m.applied_seq.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;

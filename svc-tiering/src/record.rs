@@ -107,9 +107,11 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
-    /// The record of a feed decision (`None` for conflict events, which are not records).
+    /// The record of a feed decision, or of a reconciled decision that replaces one (`None`
+    /// for conflict and replication events, which are not records).
     pub fn from_feed(rec: &v1::FeedRecord) -> Option<StoredRecord> {
-        if rec.kind != v1::RecordKind::Decision as i32 {
+        let kind = v1::RecordKind::try_from(rec.kind).ok()?;
+        if !matches!(kind, v1::RecordKind::Decision | v1::RecordKind::Reconciled) {
             return None;
         }
         let outcome = rec
