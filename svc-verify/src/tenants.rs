@@ -118,6 +118,14 @@ impl TenantRegistry {
 fn build_tenant(spec: TenantSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Tenant, String> {
     let policy = spec.policy.unwrap_or_default();
     policy.validate().map_err(|e| e.to_string())?;
+    // Every decision's index entry lives this long: a TTL the dedup stores refuse would fail
+    // every index write of the tenant (a reconciliation would be applied again on each call).
+    if std::time::Duration::from_secs(policy.dedup_ttl_secs) > flk_dedup::MAX_TTL {
+        return Err(format!(
+            "`dedup_ttl_secs` must be at most {} (the dedup index's longest TTL)",
+            flk_dedup::MAX_TTL.as_secs()
+        ));
+    }
     let mut keys = Vec::with_capacity(spec.keys.len());
     for k in &spec.keys {
         keys.push(build_key(k, env).map_err(|e| format!("key {:?}: {e}", k.id))?);
@@ -250,5 +258,20 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the `replication` fuzz target's fixture: a TTL above the dedup stores' longest
+    /// was accepted, then every index write of the tenant failed.
+    #[test]
+    fn refuses_a_dedup_ttl_the_index_cannot_keep() {
+        let spec = |secs: u64| {
+            format!(
+                "[[tenant]]\nid = \"x\"\nsigning = false\npolicy = {{ dedup_ttl_secs = {secs} }}\n"
+            )
+        };
+        let max = flk_dedup::MAX_TTL.as_secs();
+        assert!(parse(&spec(max)).is_ok());
+        let err = parse(&spec(max + 1)).expect_err("a TTL beyond MAX_TTL");
+        assert!(err.0.contains("dedup_ttl_secs"), "{err}");
     }
 }
