@@ -12,6 +12,7 @@
 //! * [`server`], [`client`]: serving gRPC and HTTP on one bound listener with those settings,
 //!   and gRPC channels to peers with them;
 //! * [`http`]: the JSON and error responses of every REST route;
+//! * [`embedded_db`]: the services' embedded redb databases, opened with a bounded page cache;
 //! * [`tenants`]: the tenants file, parsed once, strictly, for svc-verify and the gateway;
 //! * [`feed`]: the outcome-feed consumer (persisted cursor, batching, backoff, resubscribe)
 //!   shared by svc-audit, svc-kpi and later consumers.
@@ -24,6 +25,8 @@ pub mod lock;
 pub mod client;
 #[cfg(feature = "service")]
 pub mod config;
+#[cfg(feature = "service")]
+pub mod embedded_db;
 #[cfg(feature = "service")]
 pub mod feed;
 #[cfg(feature = "service")]
