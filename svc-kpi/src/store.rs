@@ -208,7 +208,7 @@ impl Store {
             KpiError::Store(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        let db = flk_runtime::embedded_db::open(&path)
             .map_err(|e| KpiError::Store(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_err)?;
         {

@@ -71,7 +71,8 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
-        let db = Database::create(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let db = flk_runtime::embedded_db::open(path)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(RECORDS).map_err(err)?;
         txn.open_table(JOURNAL).map_err(err)?;

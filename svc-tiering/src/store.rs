@@ -219,7 +219,7 @@ pub struct RedbTier {
 
 impl RedbTier {
     pub fn open(path: &Path) -> Result<RedbTier, StoreError> {
-        let db = Database::create(path)
+        let db = flk_runtime::embedded_db::open(path)
             .map_err(|e| StoreError::new(REDB, format!("open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(|e| StoreError::new(REDB, e))?;
         txn.open_table(WARM_TABLE)

@@ -78,7 +78,7 @@ impl Refusals {
     /// Opens (creating if needed) `<data_dir>/refusals.redb`.
     pub fn open(data_dir: &Path) -> Result<Refusals, RefusalError> {
         let path = data_dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| store_err(&path, e))?;
+        let db = flk_runtime::embedded_db::open(&path).map_err(|e| store_err(&path, e))?;
         let txn = db.begin_write().map_err(|e| store_err(&path, e))?;
         txn.open_table(TABLE).map_err(|e| store_err(&path, e))?;
         txn.commit().map_err(|e| store_err(&path, e))?;
@@ -216,7 +216,7 @@ pub fn read_dir(
     let mut last = None;
     for _ in 0..3 {
         std::fs::copy(&path, &copy).map_err(|e| store_err(&path, &e))?;
-        match Database::create(&copy) {
+        match flk_runtime::embedded_db::open(&copy) {
             Ok(db) => {
                 return read_db(&db, &path, from_unix_ms, to_unix_ms).map(|m| Some(into_rows(m)));
             }
