@@ -22,6 +22,9 @@ use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use flk_runtime::config::redact_url;
 
+// `--features system-alloc` leaves the system allocator in place, so heap profilers that hook
+// `malloc` (heaptrack, valgrind's massif) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
