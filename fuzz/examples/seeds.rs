@@ -440,7 +440,12 @@ fn replication(c: &Corpus) {
     let refused = vec![
         bad_sig.clone(),
         broken(&|r| r.canonical_digest[0] ^= 1),
-        broken(&|r| r.pcs_id = "0".repeat(64)),
+        broken(&|r| {
+            r.pcs_id = "0".repeat(64);
+            if let Some(o) = r.outcome.as_mut() {
+                o.pcs_id = "0".repeat(64);
+            }
+        }),
         broken(&|r| {
             r.tenant_id = "nobody".into();
             if let Some(o) = r.outcome.as_mut() {
