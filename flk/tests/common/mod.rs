@@ -66,10 +66,16 @@ pub fn up() -> Up {
 
 /// `flk up --listen 127.0.0.1:0 --data-dir TMP` plus `args`.
 pub fn up_with(args: &[&str]) -> Up {
+    try_up_with(args).expect("flk up exited before listening")
+}
+
+/// [`up_with`], or `None` when `flk up` exits before listening (e.g. a port given in its
+/// configuration was taken meanwhile, so the caller can pick another).
+pub fn try_up_with(args: &[&str]) -> Option<Up> {
     let data = tempfile::tempdir().unwrap();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let started = spawn(&args, data.path());
-    Up {
+    let started = try_spawn(&args, data.path())?;
+    Some(Up {
         child: started.child,
         url: started.url,
         verify_url: started.verify_url,
@@ -78,7 +84,7 @@ pub fn up_with(args: &[&str]) -> Up {
         data_dir: data.path().to_path_buf(),
         args,
         _data: data,
-    }
+    })
 }
 
 struct Started {
@@ -90,6 +96,11 @@ struct Started {
 }
 
 fn spawn(args: &[String], data: &std::path::Path) -> Started {
+    try_spawn(args, data).expect("flk up exited before listening")
+}
+
+/// Starts `flk up`; `None` when it exits before listening.
+fn try_spawn(args: &[String], data: &std::path::Path) -> Option<Started> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flk"))
         .args(["up", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -103,10 +114,11 @@ fn spawn(args: &[String], data: &std::path::Path) -> Started {
     let mut lines = BufReader::new(stdout).lines();
     let (mut verify_url, mut audit_url, mut kpi_url) = (None, None, None);
     let url = loop {
-        let line = lines
-            .next()
-            .expect("flk up exited before listening")
-            .unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
         if let Some(rest) = line.strip_prefix("svc-verify (grpc) on ") {
             verify_url = rest.split(',').next().map(str::to_owned);
         }
@@ -124,13 +136,13 @@ fn spawn(args: &[String], data: &std::path::Path) -> Started {
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Started {
+    Some(Started {
         child,
         url,
         verify_url: verify_url.expect("flk up prints the svc-verify address"),
         audit_url: audit_url.expect("flk up prints the svc-audit address"),
         kpi_url: kpi_url.expect("flk up prints the svc-kpi address"),
-    }
+    })
 }
 
 /// A client that presents the stack's mesh client certificate and trusts its CA: what the

@@ -1,0 +1,312 @@
+//! Cross-region replication between three real stacks on loopback: three `flk up` processes,
+//! regions eu, us and ap, each a peer of the others, sharing one tenants file and one set of
+//! policies in their `--config` (`[crr]`): tenant `acme` is `selective` to us, tenant `other`
+//! `multi_way` over eu, us and ap. Signed PCS are submitted through each region's gateway; each
+//! decision must reach exactly the regions its policy names (`GET /v1/pcs/{id}` with the
+//! tenant's token: 200 with the origin's `origin_region` and `replicated` true away from it,
+//! served by svc-tiering from the replicated feed record; 404 elsewhere), every
+//! region's `GET /v1/crr/status` (and `flk crr status`) must show a drained backlog, and
+//! another tenant's token must not find a replicated decision.
+//!
+//! svc-crr's replication ports must be known before any stack starts (each names the others
+//! as peers), so the test picks three free ports (bound to port 0, then released) and starts
+//! the stacks on them; a stack that cannot bind its port (taken meanwhile) exits before
+//! listening, and the test then picks new ports.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flk_core::{HmacMode, SigningMaterial, canonicalize, compute_pcs_id, parse_pcs};
+use serde_json::Value;
+
+const REGIONS: [&str; 3] = ["eu", "us", "ap"];
+const PEER_TOKEN: &str = "crr-up-peer-token";
+/// The two tenants' HMAC secret in [`common::two_tenants`].
+const SECRET: &str = "testsecret";
+/// Longest wait for any one condition.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Three ports free a moment ago on 127.0.0.1.
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+/// Region `i`'s stack file: its replication port, the other two as peers, the shared
+/// policies, short reconnect delays (the peers start one after the other).
+fn stack_file(dir: &Path, i: usize, ports: &[u16; 3]) -> PathBuf {
+    let mut text = format!(
+        "[crr]\nregion = \"{}\"\nlisten = \"127.0.0.1:{}\"\npeer_token = \"{PEER_TOKEN}\"\n\
+         batch_interval_ms = 5\nreconnect_initial_ms = 20\nreconnect_max_ms = 200\n",
+        REGIONS[i], ports[i]
+    );
+    for j in (0..3).filter(|j| *j != i) {
+        text.push_str(&format!(
+            "[[crr.peers]]\nregion = \"{}\"\nurl = \"http://127.0.0.1:{}\"\n",
+            REGIONS[j], ports[j]
+        ));
+    }
+    text.push_str(
+        "[[crr.policies]]\ntenant = \"acme\"\nmode = \"selective\"\ntargets = [\"us\"]\n\
+         [[crr.policies]]\ntenant = \"other\"\nmode = \"multi_way\"\ntargets = [\"eu\", \"us\", \"ap\"]\n",
+    );
+    let path = dir.join(format!("{}.toml", REGIONS[i]));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One region: its stack and svc-crr's URL.
+struct Region {
+    name: &'static str,
+    up: common::Up,
+    crr_url: String,
+}
+
+/// Starts the three stacks (new ports when one could not bind its own).
+fn start_regions(dir: &Path, tenants: &Path) -> Vec<Region> {
+    for _attempt in 0..3 {
+        let ports = free_ports();
+        let mut regions = Vec::new();
+        for (i, name) in REGIONS.iter().enumerate() {
+            let file = stack_file(dir, i, &ports);
+            let args = [
+                "--tenants",
+                tenants.to_str().unwrap(),
+                "--config",
+                file.to_str().unwrap(),
+            ];
+            match common::try_up_with(&args) {
+                Some(up) => regions.push(Region {
+                    name,
+                    up,
+                    crr_url: format!("http://127.0.0.1:{}", ports[i]),
+                }),
+                None => break,
+            }
+        }
+        if regions.len() == REGIONS.len() {
+            return regions;
+        }
+        eprintln!("a stack could not start on its replication port; new ports");
+    }
+    panic!("three stacks could not start");
+}
+
+/// A distinct PCS signed with the tenants' key: the accepted golden vector in shard `shard`.
+fn signed_pcs(shard: &str) -> Value {
+    let mut p = common::accepted_pcs();
+    p["shard_id"] = Value::String(shard.to_owned());
+    let root = p["merkle_root"].as_str().unwrap().to_owned();
+    let epoch = p["epoch"].as_u64().unwrap();
+    p["pcs_id"] = Value::String(compute_pcs_id(&root, epoch, shard));
+    let parsed = parse_pcs(&serde_json::to_vec(&p).unwrap()).unwrap();
+    let signer = SigningMaterial::hmac(SECRET.as_bytes(), HmacMode::Digest).unwrap();
+    p["sig"] = Value::String(signer.sign_b64(&canonicalize(&parsed)));
+    p
+}
+
+fn id(p: &Value) -> &str {
+    p["pcs_id"].as_str().unwrap()
+}
+
+/// Submits `pcs` as `tenant` through `r`'s gateway REST; the decision's outcome body.
+async fn submit(r: &Region, tenant: &str, token: &str, pcs: &Value) -> Value {
+    let resp = common::token_client(token)
+        .post(format!("{}/v1/pcs/submit", r.up.url))
+        .header("x-tenant-id", tenant)
+        .header("content-type", "application/json")
+        .body(pcs.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(status, 200, "submit to {}: {body}", r.name);
+    assert_eq!(body["outcome"], "accepted", "submit to {}: {body}", r.name);
+    body
+}
+
+/// `GET /v1/pcs/{id}` at `r` with `token`: status, whether svc-tiering answered, body.
+async fn read(r: &Region, token: &str, pcs_id: &str) -> (u16, bool, Value) {
+    let resp = common::token_client(token)
+        .get(format!("{}/v1/pcs/{pcs_id}", r.up.url))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let tiered = resp.headers().contains_key("x-flk-tier");
+    let bytes = resp.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, tiered, body)
+}
+
+/// Polls `cond` until it holds, failing with `what` after [`DEADLINE`].
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET /v1/crr/status` at `r` with the peer token.
+async fn crr_status(r: &Region) -> Value {
+    let resp = common::token_client(PEER_TOKEN)
+        .get(format!("{}/v1/crr/status", r.crr_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{}: status", r.name);
+    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+}
+
+/// Whether every peer link of a status document is connected with nothing left to ship.
+fn drained(status: &Value) -> bool {
+    status["peers"].as_array().is_some_and(|peers| {
+        peers.len() == 2
+            && peers
+                .iter()
+                .all(|p| p["backlog"].as_u64() == Some(0) && p["connected"] == true)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_stacks_replicate_each_decision_exactly_where_its_policy_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tenants = common::two_tenants(tmp.path());
+    let regions = start_regions(tmp.path(), &tenants);
+    let (acme, other) = (common::ACME_TOKEN, common::OTHER_TOKEN);
+
+    // Every link up before submitting: nothing depends on a retry after a refused dial.
+    for r in &regions {
+        eventually(&format!("{}'s peer links", r.name), || async {
+            crr_status(r).await["peers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2 && p.iter().all(|l| l["connected"] == true))
+        })
+        .await;
+    }
+
+    // (tenant, token, PCS, origin index, expected in [eu, us, ap]).
+    let cases: Vec<(&str, &str, Value, usize, [bool; 3])> = vec![
+        // selective to us: from eu it reaches us only; from us it stays there.
+        ("acme", acme, signed_pcs("sel-eu"), 0, [true, true, false]),
+        ("acme", acme, signed_pcs("sel-us"), 1, [false, true, false]),
+        // multi_way over all three: from anywhere, everywhere.
+        ("other", other, signed_pcs("mw-eu"), 0, [true, true, true]),
+        ("other", other, signed_pcs("mw-us"), 1, [true, true, true]),
+        ("other", other, signed_pcs("mw-ap"), 2, [true, true, true]),
+    ];
+    let mut decided = Vec::new();
+    for (tenant, token, pcs, origin, _) in &cases {
+        let answer = submit(&regions[*origin], tenant, token, pcs).await;
+        assert_eq!(answer["origin_region"], REGIONS[*origin], "{answer}");
+        assert_eq!(answer["replicated"], false, "{answer}");
+        decided.push(answer);
+    }
+
+    // Each expected copy arrives, read back from svc-tiering (it came through the feed).
+    for (tenant, token, pcs, origin, want) in &cases {
+        for (r, _) in regions.iter().zip(want).filter(|(_, w)| **w) {
+            eventually(
+                &format!(
+                    "{tenant}'s {} (from {}) in {}",
+                    id(pcs),
+                    REGIONS[*origin],
+                    r.name
+                ),
+                || async { matches!(read(r, token, id(pcs)).await, (200, true, _)) },
+            )
+            .await;
+        }
+    }
+    // Then every region has shipped everything to every peer: a copy not there now is not
+    // on its way.
+    for r in &regions {
+        eventually(&format!("{}'s backlog drained", r.name), || async {
+            drained(&crr_status(r).await)
+        })
+        .await;
+    }
+
+    for ((tenant, token, pcs, origin, want), answer) in cases.iter().zip(&decided) {
+        for (i, r) in regions.iter().enumerate() {
+            let (status, _, body) = read(r, token, id(pcs)).await;
+            let what = format!(
+                "{tenant}'s {} from {} in {}",
+                id(pcs),
+                REGIONS[*origin],
+                r.name
+            );
+            if !want[i] {
+                assert_eq!(
+                    status, 404,
+                    "{what}: the policy does not send it here: {body}"
+                );
+                continue;
+            }
+            assert_eq!(status, 200, "{what}: {body}");
+            assert_eq!(body["origin_region"], REGIONS[*origin], "{what}: {body}");
+            assert_eq!(body["replicated"], i != *origin, "{what}: {body}");
+            // Every other field is the origin's, the decision time included.
+            for field in [
+                "pcs_id",
+                "tenant_id",
+                "outcome",
+                "reason_code",
+                "received_at",
+            ] {
+                assert_eq!(body[field], answer[field], "{what}: {field}");
+            }
+        }
+    }
+
+    // Another tenant's token finds nothing of acme's, replicated or not.
+    let sel_eu = id(&cases[0].2);
+    for r in &regions[..2] {
+        let (status, tiered, body) = read(r, other, sel_eu).await;
+        assert_eq!(status, 404, "other's token at {}: {body}", r.name);
+        assert!(!tiered);
+    }
+
+    // The operator's view: `flk crr status` prints the same drained backlog.
+    let token_file = tmp.path().join("peer.token");
+    std::fs::write(&token_file, PEER_TOKEN).unwrap();
+    for r in &regions {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flk"))
+            .args(["crr", "status", "--url", &r.crr_url, "--token-file"])
+            .arg(&token_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "flk crr status at {}: {out:?}",
+            r.name
+        );
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(status["region"], r.name);
+        assert!(drained(&status), "{}: {status}", r.name);
+        let mut peers: Vec<&str> = status["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["region"].as_str().unwrap())
+            .collect();
+        peers.sort_unstable();
+        let mut want: Vec<&str> = REGIONS.iter().copied().filter(|n| *n != r.name).collect();
+        want.sort_unstable();
+        assert_eq!(peers, want, "{}", r.name);
+    }
+}
