@@ -403,6 +403,7 @@ impl Stack {
             format!("svc-verify (in process; also {verify_url})"),
             service.grpc_server(),
         );
+        let verify_ready = gateway::ReadyProbe::new(service.readiness_probe());
         let mut running = Running::new();
         running.spawn(service.serve(verify_listener, running.stopped()));
 
@@ -501,6 +502,7 @@ impl Stack {
             let mut gw_cfg = gw_settings.resolve(env)?;
             gw_cfg.upstreams = Vec::new();
             gw_cfg.in_process = vec![verify_in_process];
+            gw_cfg.ready_probes = vec![verify_ready];
             // Reports over the stack's own stores, as `flk report compliance --data-dir`.
             gw_cfg.compliance = Some(std::sync::Arc::new(crate::compliance::DataDirReports::new(
                 cfg.data_dir.clone(),

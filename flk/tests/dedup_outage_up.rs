@@ -4,9 +4,9 @@
 //! them. Measured and bounded: the time from the kill to the first 503 (with `Retry-After`),
 //! and from the server being back to the first 2xx, with the same stack process throughout.
 //! Checked: every request is answered (client timeout 10 s, so never a hang), only 2xx or 503;
-//! svc-verify's `/ready` is 503 naming the store during the outage and 200 after; every
-//! acknowledged decision reads back (`GET /v1/pcs/{id}`) and resubmitting it answers the
-//! same decision; every refused one is decided when resubmitted.
+//! svc-verify's and the gateway's `/ready` are 503 naming the store during the outage and 200
+//! after; every acknowledged decision reads back (`GET /v1/pcs/{id}`) and resubmitting it
+//! answers the same decision; every refused one is decided when resubmitted.
 
 mod common;
 mod fault_common;
@@ -110,11 +110,13 @@ async fn outage(mut store: Store) {
         ready_body.contains(&format!("dedup_{name}")),
         "/ready names the store: {ready_body}"
     );
-    let gateway_during = gateway_ready(&up).await;
+    let (gateway_status, gateway_body) = gateway_ready(&up).await;
     eprintln!("[{name}] during the outage: svc-verify /ready {ready_status} {ready_body}");
-    eprintln!(
-        "[{name}] during the outage: gateway /ready {} {}",
-        gateway_during.0, gateway_during.1
+    eprintln!("[{name}] during the outage: gateway /ready {gateway_status} {gateway_body}");
+    assert_eq!(gateway_status, 503, "{gateway_body}");
+    assert!(
+        gateway_body.contains(&format!("dedup_{name}")),
+        "the gateway's /ready names the store: {gateway_body}"
     );
 
     // Restart the server (not the stack): time until a request sent after it is back is
@@ -128,6 +130,8 @@ async fn outage(mut store: Store) {
     assert!(up.is_running(), "the same stack process throughout");
     let (ready_status, ready_body) = verify_ready(&up).await;
     assert_eq!(ready_status, 200, "{ready_body}");
+    let (gateway_status, gateway_body) = gateway_ready(&up).await;
+    assert_eq!(gateway_status, 200, "{gateway_body}");
     let answers = load.finish().await;
 
     // Every request answered, only 2xx or 503 (503 with Retry-After, `dedup_unavailable` or

@@ -97,6 +97,9 @@ pub struct GatewayConfig {
     /// svc-verify replicas in the gateway's own process (`flk up`), called directly instead of
     /// over HTTP/2; they join the ring beside `upstreams`.
     pub in_process: Vec<InProcessUpstream>,
+    /// More checks for `/ready`, each giving named dependencies (`flk up`: svc-verify's outcome
+    /// log and dedup store, which a round trip to an in-process replica cannot see).
+    pub ready_probes: Vec<ReadyProbe>,
     /// Long-lived upstream `SubmitStream`s per networked replica that carry the unary
     /// submissions (REST and gRPC `Submit`) as stream items (see `lanes`); 0 sends each
     /// submission as a unary call of its own, as is always done for `in_process` replicas.
@@ -126,6 +129,7 @@ impl Default for GatewayConfig {
             tiering_upstream: None,
             compliance: None,
             in_process: Vec::new(),
+            ready_probes: Vec::new(),
             upstream_streams: DEFAULT_UPSTREAM_STREAMS,
             extra_registries: Vec::new(),
         }
@@ -142,6 +146,33 @@ type Transport = tower::util::BoxCloneSyncService<
     axum::http::Response<tonic::body::Body>,
     TransportError,
 >;
+
+/// What a [`ReadyProbe`] answers: dependencies by name, each `Ok` or the error that makes it
+/// unready.
+pub type ReadyReport = Vec<(String, Result<(), String>)>;
+
+/// A `/ready` check the gateway runs beside its upstream round trips.
+#[derive(Clone)]
+pub struct ReadyProbe(
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, ReadyReport> + Send + Sync>,
+);
+
+impl ReadyProbe {
+    pub fn new(
+        probe: impl Fn() -> futures::future::BoxFuture<'static, ReadyReport> + Send + Sync + 'static,
+    ) -> ReadyProbe {
+        ReadyProbe(Arc::new(probe))
+    }
+}
+
+impl std::fmt::Debug for ReadyProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyProbe")
+    }
+}
+
+/// How long `/ready` waits for one [`ReadyProbe`] before reporting it unready.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A client of one svc-verify replica, whatever its [`Transport`].
 pub(crate) type UpstreamClient = VerifyServiceClient<Transport>;
@@ -813,6 +844,23 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
             up.name.clone(),
             serde_json::Value::from(if ok { "ok" } else { "unreachable" }),
         );
+    }
+    for probe in &gw.cfg.ready_probes {
+        match tokio::time::timeout(READY_PROBE_TIMEOUT, (probe.0)()).await {
+            Ok(named) => {
+                for (name, r) in named {
+                    all &= r.is_ok();
+                    deps.insert(name, r.err().unwrap_or_else(|| "ok".to_owned()).into());
+                }
+            }
+            Err(_) => {
+                all = false;
+                deps.insert(
+                    "ready_probe".to_owned(),
+                    format!("no answer within {READY_PROBE_TIMEOUT:?}").into(),
+                );
+            }
+        }
     }
     let body = serde_json::json!({ "ready": all, "dependencies": deps });
     let status = if all {

@@ -135,6 +135,22 @@ impl Service {
         grpc_server(&self.engine, self.closing.subscribe())
     }
 
+    /// The checks behind `/ready` (outcome log, dedup store), for a caller in the same process:
+    /// the gateway of `flk up` reports them in its own `/ready`.
+    pub fn readiness_probe(
+        &self,
+    ) -> impl Fn() -> futures::future::BoxFuture<'static, Vec<(String, Result<(), String>)>>
+    + Send
+    + Sync
+    + 'static
+    + use<> {
+        let engine = self.engine.clone();
+        move || {
+            let engine = engine.clone();
+            Box::pin(async move { dependencies(&engine).await })
+        }
+    }
+
     /// Whether [`Service::serve`] terminates TLS.
     pub fn tls_enabled(&self) -> bool {
         self.security.tls.is_some()
@@ -273,18 +289,31 @@ async fn maintenance(engine: Arc<Engine>) {
     }
 }
 
-async fn readiness(engine: &Engine) -> axum::response::Response {
+/// What `/ready` checks: the outcome log and the dedup store, each named with its error.
+async fn dependencies(engine: &Engine) -> Vec<(String, Result<(), String>)> {
     let dedup = engine.dedup().check_ready().await;
-    let log_ok = !engine.log().is_failed();
-    let ok = dedup.is_ok() && log_ok;
-    let body = serde_json::json!({
-        "ready": ok,
-        "dependencies": {
-            "outcome_log": if log_ok { "ok".to_owned() } else { "failed: reopen needed".to_owned() },
-            format!("dedup_{}", engine.dedup().backend()):
-                match &dedup { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
-        }
-    });
+    let log = if engine.log().is_failed() {
+        Err("failed: reopen needed".to_owned())
+    } else {
+        Ok(())
+    };
+    vec![
+        ("outcome_log".to_owned(), log),
+        (
+            format!("dedup_{}", engine.dedup().backend()),
+            dedup.map_err(|e| e.to_string()),
+        ),
+    ]
+}
+
+async fn readiness(engine: &Engine) -> axum::response::Response {
+    let deps = dependencies(engine).await;
+    let ok = deps.iter().all(|(_, r)| r.is_ok());
+    let named: serde_json::Map<String, serde_json::Value> = deps
+        .into_iter()
+        .map(|(name, r)| (name, r.err().unwrap_or_else(|| "ok".to_owned()).into()))
+        .collect();
+    let body = serde_json::json!({ "ready": ok, "dependencies": named });
     let status = if ok {
         StatusCode::OK
     } else {
