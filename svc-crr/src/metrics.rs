@@ -164,6 +164,7 @@ pub fn reason_label(reason: &str) -> &'static str {
         "bad_record" => "bad_record",
         "not_a_decision" => "not_a_decision",
         "wrong_target" => "wrong_target",
+        "too_large" => "too_large",
         _ => "other",
     }
 }

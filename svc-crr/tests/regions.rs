@@ -547,3 +547,33 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_the_log_is_refused_not_failed() {
+    use prost::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (eu, us) = two(dir.path(), ReconcileMode::AutoSafe).await;
+    // A genuine decision of a tenant that does not replicate, so `us` does not hold it yet,
+    // carrying 17 MiB in a field the checks do not read: more than one log record may hold.
+    let doc = pcs("huge", None);
+    eu.submit("solo", &doc).await;
+    let mut record = eu
+        .engine()
+        .log()
+        .read_from(1)
+        .filter_map(Result::ok)
+        .filter_map(|(_, b)| v1::FeedRecord::decode(b.as_ref()).ok())
+        .find(|r| r.pcs_id == id(&doc))
+        .expect("the decision is in eu's log");
+    record.event_json = "x".repeat(17 * 1024 * 1024);
+    let head = us.engine().log().last_seq();
+    let results = us
+        .engine()
+        .apply_replicated(vec![record], false)
+        .await
+        .expect("a refusal, not a failed call");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, v1::ApplyStatus::Rejected as i32);
+    assert_eq!(results[0].reason, "too_large");
+    assert_eq!(us.engine().log().last_seq(), head, "nothing appended");
+}

@@ -105,9 +105,20 @@ impl Engine {
             o.duplicate = false;
             o.seq = 0;
         }
+        let payload = rec.encode_to_vec();
+        if payload.len() > flk_outcome_log::MAX_PAYLOAD_LEN {
+            // Refused like any bad record: as a storage error it would fail the whole call and
+            // the peer would ship the batch again for ever.
+            self.metrics
+                .refused
+                .with_label_values(&["replica_rejected"])
+                .inc();
+            tracing::warn!(tenant_id = %rec.tenant_id, pcs_id = %rec.pcs_id, origin = %origin, bytes = payload.len(), "replicated record too large for the outcome log; refused");
+            return Ok(rejected("too_large"));
+        }
         let seq = self
             .log
-            .append(Bytes::from(rec.encode_to_vec()))
+            .append(Bytes::from(payload))
             .await
             .map_err(log_error)?;
         let mut outcome = rec.outcome.unwrap_or_default();
