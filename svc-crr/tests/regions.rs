@@ -577,3 +577,55 @@ async fn a_record_too_large_for_the_log_is_refused_not_failed() {
     assert_eq!(results[0].reason, "too_large");
     assert_eq!(us.engine().log().last_seq(), head, "nothing appended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_peer_raises_the_lag_and_ship_error_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    // A peer address nothing listens on.
+    let dead = bind().await.local_addr().unwrap();
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = crr_config(
+        "eu",
+        dir.path(),
+        addr,
+        &[("us", dead)],
+        &["eu", "us"],
+        ReconcileMode::Manual,
+    );
+    cfg.health.max_lag_seconds = 0.5;
+    cfg.health.max_ship_errors_per_hour = 2;
+    let eu = Region::start("eu", dir.path(), listener, cfg).await;
+    eu.submit("full", &pcs("stuck", None)).await;
+
+    // The gauges are refreshed in the background: nobody asks for the status first.
+    let alert = |gate: &str| {
+        eu.core()
+            .metrics
+            .alert
+            .with_label_values(&[gate, "us"])
+            .get()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alert("max_lag") == 0 || alert("max_ship_errors_per_hour") == 0 {
+        assert!(Instant::now() < deadline, "the alerts were never raised");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(eu.core().metrics.backlog.with_label_values(&["us"]).get() >= 1);
+    let (status, doc) = eu.get_json("/v1/crr/status").await;
+    assert_eq!(status, 200);
+    let gates: Vec<&str> = doc["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["target"] == "us")
+        .map(|a| a["gate"].as_str().unwrap())
+        .collect();
+    assert!(gates.contains(&"max_lag"), "{doc}");
+    assert!(gates.contains(&"max_ship_errors_per_hour"), "{doc}");
+    assert_eq!(alert("max_divergence"), 0);
+    let peer = &doc["peers"][0];
+    assert_eq!(peer["connected"], false);
+    assert!(peer["last_error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(peer["lag_seconds"].as_f64().unwrap() > 0.5);
+}
