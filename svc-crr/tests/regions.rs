@@ -629,3 +629,86 @@ async fn an_unreachable_peer_raises_the_lag_and_ship_error_alerts() {
     assert!(peer["last_error"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(peer["lag_seconds"].as_f64().unwrap() > 0.5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_among_three_regions_is_settled_by_the_majority_once_approved() {
+    use prost::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let regions = three(dir.path(), ReconcileMode::Manual).await;
+    let (eu, us, ap) = (&regions[0], &regions[1], &regions[2]);
+    // eu decides one version; us holds eu's decision (as replication would have left it); ap,
+    // cut off meanwhile, decided another version of the same pcs_id.
+    let a = pcs("majority", Some(100.0));
+    let b = pcs("majority", Some(101.0));
+    assert_eq!(id(&a), id(&b));
+    eu.submit("solo", &a).await;
+    let record = eu
+        .engine()
+        .log()
+        .read_from(1)
+        .filter_map(Result::ok)
+        .filter_map(|(_, b)| v1::FeedRecord::decode(b.as_ref()).ok())
+        .find(|r| r.pcs_id == id(&a))
+        .unwrap();
+    let applied = us
+        .engine()
+        .apply_replicated(vec![record], false)
+        .await
+        .unwrap();
+    assert_eq!(applied[0].status, v1::ApplyStatus::Applied as i32);
+    ap.submit("solo", &b).await;
+    let policies = serde_json::json!([
+        {"tenant": "solo", "mode": "multi_way", "targets": ["eu", "us", "ap"], "priority": 5}
+    ]);
+    for r in &regions {
+        let (c, base) = r.rest();
+        let resp = c
+            .put(format!("{base}/v1/crr/policies"))
+            .body(policies.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
+    // ap is the minority: its proposal is a quorum, waiting (manual mode); nothing changes.
+    eventually(30, "a pending quorum proposal at ap", || async {
+        let (_, p) = ap.get_json("/v1/crr/proposals?state=pending").await;
+        p["proposals"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|p| p["action"] == "quorum"))
+    })
+    .await;
+    let (_, p) = ap.get_json("/v1/crr/proposals?state=pending").await;
+    let proposal = p["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["action"] == "quorum")
+        .unwrap()
+        .clone();
+    assert_eq!(proposal["keys"][0]["pcs_id"], id(&a), "{proposal}");
+    assert_eq!(proposal["safety"], 0.5, "{proposal}");
+    let before = ap.outcome("solo", &id(&a)).await.unwrap();
+    let at_eu = eu.outcome("solo", &id(&a)).await.unwrap();
+    assert_ne!(before["received_at"], at_eu["received_at"]);
+
+    // Approved: the majority's decision (eu's, held by eu and us) replaces ap's.
+    let pid = proposal["id"].as_str().unwrap();
+    let (status, decided) = ap
+        .post_json(
+            &format!("/v1/crr/proposals/{pid}/approve"),
+            serde_json::json!({"actor": "bob"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["state"], "applied", "{decided}");
+    let after = ap.outcome("solo", &id(&a)).await.unwrap();
+    assert_eq!(after["received_at"], at_eu["received_at"]);
+    assert_eq!(after["origin_region"], "eu");
+    // The majority keeps its decision.
+    assert_eq!(
+        us.outcome("solo", &id(&a)).await.unwrap()["received_at"],
+        at_eu["received_at"]
+    );
+}
