@@ -6,7 +6,12 @@
 //! tenant's token: 200 with the origin's `origin_region` and `replicated` true away from it,
 //! served by svc-tiering from the replicated feed record; 404 elsewhere), every
 //! region's `GET /v1/crr/status` (and `flk crr status`) must show a drained backlog, and
-//! another tenant's token must not find a replicated decision.
+//! another tenant's token must not find a replicated decision. With the same stacks: one
+//! SIGKILLed for a minute catches up after its restart (RPO, RTO printed; each record applied
+//! once); one whose data directory is replaced by an older copy gets exactly its lost
+//! decisions back by `replay_missing` (`auto_safe`); a conflicting decision of two regions
+//! waits as a `choose_first` proposal until approved, then the earlier decision replaces the
+//! later one.
 //!
 //! svc-crr's replication ports must be known before any stack starts (each names the others
 //! as peers), so the test picks three free ports (bound to port 0, then released) and starts
@@ -486,4 +491,115 @@ async fn a_stack_restored_from_an_older_copy_is_repaired_by_replay_missing() {
         .map(|p| p["keys"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!(keys, 5, "exactly the lost keys were replayed: {doc}");
+}
+
+/// A signed PCS of shard `shard` whose budget is the vector's plus `delta` (within the
+/// verification tolerance; the pcs_id does not depend on it): another version of one pcs_id.
+fn signed_pcs_budget(shard: &str, delta: f64) -> Value {
+    let mut p = signed_pcs(shard);
+    p["budget"] = serde_json::json!(p["budget"].as_f64().unwrap() + delta);
+    let parsed = parse_pcs(&serde_json::to_vec(&p).unwrap()).unwrap();
+    let signer = SigningMaterial::hmac(SECRET.as_bytes(), HmacMode::Digest).unwrap();
+    p["sig"] = Value::String(signer.sign_b64(&canonicalize(&parsed)));
+    p
+}
+
+/// Replaces `r`'s run-time policies; `acme` as `acme`, `other` multi_way over the three.
+async fn set_acme_policy(r: &Region, acme: Value) {
+    let policies = serde_json::json!([
+        acme,
+        {"tenant": "other", "mode": "multi_way", "targets": ["eu", "us", "ap"]}
+    ]);
+    let resp = common::token_client(PEER_TOKEN)
+        .put(format!("{}/v1/crr/policies", r.crr_url))
+        .body(policies.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{}", r.name);
+}
+
+async fn crr_json(r: &Region, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let resp = common::token_client(PEER_TOKEN)
+        .request(method, format!("{}{path}", r.crr_url))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_between_stacks_waits_as_a_proposal_until_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = common::two_tenants(dir.path());
+    let regions = start_regions(dir.path(), &tenants);
+    let (eu, us) = (&regions[0], &regions[1]);
+    // acme replicates nowhere for now: us and then eu decide their own version of one pcs_id.
+    for r in &regions {
+        set_acme_policy(r, serde_json::json!({"tenant": "acme", "mode": "none"})).await;
+    }
+    let first = signed_pcs_budget("conflict", 0.001);
+    let second = signed_pcs_budget("conflict", 0.002);
+    assert_eq!(id(&first), id(&second));
+    let at_us = submit(us, "acme", common::ACME_TOKEN, &first).await;
+    // Decision times are compared to the millisecond: eu decides in a later one.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(3) {
+        tokio::task::yield_now().await;
+    }
+    let at_eu = submit(eu, "acme", common::ACME_TOKEN, &second).await;
+    assert_ne!(at_us["received_at"], at_eu["received_at"]);
+    // Now eu and us replicate acme both ways (run time, no restart).
+    for r in &regions {
+        set_acme_policy(
+            r,
+            serde_json::json!({"tenant": "acme", "mode": "multi_way", "targets": ["eu", "us"]}),
+        )
+        .await;
+    }
+    // choose_first (safety 0.7) is below auto_safe's 0.8: it waits at eu, nothing changes.
+    let pending_choose_first = || async {
+        let (_, doc) = crr_json(
+            eu,
+            reqwest::Method::GET,
+            "/v1/crr/proposals?state=pending",
+            Value::Null,
+        )
+        .await;
+        doc["proposals"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["action"] == "choose_first").cloned())
+    };
+    eventually("a pending choose_first proposal at eu", || async {
+        pending_choose_first().await.is_some()
+    })
+    .await;
+    let pending = pending_choose_first().await.unwrap();
+    assert_eq!(pending["keys"][0]["pcs_id"], id(&first), "{pending}");
+    let (_, _, before) = read(eu, common::ACME_TOKEN, id(&first)).await;
+    assert_eq!(before["received_at"], at_eu["received_at"]);
+
+    // Approved: us's earlier decision replaces eu's.
+    let pid = pending["id"].as_str().unwrap().to_owned();
+    let (status, decided) = crr_json(
+        eu,
+        reqwest::Method::POST,
+        &format!("/v1/crr/proposals/{pid}/approve"),
+        serde_json::json!({"actor": "carol"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["state"], "applied", "{decided}");
+    eventually("eu answers us's earlier decision", || async {
+        let (status, _, body) = read(eu, common::ACME_TOKEN, id(&first)).await;
+        status == 200
+            && body["received_at"] == at_us["received_at"]
+            && body["origin_region"] == "us"
+    })
+    .await;
 }
