@@ -11,7 +11,8 @@
 //! once); one whose data directory is replaced by an older copy gets exactly its lost
 //! decisions back by `replay_missing` (`auto_safe`); a conflicting decision of two regions
 //! waits as a `choose_first` proposal until approved, then the earlier decision replaces the
-//! later one.
+//! later one; a record the tenant never signed, shipped by a peer holding the token, is
+//! refused and not stored.
 //!
 //! svc-crr's replication ports must be known before any stack starts (each names the others
 //! as peers), so the test picks three free ports (bound to port 0, then released) and starts
@@ -602,4 +603,86 @@ async fn a_conflict_between_stacks_waits_as_a_proposal_until_approved() {
             && body["origin_region"] == "us"
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_record_from_a_peer_is_refused_by_a_stack() {
+    use flk_proto::v1;
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = common::two_tenants(dir.path());
+    let regions = start_regions(dir.path(), &tenants);
+    let us = &regions[1];
+    // A peer holding the token ships, as eu, a decision the tenant never signed: the
+    // structure valid and its digest consistent, the signature of other content.
+    let genuine = signed_pcs("forged");
+    let mut forged = genuine.clone();
+    forged["budget"] = serde_json::json!(genuine["budget"].as_f64().unwrap() + 0.001);
+    let canon = canonicalize(&parse_pcs(&serde_json::to_vec(&forged).unwrap()).unwrap());
+    let now = time::OffsetDateTime::now_utc();
+    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap();
+    let record = v1::FeedRecord {
+        tenant_id: "other".into(),
+        pcs_id: id(&forged).to_owned(),
+        outcome: Some(v1::Outcome {
+            pcs_id: id(&forged).to_owned(),
+            tenant_id: "other".into(),
+            outcome: v1::OutcomeKind::Accepted as i32,
+            accepted: true,
+            reason_code: "ok".into(),
+            regime: "mixed".into(),
+            policy_version: "v1".into(),
+            policy_hash: "0".repeat(64),
+            received_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(now_ms) * 1_000_000,
+            )
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+            ..Default::default()
+        }),
+        canonical_digest: canon.digest.to_vec(),
+        request_json: serde_json::to_vec(&forged).unwrap(),
+        decided_at_unix_ms: now_ms,
+        region: "eu".into(),
+        kind: v1::RecordKind::Decision as i32,
+        ..Default::default()
+    };
+    let channel = flk_runtime::client::Peer::with_token(PEER_TOKEN)
+        .unwrap()
+        .connect(&us.crr_url, flk_runtime::client::EndpointOptions::default())
+        .await
+        .unwrap();
+    let mut client = v1::replication_service_client::ReplicationServiceClient::new(channel);
+    let batch = v1::ShipBatch {
+        source: "eu".into(),
+        target: "us".into(),
+        records: vec![record],
+        last_seq: 0,
+    };
+    let mut acks = client
+        .ship(tonic::codegen::tokio_stream::iter(vec![batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    let ack = acks.message().await.unwrap().unwrap();
+    assert_eq!((ack.applied, ack.rejected), (0, 1), "{ack:?}");
+    // Not stored: the tenant reads nothing at us, and the refusal is counted.
+    assert_eq!(read(us, common::OTHER_TOKEN, id(&forged)).await.0, 404);
+    let metrics = reqwest::get(format!("{}/metrics", us.up.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("flk_crr_rejected_total{reason=\"signature_invalid\"} 1")),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("flk_crr_rejected"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
