@@ -56,6 +56,18 @@ async fn two(dir: &std::path::Path, mode: ReconcileMode) -> (Region, Region) {
     (eu, us)
 }
 
+/// Replaces `r`'s run-time policies (`PUT /v1/crr/policies`).
+async fn put_policies(r: &Region, policies: &Value) {
+    let (c, base) = r.rest();
+    let resp = c
+        .put(format!("{base}/v1/crr/policies"))
+        .body(policies.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 async fn divergence(r: &Region, peer: &str) -> Value {
     let (status, body) = r.get_json(&format!("/v1/crr/divergence?peer={peer}")).await;
     assert_eq!(status, 200, "{body}");
@@ -303,14 +315,7 @@ async fn a_conflict_waits_for_approval_in_manual_mode() {
         {"tenant": "solo", "mode": "multi_way", "targets": ["eu", "us"], "priority": 9}
     ]);
     for r in [&eu, &us] {
-        let (c, base) = r.rest();
-        let resp = c
-            .put(format!("{base}/v1/crr/policies"))
-            .body(policies.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        put_policies(r, &policies).await;
     }
     eventually(30, "the conflict found", || async {
         divergence(&eu, "us").await["conflicting"]
@@ -661,14 +666,7 @@ async fn a_conflict_among_three_regions_is_settled_by_the_majority_once_approved
         {"tenant": "solo", "mode": "multi_way", "targets": ["eu", "us", "ap"], "priority": 5}
     ]);
     for r in &regions {
-        let (c, base) = r.rest();
-        let resp = c
-            .put(format!("{base}/v1/crr/policies"))
-            .body(policies.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        put_policies(r, &policies).await;
     }
 
     // ap is the minority: its proposal is a quorum, waiting (manual mode); nothing changes.
