@@ -20,4 +20,8 @@ cp -R .ci/advisory-db/crates "$db/"
 touch "$db/.git/FETCH_HEAD"
 export FLK_ADVISORY_DB_ROOT=$root
 
+# `--offline` also keeps cargo-deny's `cargo metadata` from downloading: every crate of the
+# lock file, for every platform (windows-sys and the like, which no Linux build fetches), must
+# be in the local registry first.
+cargo fetch --locked
 cargo deny --offline check advisories bans licenses sources
