@@ -29,19 +29,10 @@ fn arg(i: usize, default: u64) -> u64 {
 }
 
 async fn two(dir: &std::path::Path) -> (Region, Region) {
-    let names = ["eu", "us"];
-    let (la, lb) = (bind().await, bind().await);
-    let (a, b) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
-    let (da, db) = (dir.join("eu"), dir.join("us"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let mut ca = crr_config("eu", &da, a, &[("us", b)], &names, ReconcileMode::AutoSafe);
-    let mut cb = crr_config("us", &db, b, &[("eu", a)], &names, ReconcileMode::AutoSafe);
-    ca.anti_entropy_interval = "1h".into();
-    cb.anti_entropy_interval = "1h".into();
-    let eu = Region::start("eu", &da, la, ca).await;
-    let us = Region::start("us", &db, lb, cb).await;
-    (eu, us)
+    two_with(dir, ReconcileMode::AutoSafe, |c| {
+        c.anti_entropy_interval = "1h".into()
+    })
+    .await
 }
 
 async fn acked(eu: &Region) -> u64 {

@@ -184,11 +184,14 @@ async fn send_windows(
         ship.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
         let records: Vec<v1::FeedRecord> = ship.into_iter().map(|(_, r)| r).collect();
         let oldest = records.iter().map(|r| r.decided_at_unix_ms).min();
-        link.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pending
-            .push_back((last_seq, oldest));
+        {
+            // After a reconnection the windows up to the newest pending one are shipped again:
+            // they are pending already (with their oldest decision time), not twice.
+            let mut st = link.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.pending.back().is_none_or(|(seq, _)| *seq < last_seq) {
+                st.pending.push_back((last_seq, oldest));
+            }
+        }
         if records.is_empty() {
             // Nothing for this peer in the window: an empty batch carries the watermark, so
             // that it moves in order behind the batches still in flight.

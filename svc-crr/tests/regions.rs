@@ -33,27 +33,7 @@ async fn three(dir: &std::path::Path, mode: ReconcileMode) -> Vec<Region> {
 
 /// Two regions, eu and us.
 async fn two(dir: &std::path::Path, mode: ReconcileMode) -> (Region, Region) {
-    let names = ["eu", "us"];
-    let (la, lb) = (bind().await, bind().await);
-    let (a, b) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
-    let (da, db) = (dir.join("eu"), dir.join("us"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let eu = Region::start(
-        "eu",
-        &da,
-        la,
-        crr_config("eu", &da, a, &[("us", b)], &names, mode),
-    )
-    .await;
-    let us = Region::start(
-        "us",
-        &db,
-        lb,
-        crr_config("us", &db, b, &[("eu", a)], &names, mode),
-    )
-    .await;
-    (eu, us)
+    two_with(dir, mode, |_| {}).await
 }
 
 /// Replaces `r`'s run-time policies (`PUT /v1/crr/policies`).
@@ -714,18 +694,10 @@ async fn a_conflict_among_three_regions_is_settled_by_the_majority_once_approved
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retention_pass_removes_old_leaves_on_both_sides_without_divergence() {
     let dir = tempfile::tempdir().unwrap();
-    let names = ["eu", "us"];
-    let (la, lb) = (bind().await, bind().await);
-    let (a, b) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
-    let (da, db) = (dir.path().join("eu"), dir.path().join("us"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let mut ca = crr_config("eu", &da, a, &[("us", b)], &names, ReconcileMode::AutoSafe);
-    let mut cb = crr_config("us", &db, b, &[("eu", a)], &names, ReconcileMode::AutoSafe);
-    ca.retention = "3s".into();
-    cb.retention = "3s".into();
-    let eu = Region::start("eu", &da, la, ca).await;
-    let us = Region::start("us", &db, lb, cb).await;
+    let (eu, us) = two_with(dir.path(), ReconcileMode::AutoSafe, |c| {
+        c.retention = "3s".into()
+    })
+    .await;
     let records: Vec<Value> = (0..20).map(|i| pcs(&format!("old-{i}"), None)).collect();
     replicate(&eu, &us, "full", &records, "replicated").await;
     // Each region's own pass (run with its anti-entropy rounds) removes the leaves once they

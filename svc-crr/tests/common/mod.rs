@@ -404,3 +404,24 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Two regions, eu and us, peers of each other; `tweak` adjusts each one's config.
+pub async fn two_with(
+    dir: &Path,
+    mode: ReconcileMode,
+    tweak: impl Fn(&mut CrrConfig),
+) -> (Region, Region) {
+    let names = ["eu", "us"];
+    let (la, lb) = (bind().await, bind().await);
+    let (a, b) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let (da, db) = (dir.join("eu"), dir.join("us"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let mut ca = crr_config("eu", &da, a, &[("us", b)], &names, mode);
+    let mut cb = crr_config("us", &db, b, &[("eu", a)], &names, mode);
+    tweak(&mut ca);
+    tweak(&mut cb);
+    let eu = Region::start("eu", &da, la, ca).await;
+    let us = Region::start("us", &db, lb, cb).await;
+    (eu, us)
+}
