@@ -111,6 +111,9 @@ pub struct Tiers {
     pub cold: Arc<ColdStore>,
 }
 
+/// Catalog records a placement cycle reads at a time.
+const SCAN_PAGE: usize = 4096;
+
 /// The engine. Its async methods may be called concurrently; moves serialize on one lock.
 pub struct Engine {
     catalog: Catalog,
@@ -956,38 +959,64 @@ impl Engine {
         let mut report = CycleReport::default();
         let policy = self.policy();
         let now = self.now_ms();
-        let all = {
-            let _guard = self.moves.lock().await;
-            let all = self.cat(|c| c.scan()).await?;
-            let pending: Vec<_> = all
-                .iter()
-                .filter(|(_, m)| m.pending.is_some())
-                .cloned()
-                .collect();
-            if !pending.is_empty() {
-                report.recovered = self.finish_pending(pending).await?;
-                self.cat(|c| c.scan()).await?
-            } else {
-                all
-            }
-        };
         let mut expired = Vec::new();
         let mut hot_due = Vec::new();
         let mut hot_rest = Vec::new();
         let mut warm_due = Vec::new();
-        for (k, m) in all {
-            if let Some(r) = policy.retention_ms
-                && m.decided_ms.saturating_add(r as i64) <= now
-            {
-                expired.push((k, m));
-                continue;
+        // The hot records that are not due are only ranked when the hot tier is over its
+        // bytes: otherwise nothing is kept of them.
+        let overflowing = self.hot_bytes() > policy.hot_max_bytes;
+        // Page by page: the cycle holds one page and what it will act on, never the whole
+        // catalog (which grows with every record held). Moves re-read each record under the
+        // move lock, so a record that changed after its page was read is acted on as it is.
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let from = after.clone();
+            let page = self
+                .cat(move |c| c.scan_page(from.as_deref(), SCAN_PAGE))
+                .await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.encode());
+            let full = page.len() == SCAN_PAGE;
+            let mut pending = Vec::new();
+            for (k, m) in page {
+                if m.pending.is_some() {
+                    pending.push((k, m));
+                    continue;
+                }
+                if let Some(r) = policy.retention_ms
+                    && m.decided_ms.saturating_add(r as i64) <= now
+                {
+                    expired.push((k, m));
+                    continue;
+                }
+                let due = |ttl: u64| m.last_access_ms().saturating_add(ttl as i64) <= now;
+                match m.tier {
+                    Tier::Hot if due(policy.hot_ttl_ms) => hot_due.push((k, m)),
+                    Tier::Hot if overflowing => hot_rest.push((k, m)),
+                    Tier::Warm if due(policy.warm_ttl_ms) => warm_due.push((k, m)),
+                    _ => {}
+                }
             }
-            let due = |ttl: u64| m.last_access_ms().saturating_add(ttl as i64) <= now;
-            match m.tier {
-                Tier::Hot if due(policy.hot_ttl_ms) => hot_due.push((k, m)),
-                Tier::Hot => hot_rest.push((k, m)),
-                Tier::Warm if due(policy.warm_ttl_ms) => warm_due.push((k, m)),
-                _ => {}
+            if !pending.is_empty() {
+                // An interrupted move: finished now; its record is placed next cycle.
+                // Read again under the move lock: a move that was running when the page was
+                // read has finished since, and only what is still pending was interrupted.
+                let _guard = self.moves.lock().await;
+                let mut still = Vec::with_capacity(pending.len());
+                for (k, _) in pending {
+                    if let Some(m) = self.catalog.get(&k)?
+                        && m.pending.is_some()
+                    {
+                        still.push((k, m));
+                    }
+                }
+                report.recovered += self.finish_pending(still).await?;
+            }
+            if !full {
+                break;
             }
         }
         for chunk in expired.chunks(self.chunk) {
