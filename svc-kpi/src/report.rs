@@ -258,7 +258,15 @@ pub fn compute_report(
     let (audit_coverage, audit_lag_decisions) = match audit {
         Some(a) => {
             let received = store.decisions_received()?;
-            let missing = store.not_logged(tenant, start, a.logged, COVERAGE_SCAN_LIMIT)?;
+            // A copy that lands between the window's sums and this scan is counted as not
+            // logged until the next report: a momentary undercount of coverage, never more.
+            let missing = store.not_logged(
+                tenant,
+                start,
+                a.logged,
+                COVERAGE_SCAN_LIMIT,
+                replicated_decisions > 0,
+            )?;
             let coverage = missing.and_then(|m| ratio(decisions.saturating_sub(m), decisions));
             (coverage, Some(received.saturating_sub(a.logged)))
         }
