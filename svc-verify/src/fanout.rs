@@ -30,6 +30,11 @@ use tokio::sync::{broadcast, watch};
 pub const LIVE_BATCHES: usize = 512;
 /// Most records per batch, live or read back from the log.
 pub const BATCH_RECORDS: usize = 1024;
+/// How long the fan-out lets commits accumulate after one arrives before it reads on. Under
+/// load a group commit holds a handful of records; without this every one of them would be a
+/// log read, a broadcast and, in every consumer, a hand-off of its own. Consumers see records
+/// at most this much later.
+pub const LINGER: Duration = Duration::from_millis(10);
 
 /// A log record as the feed carries it: its `seq` (and its outcome's) set from the log's.
 pub fn decode_feed(seq: u64, payload: &[u8]) -> Result<v1::FeedRecord, prost::DecodeError> {
@@ -89,18 +94,18 @@ async fn follow(shared: Arc<Shared>, mut next: u64) {
             .subscribe(next)
             .ready_chunks(BATCH_RECORDS)
             .take_until(closed);
-        let mut failed = false;
         while let Some(chunk) = records.next().await {
             let mut batch = Vec::with_capacity(chunk.len());
-            for item in chunk {
-                match item.map_err(|e| e.to_string()).and_then(|(seq, payload)| {
-                    decode_feed(seq, &payload).map_err(|e| format!("record {seq}: {e}"))
-                }) {
-                    Ok(rec) => batch.push(rec),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the in-process outcome feed cannot read the log");
-                        failed = true;
-                        break;
+            let mut failed = decode_into(chunk, &mut batch);
+            if !failed && batch.len() < BATCH_RECORDS {
+                // Let a few commits gather, then take what one read brings: batches of about
+                // `LINGER` of traffic instead of one per group commit.
+                tokio::time::sleep(LINGER).await;
+                while !failed && batch.len() < BATCH_RECORDS {
+                    match tokio::time::timeout(Duration::ZERO, records.next()).await {
+                        Ok(Some(chunk)) => failed = decode_into(chunk, &mut batch),
+                        // Nothing ready yet, or the log ended: send what there is.
+                        Ok(None) | Err(_) => break,
                     }
                 }
             }
@@ -122,6 +127,25 @@ async fn follow(shared: Arc<Shared>, mut next: u64) {
         // The log failed: look again shortly.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Decodes `chunk` onto `batch`; true when a record failed (logged; the rest are dropped).
+fn decode_into(
+    chunk: Vec<Result<flk_outcome_log::Record, flk_outcome_log::LogError>>,
+    batch: &mut Vec<v1::FeedRecord>,
+) -> bool {
+    for item in chunk {
+        match item.map_err(|e| e.to_string()).and_then(|(seq, payload)| {
+            decode_feed(seq, &payload).map_err(|e| format!("record {seq}: {e}"))
+        }) {
+            Ok(rec) => batch.push(rec),
+            Err(e) => {
+                tracing::warn!(error = %e, "the in-process outcome feed cannot read the log");
+                return true;
+            }
+        }
+    }
+    false
 }
 
 impl FeedSource for FeedHub {
