@@ -190,7 +190,8 @@ impl FeedSink for TreeSink {
                     digest: outcome_digest(r),
                     decided_at_ms: r.decided_at_unix_ms,
                 },
-                origin: r.region.clone(),
+                origin: (!r.region.is_empty() && r.region != self.core.cfg.region)
+                    .then(|| r.region.clone()),
             })
             .collect();
         let last = batch.iter().map(|r| r.seq).max().unwrap_or(0);

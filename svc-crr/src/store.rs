@@ -64,7 +64,10 @@ from_redb!(
 #[derive(Debug, Clone)]
 pub struct TreeUpdate {
     pub leaf: LeafUpdate,
-    pub origin: String,
+    /// The region that decided it; `None` for this region. Only other regions' keys are
+    /// stored (a region's own keys are nearly all of its tree, and each stored origin is one
+    /// more random-key insert per decision).
+    pub origin: Option<String>,
 }
 
 /// A repair waiting for, or past, its decision.
@@ -161,10 +164,17 @@ impl Store {
         {
             let mut origins = txn.open_table(ORIGINS)?;
             for u in updates {
-                origins.insert(
-                    (u.leaf.tenant_id.as_str(), u.leaf.pcs_id.as_str()),
-                    u.origin.as_str(),
-                )?;
+                let key = (u.leaf.tenant_id.as_str(), u.leaf.pcs_id.as_str());
+                match &u.origin {
+                    Some(origin) => {
+                        origins.insert(key, origin.as_str())?;
+                    }
+                    // Usually absent, and then nothing is rewritten; present when the key
+                    // was first held as another region's copy.
+                    None => {
+                        origins.remove(key)?;
+                    }
+                }
             }
             let mut meta = txn.open_table(META)?;
             let old = meta.get(TREE_CURSOR)?.map(|v| v.value()).unwrap_or(0);
@@ -175,7 +185,8 @@ impl Store {
         Ok(())
     }
 
-    /// The region that decided a key this region holds.
+    /// The region that decided a key this region holds, when it is not this region (`None`
+    /// for this region's own keys and for keys it does not hold).
     pub fn origin(&self, tenant_id: &str, pcs_id: &str) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn
