@@ -294,3 +294,36 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(pcs: &str, origin: Option<&str>) -> TreeUpdate {
+        TreeUpdate {
+            leaf: LeafUpdate {
+                tenant_id: "acme".to_owned(),
+                pcs_id: pcs.to_owned(),
+                digest: [7; 32],
+                decided_at_ms: 1_000,
+            },
+            origin: origin.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_other_regions_origins_are_stored_and_a_local_decision_clears_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .apply_tree(&[update("local", None), update("copy", Some("eu"))], 2)
+            .unwrap();
+        assert_eq!(store.origin("acme", "local").unwrap(), None);
+        assert_eq!(store.origin("acme", "copy").unwrap().as_deref(), Some("eu"));
+
+        // The copied key decided here again: this region's version now, no origin left.
+        store.apply_tree(&[update("copy", None)], 3).unwrap();
+        assert_eq!(store.origin("acme", "copy").unwrap(), None);
+        assert_eq!(store.tree_cursor().unwrap(), 3);
+    }
+}
