@@ -221,6 +221,47 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A peer's anti-entropy requests (`TreeNodes`, `BucketLeaves`) reach `nodes` and
+    /// `bucket_leaves` with whatever level, indices, buckets and tenant it sent: out-of-range
+    /// ones are refused by name, in-range ones answered in full, and nothing panics.
+    #[test]
+    fn peer_tree_requests_are_answered_or_refused_never_a_panic(
+        tenant in prop_oneof![Just("tenant-0".to_owned()), ".{0,12}"],
+        level in any::<u8>(),
+        indices in prop::collection::vec(prop_oneof![0..300u32, any::<u32>()], 0..40),
+        buckets in prop::collection::vec(prop_oneof![0..BUCKETS, any::<u32>()], 0..40),
+    ) {
+        let here: Contents = (0..30u16)
+            .map(|p| (("tenant-0".to_owned(), format!("pcs-{p}")), ([p as u8; 32], i64::from(p))))
+            .collect();
+        let side = Side::with(&here);
+        match side.merkle.nodes(&tenant, level, &indices) {
+            Ok(hashes) => {
+                prop_assert!(level <= LEVELS);
+                prop_assert!(indices.iter().all(|&i| i < width(level)));
+                prop_assert_eq!(hashes.len(), indices.len());
+            }
+            Err(MerkleError::InvalidRequest(_)) => {
+                prop_assert!(level > LEVELS || indices.iter().any(|&i| i >= width(level)));
+            }
+            Err(e) => prop_assert!(false, "unexpected error {e}"),
+        }
+        match side.merkle.bucket_leaves(&side.db, &tenant, &buckets) {
+            Ok(leaves) => {
+                prop_assert!(buckets.iter().all(|&b| b < BUCKETS));
+                prop_assert!(leaves.iter().all(|(b, _)| buckets.contains(b)));
+            }
+            Err(MerkleError::InvalidRequest(_)) => {
+                prop_assert!(buckets.iter().any(|&b| b >= BUCKETS));
+            }
+            Err(e) => prop_assert!(false, "unexpected error {e}"),
+        }
+    }
+}
+
 #[test]
 fn last_update_of_a_key_in_a_batch_wins_and_same_digest_changes_nothing() {
     let side = Side::new();
