@@ -53,7 +53,8 @@ use store::{Store, TreeUpdate};
 /// signed content (canonical digest), the decision (outcome, reason, policy) and its time;
 /// not the region that holds the copy.
 pub fn outcome_digest(rec: &v1::FeedRecord) -> merkle::Digest {
-    let o = rec.outcome.clone().unwrap_or_default();
+    let none = v1::Outcome::default();
+    let o = rec.outcome.as_ref().unwrap_or(&none);
     let mut h = Sha256::new();
     h.update(b"flk-crr/outcome\0");
     h.update((rec.canonical_digest.len() as u32).to_be_bytes());
