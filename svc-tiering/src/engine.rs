@@ -1001,9 +1001,9 @@ impl Engine {
                 }
             }
             if !pending.is_empty() {
-                // An interrupted move: finished now; its record is placed next cycle.
-                // Read again under the move lock: a move that was running when the page was
-                // read has finished since, and only what is still pending was interrupted.
+                // Read again under the move lock: a move running when the page was read has
+                // finished since; what is still pending was interrupted and is finished now
+                // (its record is placed next cycle).
                 let _guard = self.moves.lock().await;
                 let mut still = Vec::with_capacity(pending.len());
                 for (k, _) in pending {
