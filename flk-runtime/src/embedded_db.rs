@@ -31,3 +31,149 @@ pub fn open_with_cache(
         .set_cache_size(cache_bytes)
         .create(path)
 }
+
+/// How often a service makes its [`LazyCommits`] durable while it runs: the most a crash
+/// rolls back (all of it re-derived from the outcome log).
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A database whose commits may skip the disk ([`LazyDb::commit_lazy`]), made durable
+/// together later by [`LazyDb::flush`] and when it is dropped. Dereferences to the
+/// [`redb::Database`] for everything else.
+///
+/// For state a service derives from a log it can re-read: a feed consumer's tables committed
+/// with the cursor that produced them. redb keeps the database consistent across a crash and
+/// opens it at its last durable commit, so a crash rolls the tables back together with their
+/// cursor and the consumer re-reads what it lost; nothing a client was told is stored goes
+/// with it. One fsync per [`FLUSH_INTERVAL`] instead of one per batch: each batch's fsync
+/// competed with the outcome log's own on the same disk (docs/BENCHMARKS.md, issue 23).
+/// Anything a client acted on (a verdict, a policy) still commits durably, which persists
+/// every earlier lazy commit too.
+pub struct LazyDb {
+    db: redb::Database,
+    /// A lazy commit since the last durable one.
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl LazyDb {
+    pub fn new(db: redb::Database) -> LazyDb {
+        LazyDb {
+            db,
+            dirty: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Commits `txn` without an fsync of its own. (Errors are boxed, as everywhere redb's
+    /// large error travels.)
+    pub fn commit_lazy(&self, mut txn: redb::WriteTransaction) -> Result<(), Box<redb::Error>> {
+        txn.set_durability(redb::Durability::None);
+        txn.commit().map_err(|e| Box::new(e.into()))?;
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes every earlier commit durable: one empty durable commit, nothing when no lazy
+    /// commit is pending.
+    pub fn flush(&self) -> Result<(), Box<redb::Error>> {
+        use std::sync::atomic::Ordering;
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self
+            .db
+            .begin_write()
+            .map_err(|e| Box::new(e.into()))
+            .and_then(|txn| txn.commit().map_err(|e| Box::new(e.into())));
+        if result.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Whether a lazy commit awaits [`LazyDb::flush`].
+    pub fn pending(&self) -> bool {
+        self.dirty.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl std::ops::Deref for LazyDb {
+    type Target = redb::Database;
+
+    fn deref(&self) -> &redb::Database {
+        &self.db
+    }
+}
+
+/// A clean close keeps the lazy commits: redb itself would reopen at the last durable one.
+impl Drop for LazyDb {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "cannot make the last lazy commits durable");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTable as _;
+    use redb::ReadableTableMetadata as _;
+
+    const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+
+    fn put(db: &LazyDb, k: u64) {
+        let txn = db.begin_write().unwrap();
+        txn.open_table(T).unwrap().insert(k, k).unwrap();
+        db.commit_lazy(txn).unwrap();
+    }
+
+    fn keys(path: &Path) -> Vec<u64> {
+        let db = open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let Ok(t) = txn.open_table(T) else {
+            return Vec::new();
+        };
+        t.iter().unwrap().map(|r| r.unwrap().0.value()).collect()
+    }
+
+    /// A lazy commit is visible at once; `flush` makes it durable, and `pending` says when a
+    /// flush has work.
+    #[test]
+    fn lazy_commits_are_visible_and_flushed_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let db = LazyDb::new(open(&path).unwrap());
+        assert!(!db.pending());
+        put(&db, 1);
+        put(&db, 2);
+        assert!(db.pending());
+        let read = db.begin_read().unwrap();
+        assert_eq!(read.open_table(T).unwrap().len().unwrap(), 2);
+        drop(read);
+        db.flush().unwrap();
+        assert!(!db.pending());
+        put(&db, 3);
+        // Dropped with a lazy commit pending: the close keeps it.
+        drop(db);
+        assert_eq!(keys(&path), vec![1, 2, 3]);
+    }
+
+    /// Without `flush` or a clean close (what a crash leaves), redb reopens at the last
+    /// durable commit: the lazy ones after it are gone, together.
+    #[test]
+    fn a_crash_rolls_back_to_the_last_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let db = LazyDb::new(open(&path).unwrap());
+        put(&db, 1);
+        db.flush().unwrap();
+        put(&db, 2);
+        put(&db, 3);
+        // The file as a killed process leaves it (what it wrote is in the OS's cache: a copy
+        // reads the same), opened while the original is still held.
+        let crashed = dir.path().join("crashed.redb");
+        std::fs::copy(&path, &crashed).unwrap();
+        assert_eq!(keys(&crashed), vec![1]);
+        drop(db);
+        assert_eq!(keys(&path), vec![1, 2, 3]);
+    }
+}

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use flk_runtime::embedded_db::LazyDb;
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use redb::Database;
@@ -55,9 +56,11 @@ fn load(
     order: &[u32],
     kinds: &std::collections::HashMap<u32, Kind>,
     side: Kind,
-) -> anyhow::Result<(Arc<Database>, Arc<Merkle>, Duration)> {
+) -> anyhow::Result<(Arc<LazyDb>, Arc<Merkle>, Duration)> {
     let start = Instant::now();
-    let db = Arc::new(Database::create(path).context("create database")?);
+    let db = Arc::new(LazyDb::new(
+        Database::create(path).context("create database")?,
+    ));
     let merkle = Arc::new(Merkle::open(&db)?);
     for (chunk_no, chunk) in order.chunks(LOAD_CHUNK).enumerate() {
         let updates: Vec<LeafUpdate> = chunk
@@ -89,7 +92,7 @@ fn load(
 /// optionally answers leaf reads on the calling task.
 struct Probe {
     inner: LocalTree,
-    direct: Option<(Arc<Merkle>, Arc<Database>)>,
+    direct: Option<(Arc<Merkle>, Arc<LazyDb>)>,
     rtt: Duration,
     calls: AtomicUsize,
     nodes: AtomicUsize,
@@ -97,7 +100,7 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(merkle: &Arc<Merkle>, db: &Arc<Database>, rtt: Duration, direct: bool) -> Probe {
+    fn new(merkle: &Arc<Merkle>, db: &Arc<LazyDb>, rtt: Duration, direct: bool) -> Probe {
         Probe {
             inner: LocalTree::new(merkle.clone(), db.clone()),
             direct: direct.then(|| (merkle.clone(), db.clone())),

@@ -38,6 +38,7 @@ use anyhow::Context as _;
 use flk_proto::v1;
 use flk_proto::v1::replica_apply_service_client::ReplicaApplyServiceClient;
 use flk_runtime::client::{EndpointOptions, Peer};
+use flk_runtime::embedded_db::FLUSH_INTERVAL;
 use flk_runtime::feed::{FeedConsumer, FeedSettings, FeedSink, FeedSource, FeedWiring, GrpcSource};
 use flk_runtime::security::{PeerSettings, ServerSecurity};
 use prometheus::Registry;
@@ -417,10 +418,6 @@ impl Service {
     }
 }
 
-/// How often the store's lazy commits (tree batches, watermarks) are made durable: the most
-/// a crash can roll back, all of it re-derivable (see [`store`]).
-const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
-
 async fn flush(core: &Arc<Core>) -> Result<(), String> {
     let core = core.clone();
     tokio::task::spawn_blocking(move || core.store.flush().map_err(|e| e.to_string()))
@@ -428,7 +425,9 @@ async fn flush(core: &Arc<Core>) -> Result<(), String> {
         .map_err(|e| e.to_string())?
 }
 
-/// Makes lazy commits durable every [`FLUSH_INTERVAL`], and refreshes the status gauges
+/// Makes the store's lazy commits (tree batches, watermarks) durable every
+/// [`FLUSH_INTERVAL`] (the most a crash rolls back, all of it re-derivable: see [`store`]),
+/// and refreshes the status gauges
 /// (lag, backlog, health-gate alerts) once a second, so that a scrape sees them without
 /// anyone asking for the status.
 async fn flush_loop(core: Arc<Core>) {

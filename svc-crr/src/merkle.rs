@@ -32,6 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use flk_runtime::embedded_db::LazyDb;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -637,11 +638,11 @@ pub trait TreeSource: Send + Sync {
 #[derive(Clone)]
 pub struct LocalTree {
     merkle: Arc<Merkle>,
-    db: Arc<Database>,
+    db: Arc<LazyDb>,
 }
 
 impl LocalTree {
-    pub fn new(merkle: Arc<Merkle>, db: Arc<Database>) -> LocalTree {
+    pub fn new(merkle: Arc<Merkle>, db: Arc<LazyDb>) -> LocalTree {
         LocalTree { merkle, db }
     }
 }

@@ -5,7 +5,7 @@
 //! this region applied from each peer); the run-time policies; the proposal queue.
 //!
 //! **Durability.** Tree batches and watermarks commit without an fsync of their own
-//! ([`Durability::None`]); [`Store::flush`] makes them durable, every `flush_interval` while
+//! ([`LazyDb`]); [`Store::flush`] makes them durable, every `FLUSH_INTERVAL` while
 //! the service runs and at shutdown. Losing the last interval on a crash is safe: the tree
 //! rolls back together with its cursor and is re-read from the outcome log, and a shipping
 //! watermark that rolls back re-ships records the receiver already holds (first write wins:
@@ -14,9 +14,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Database, Durability, ReadableTable as _, TableDefinition, WriteTransaction};
+use flk_runtime::embedded_db::LazyDb;
+use redb::{ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::{LeafUpdate, Merkle, MerkleError};
@@ -96,10 +96,8 @@ pub struct Proposal {
 
 /// The store.
 pub struct Store {
-    pub db: Arc<Database>,
+    pub db: Arc<LazyDb>,
     pub merkle: Arc<Merkle>,
-    /// A commit since the last durable one.
-    dirty: AtomicBool,
 }
 
 impl Store {
@@ -119,31 +117,19 @@ impl Store {
         }
         let merkle = Merkle::open(&db)?;
         Ok(Store {
-            db: Arc::new(db),
+            db: Arc::new(LazyDb::new(db)),
             merkle: Arc::new(merkle),
-            dirty: AtomicBool::new(false),
         })
     }
 
     /// Commits without waiting for the disk (see the module's note on durability).
-    fn commit_lazy(&self, mut txn: WriteTransaction) -> Result<(), StoreError> {
-        txn.set_durability(Durability::None);
-        txn.commit()?;
-        self.dirty.store(true, Ordering::Release);
-        Ok(())
+    fn commit_lazy(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        self.db.commit_lazy(txn).map_err(StoreError::Redb)
     }
 
     /// Makes every earlier commit durable (one fsync; nothing to do when none is pending).
     pub fn flush(&self) -> Result<(), StoreError> {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let txn = self.db.begin_write()?;
-        if let Err(e) = txn.commit() {
-            self.dirty.store(true, Ordering::Release);
-            return Err(e.into());
-        }
-        Ok(())
+        self.db.flush().map_err(StoreError::Redb)
     }
 
     /// The last feed record the tree holds.

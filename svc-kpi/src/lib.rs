@@ -56,6 +56,7 @@ use anyhow::Context as _;
 use flk_proto::v1;
 use flk_proto::v1::kpi_service_server::KpiServiceServer;
 use flk_runtime::client::Peer;
+use flk_runtime::embedded_db::FLUSH_INTERVAL;
 use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings, FeedWiring};
 use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
@@ -371,9 +372,25 @@ impl Service {
         let router = grpc
             .into_axum_router()
             .merge(http::routes(self.kpi.clone()));
+        let _flusher = AbortOnDrop(tokio::spawn(flush_loop(self.kpi.clone())));
         let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         drop(feed);
+        if let Err(e) = blocking(&self.kpi, |k| k.store.flush()).await {
+            tracing::error!(error = %e, "svc-kpi could not make its last batches durable");
+        }
         result.context("kpi server failed")
+    }
+}
+
+/// Makes the applied batches durable every [`FLUSH_INTERVAL`] (the store's module docs).
+async fn flush_loop(kpi: Arc<Kpi>) {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = blocking(&kpi, |k| k.store.flush()).await {
+            tracing::warn!(error = %e, "svc-kpi store flush failed; retrying");
+        }
     }
 }
 

@@ -17,8 +17,12 @@
 //! # Exactly-once counting (**CountedOnce**)
 //!
 //! [`Store::apply`] applies a batch of feed records in one write transaction that also moves
-//! the cursor, committed with fsync: a crash leaves either the whole batch (records, buckets,
-//! cursor) or none of it. A record at or below the cursor, or whose `(tenant_id, pcs_id)` is
+//! the cursor: a crash leaves either the whole batch (records, buckets, cursor) or none of it.
+//! The commit does not wait for the disk ([`LazyDb`]); [`Store::flush`] makes the
+//! batches durable, every [`flk_runtime::embedded_db::FLUSH_INTERVAL`] while the service runs
+//! and at shutdown. A crash rolls the tables back together with the cursor, and the batches
+//! lost are read again from the outcome log. Verdicts and anchor imports, which come from
+//! outside the log, commit durably at once (persisting every earlier batch with them). A record at or below the cursor, or whose `(tenant_id, pcs_id)` is
 //! already stored (a redelivery the cursor did not catch), changes nothing; a conflicting
 //! duplicate is not a decision and is skipped. A decision replicated here from another region
 //! (`replicated` in the record) is stored and ordered like a decision (svc-audit logs it too)
@@ -36,8 +40,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use flk_proto::v1;
+use flk_runtime::embedded_db::LazyDb;
 use prost::Message as _;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableTable, TableDefinition};
 
 use crate::error::KpiError;
 use crate::model::{Bucket, DecisionRow, Outcome, Regime, Signals, Verdict, minute_of};
@@ -129,7 +134,7 @@ pub struct WindowSums {
 
 /// The KPI store. Cheap to share (`Arc`); redb serializes writers and lets readers run.
 pub struct Store {
-    db: Database,
+    db: LazyDb,
     path: PathBuf,
     retention_minutes: u64,
 }
@@ -223,10 +228,15 @@ impl Store {
         }
         txn.commit().map_err(db_err)?;
         Ok(Store {
-            db,
+            db: LazyDb::new(db),
             path,
             retention_minutes: u64::from(retention_days.max(7)) * 24 * 60,
         })
+    }
+
+    /// Makes every applied batch durable (see the module docs); nothing when none is pending.
+    pub fn flush(&self) -> Result<(), KpiError> {
+        self.db.flush().map_err(db_err)
     }
 
     pub fn path(&self) -> &Path {
@@ -250,11 +260,10 @@ impl Store {
         self.meta(META_ORDINAL)
     }
 
-    /// Applies a batch of feed records in one durable transaction (see the module docs).
-    /// `now_ms` drives retention only.
+    /// Applies a batch of feed records in one transaction, durable at the next
+    /// [`Store::flush`] (see the module docs). `now_ms` drives retention only.
     pub fn apply(&self, records: &[v1::FeedRecord], now_ms: i64) -> Result<ApplyReport, KpiError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Immediate);
+        let txn = self.db.begin_write().map_err(db_err)?;
         let mut report = ApplyReport::default();
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -414,7 +423,7 @@ impl Store {
                 meta.insert(META_PURGED_BEFORE, cutoff).map_err(db_err)?;
             }
         }
-        txn.commit().map_err(db_err)?;
+        self.db.commit_lazy(txn).map_err(db_err)?;
         Ok(report)
     }
 

@@ -11,14 +11,20 @@
 //! | `meta` | `"cursor"` | last feed sequence number applied |
 //!
 //! Writes are batches of [`Op`]s in one transaction; the engine orders them so that every
-//! crash is safe (see `engine`). Commits that only move read times (`touch`) are not
-//! fsync'd: a crash may forget a read, which only demotes a record sooner.
+//! crash is safe (see `engine`). Two kinds of commit do not wait for the disk
+//! ([`LazyDb`]; [`Catalog::flush`] makes them durable, every
+//! [`flk_runtime::embedded_db::FLUSH_INTERVAL`] and at shutdown): feed batches
+//! ([`Catalog::ingest`]), which a crash rolls back together with the cursor so that the feed
+//! delivers them again, and commits that only move read times (`touch`), of which a crash
+//! may forget a read, which only demotes a record sooner. Every commit of a move or removal
+//! is durable, and persists the lazy ones before it.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use flk_runtime::embedded_db::LazyDb;
+use redb::{ReadableTable, TableDefinition};
 
 use crate::record::{DecodeError, Key, RecordMeta};
 
@@ -66,7 +72,7 @@ pub enum Op {
 /// The catalog. Cheap to clone.
 #[derive(Clone)]
 pub struct Catalog {
-    db: Arc<Database>,
+    db: Arc<LazyDb>,
 }
 
 impl Catalog {
@@ -79,7 +85,14 @@ impl Catalog {
         txn.open_table(PACKS).map_err(err)?;
         txn.open_table(META).map_err(err)?;
         txn.commit().map_err(err)?;
-        Ok(Catalog { db: Arc::new(db) })
+        Ok(Catalog {
+            db: Arc::new(LazyDb::new(db)),
+        })
+    }
+
+    /// Makes every lazy commit durable (see the module docs); nothing when none is pending.
+    pub fn flush(&self) -> Result<(), CatalogError> {
+        self.db.flush().map_err(err)
     }
 
     /// The last feed sequence number applied (0: none).
@@ -151,8 +164,8 @@ impl Catalog {
     }
 
     /// Applies new feed records (entry plus hot journal copy; keys already known are
-    /// skipped: a redelivery) and the cursor, in one durable transaction. Returns which were
-    /// new.
+    /// skipped: a redelivery) and the cursor, in one transaction, durable at the next
+    /// [`Catalog::flush`]. Returns which were new.
     pub fn ingest(
         &self,
         records: &[(Key, RecordMeta, Arc<Vec<u8>>)],
@@ -178,17 +191,15 @@ impl Catalog {
             let old = meta.get("cursor").map_err(err)?.map_or(0, |v| v.value());
             meta.insert("cursor", old.max(cursor)).map_err(err)?;
         }
-        txn.commit().map_err(err)?;
+        self.db.commit_lazy(txn).map_err(err)?;
         Ok(fresh)
     }
 
-    /// Applies `ops` in one transaction (fsync'd when `durable`); returns the packs whose
-    /// last live record left (their entries are gone: delete the objects).
+    /// Applies `ops` in one transaction (fsync'd when `durable`, else durable at the next
+    /// [`Catalog::flush`]); returns the packs whose last live record left (their entries are
+    /// gone: delete the objects).
     pub fn commit(&self, ops: &[Op], durable: bool) -> Result<Vec<String>, CatalogError> {
-        let mut txn = self.db.begin_write().map_err(err)?;
-        if !durable {
-            txn.set_durability(Durability::None);
-        }
+        let txn = self.db.begin_write().map_err(err)?;
         let mut emptied = Vec::new();
         {
             let mut recs = txn.open_table(RECORDS).map_err(err)?;
@@ -237,7 +248,11 @@ impl Catalog {
                 }
             }
         }
-        txn.commit().map_err(err)?;
+        if durable {
+            txn.commit().map_err(err)?;
+        } else {
+            self.db.commit_lazy(txn).map_err(err)?;
+        }
         Ok(emptied)
     }
 }

@@ -197,6 +197,11 @@ impl Engine {
         Ok(p)
     }
 
+    /// Makes the catalog's lazy commits durable ([`Catalog::flush`]).
+    pub async fn flush(&self) -> Result<(), TieringError> {
+        self.cat(|c| c.flush()).await
+    }
+
     async fn cat<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Catalog) -> Result<T, crate::catalog::CatalogError> + Send + 'static,

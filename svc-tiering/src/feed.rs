@@ -1,7 +1,8 @@
 //! svc-tiering's side of the outcome-feed consumer (`flk_runtime::feed`, which subscribes,
 //! batches, retries and reconnects): each batch is applied with [`Engine::ingest`], one
-//! durable catalog transaction holding the new records (entries and hot journal copies) and
-//! the cursor. Redelivered keys are skipped, so at-least-once delivery stores each record once;
+//! catalog transaction holding the new records (entries and hot journal copies) and the
+//! cursor, made durable with the next ones every `FLUSH_INTERVAL` (a crash rolls them back
+//! together with the cursor, and the feed delivers them again). Redelivered keys are skipped, so at-least-once delivery stores each record once;
 //! conflict events are not records.
 
 use std::sync::Arc;

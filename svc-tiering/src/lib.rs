@@ -73,6 +73,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use flk_proto::v1::tiering_service_server::TieringServiceServer;
 use flk_runtime::client::Peer;
+use flk_runtime::embedded_db::FLUSH_INTERVAL;
 use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings, FeedWiring};
 use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
@@ -279,9 +280,26 @@ impl Service {
             registry: self.registry.clone(),
             feed_connected: connected,
         }));
+        let _flusher = AbortOnDrop(tokio::spawn(flush_loop(self.engine.clone())));
         let result = flk_runtime::server::serve(listener, router, &self.security, shutdown).await;
         drop(feed);
+        if let Err(e) = self.engine.flush().await {
+            tracing::error!(error = %e, "svc-tiering could not make its last feed batches durable");
+        }
         result.context("tiering server failed")
+    }
+}
+
+/// Makes the catalog's lazy commits (feed batches, read times) durable every
+/// [`FLUSH_INTERVAL`] (the catalog's module docs).
+async fn flush_loop(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = engine.flush().await {
+            tracing::warn!(error = %e, "svc-tiering catalog flush failed; retrying");
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use flk_runtime::embedded_db::LazyDb;
 use proptest::prelude::*;
 use redb::Database;
 use tempfile::TempDir;
@@ -17,7 +18,7 @@ struct Side {
     // Keeps the database file alive.
     _dir: TempDir,
     path: std::path::PathBuf,
-    db: Arc<Database>,
+    db: Arc<LazyDb>,
     merkle: Arc<Merkle>,
 }
 
@@ -25,7 +26,7 @@ impl Side {
     fn new() -> Side {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("crr.redb");
-        let db = Arc::new(Database::create(&path).expect("create db"));
+        let db = Arc::new(LazyDb::new(Database::create(&path).expect("create db")));
         let merkle = Arc::new(Merkle::open(&db).expect("open merkle"));
         Side {
             _dir: dir,
@@ -57,7 +58,7 @@ impl Side {
         } = self;
         drop(merkle);
         drop(db);
-        let db = Arc::new(Database::create(&path).expect("reopen db"));
+        let db = Arc::new(LazyDb::new(Database::create(&path).expect("reopen db")));
         let merkle = Arc::new(Merkle::open(&db).expect("open merkle"));
         Side {
             _dir,
