@@ -45,6 +45,7 @@ pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod report;
+pub mod rows;
 pub mod store;
 
 use std::future::Future;

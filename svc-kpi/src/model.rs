@@ -124,7 +124,7 @@ impl Verdict {
         }
     }
 
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Verdict::Hallucination => 1,
             Verdict::FalseAlarm => 2,
@@ -132,7 +132,7 @@ impl Verdict {
         }
     }
 
-    fn from_code(c: u8) -> Result<Option<Verdict>, DecodeError> {
+    pub(crate) fn from_code(c: u8) -> Result<Option<Verdict>, DecodeError> {
         match c {
             0 => Ok(None),
             1 => Ok(Some(Verdict::Hallucination)),

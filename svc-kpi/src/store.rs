@@ -1,11 +1,13 @@
 //! [`Store`]: everything svc-kpi computes from events, in one redb file
-//! (`<data_dir>/kpi.redb`), so it survives restarts.
+//! (`<data_dir>/kpi.redb`) and the decision rows beside it ([`crate::rows`],
+//! `<data_dir>/decisions.fjall`), so it survives restarts.
 //!
 //! # Tables
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `decisions` | [`decision_key`]`(tenant_id, pcs_id)` | [`DecisionRow`] (outcome, regime, decision time, cost inputs, current verdict, ordinal) |
+//! | rows (fjall, [`crate::rows`]) | [`decision_key`]`(tenant_id, pcs_id)` | the feed sequence number that brought it, and its [`DecisionRow`] (outcome, regime, decision time, cost inputs, ordinal) |
+//! | `verdicts` | [`decision_key`] | the decision's current verdict (decisions with one only) |
 //! | `buckets` | `(tenant_id, minute)` | [`Bucket`]: the tenant's counters and histograms of that minute (by decision time) |
 //! | `ordinals` | ordinal | `(minute, decision key)`: decisions in the order received, for retention and audit coverage |
 //! | `minute_totals` | minute | decisions of every tenant in that minute (to share anchoring costs) |
@@ -14,29 +16,35 @@
 //! | `tenants` | tenant_id | `()`: every tenant seen |
 //! | `meta` | name | `cursor` (last feed seq applied), `ordinal` (decisions received), `purged_before` (minute), `anchor_next_id` / `anchor_min_size` (where the import of svc-audit's anchor journal stands) |
 //!
+//! A store written before the rows moved to fjall holds them in a redb table `decisions`;
+//! [`Store::open`] moves them (and their verdicts) over and drops the table.
+//!
 //! # Exactly-once counting (**CountedOnce**)
 //!
-//! [`Store::apply`] applies a batch of feed records in one write transaction that also moves
-//! the cursor: a crash leaves either the whole batch (records, buckets, cursor) or none of it.
-//! The commit does not wait for the disk ([`LazyDb`]); [`Store::flush`] makes the
-//! batches durable, every [`flk_runtime::embedded_db::FLUSH_INTERVAL`] while the service runs
-//! and at shutdown. A crash rolls the tables back together with the cursor, and the batches
-//! lost are read again from the outcome log. Verdicts and anchor imports, which come from
-//! outside the log, commit durably at once (persisting every earlier batch with them). A record at or below the cursor, or whose `(tenant_id, pcs_id)` is
-//! already stored (a redelivery the cursor did not catch), changes nothing; a conflicting
-//! duplicate is not a decision and is skipped. A decision replicated here from another region
-//! (`replicated` in the record) is stored and ordered like a decision (svc-audit logs it too)
-//! but counted as a replicated copy (`crate::model`'s module docs), not as a decision of this
-//! region; feedback on it is refused (its verdicts belong to its origin). Feedback
-//! ([`Store::feedback`]) updates the decision's row and the bucket of the decision's minute in
-//! one transaction, so a window always counts each decision once, with its current verdict.
+//! [`Store::apply`] writes a batch's new rows first, then counts them in one redb write
+//! transaction that also moves the cursor: a crash leaves either the whole count (ordinals,
+//! buckets, cursor) or none of it. The redb commit does not wait for the disk ([`LazyDb`]);
+//! [`Store::flush`] makes the rows and then the counts durable, every
+//! [`flk_runtime::embedded_db::FLUSH_INTERVAL`] while the service runs and at shutdown, and
+//! every durable redb commit (verdicts, anchor imports) persists the rows first. A crash rolls
+//! the counts back together with the cursor, and the batches lost are read again from the
+//! outcome log; their rows may have survived, but a row whose sequence number is above the
+//! cursor was never counted, so it is counted then. A record at or below the cursor, or whose
+//! `(tenant_id, pcs_id)` has a counted row (a redelivery the cursor did not catch), changes
+//! nothing; a conflicting duplicate is not a decision and is skipped. A decision replicated
+//! here from another region (`replicated` in the record) is stored and ordered like a decision
+//! (svc-audit logs it too) but counted as a replicated copy (`crate::model`'s module docs), not
+//! as a decision of this region; feedback on it is refused (its verdicts belong to its
+//! origin). Feedback ([`Store::feedback`]) updates the decision's verdict and the bucket of the
+//! decision's minute in one transaction, so a window always counts each decision once, with its
+//! current verdict.
 //!
 //! # Retention
 //!
 //! Each apply removes decisions (oldest received first) and buckets older than
 //! `retention_days` (at least 7, so the 7d window is always whole).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use flk_proto::v1;
@@ -46,13 +54,16 @@ use redb::{Durability, ReadableTable, TableDefinition};
 
 use crate::error::KpiError;
 use crate::model::{Bucket, DecisionRow, Outcome, Regime, Signals, Verdict, minute_of};
+use crate::rows::Rows;
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "kpi.redb";
 
 // Byte keys, not `(&str, &str)`: redb validates UTF-8 on every comparison of a `&str` key,
 // which was the largest single cost of applying a batch (perf, docs/BENCHMARKS.md).
-const DECISIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decisions");
+/// The rows before they moved to fjall: read once, by [`Store::open`].
+const OLD_DECISIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("decisions");
+const VERDICTS: TableDefinition<&[u8], u8> = TableDefinition::new("verdicts");
 const BUCKETS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("buckets");
 const ORDINALS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("ordinals");
 const MINUTE_TOTALS: TableDefinition<u64, u64> = TableDefinition::new("minute_totals");
@@ -134,6 +145,8 @@ pub struct WindowSums {
 
 /// The KPI store. Cheap to share (`Arc`); redb serializes writers and lets readers run.
 pub struct Store {
+    /// Before `db`, which names the data directory's owner (its file lock).
+    rows: Rows,
     db: LazyDb,
     path: PathBuf,
     retention_minutes: u64,
@@ -206,6 +219,65 @@ fn signals_of(rec: &v1::FeedRecord) -> Option<Signals> {
     })
 }
 
+/// Moves the rows of a store written before they moved to fjall (redb table `decisions`,
+/// verdicts inside the rows) to [`Rows`] and `verdicts`, then drops the table. Every such row
+/// was counted, so each gets sequence number 0. Idempotent: a crash before the table is
+/// dropped moves the same rows again at the next open.
+fn move_old_rows(db: &redb::Database, rows: &Rows) -> Result<(), KpiError> {
+    const CHUNK: usize = 16_384;
+    let read = db.begin_read().map_err(db_err)?;
+    let old = match read.open_table(OLD_DECISIONS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(db_err(e)),
+    };
+    let mut verdicts = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut moved = 0u64;
+    for item in old.iter().map_err(db_err)? {
+        let (k, v) = item.map_err(db_err)?;
+        let mut row = DecisionRow::decode(v.value())?;
+        if let Some(verdict) = row.verdict.take() {
+            verdicts.push((k.value().to_vec(), verdict));
+        }
+        chunk.push((k.value().to_vec(), 0, row));
+        if chunk.len() == CHUNK {
+            rows.write(&chunk, &[])?;
+            moved += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    rows.write(&chunk, &[])?;
+    moved += chunk.len() as u64;
+    rows.persist()?;
+    drop(old);
+    drop(read);
+    let mut txn = db.begin_write().map_err(db_err)?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut t = txn.open_table(VERDICTS).map_err(db_err)?;
+        for (k, verdict) in &verdicts {
+            t.insert(k.as_slice(), verdict.code()).map_err(db_err)?;
+        }
+    }
+    txn.delete_table(OLD_DECISIONS).map_err(db_err)?;
+    txn.commit().map_err(db_err)?;
+    tracing::info!(
+        rows = moved,
+        "moved the kpi decision rows from kpi.redb to decisions.fjall"
+    );
+    Ok(())
+}
+
+/// A clean close keeps every applied batch (rows first).
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "svc-kpi could not make its last batches durable");
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) `<dir>/kpi.redb`.
     pub fn open(dir: &Path, retention_days: u32) -> Result<Store, KpiError> {
@@ -217,7 +289,7 @@ impl Store {
             .map_err(|e| KpiError::Store(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_err)?;
         {
-            txn.open_table(DECISIONS).map_err(db_err)?;
+            txn.open_table(VERDICTS).map_err(db_err)?;
             txn.open_table(BUCKETS).map_err(db_err)?;
             txn.open_table(ORDINALS).map_err(db_err)?;
             txn.open_table(MINUTE_TOTALS).map_err(db_err)?;
@@ -227,16 +299,42 @@ impl Store {
             txn.open_table(META).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
+        let rows = Rows::open(dir)?;
+        move_old_rows(&db, &rows)?;
         Ok(Store {
+            rows,
             db: LazyDb::new(db),
             path,
             retention_minutes: u64::from(retention_days.max(7)) * 24 * 60,
         })
     }
 
-    /// Makes every applied batch durable (see the module docs); nothing when none is pending.
+    /// Makes every applied batch durable, rows first (see the module docs); nothing when none
+    /// is pending.
     pub fn flush(&self) -> Result<(), KpiError> {
+        if !self.db.pending() {
+            return Ok(());
+        }
+        self.rows.persist()?;
         self.db.flush().map_err(db_err)
+    }
+
+    /// Commits `txn` durably, which persists every earlier lazy commit too: the rows those
+    /// refer to are made durable first.
+    fn commit_durable(&self, mut txn: redb::WriteTransaction) -> Result<(), KpiError> {
+        self.rows.persist()?;
+        txn.set_durability(Durability::Immediate);
+        txn.commit().map_err(db_err)
+    }
+
+    /// The counted row of `key`: `None` when absent, or when its sequence number is above
+    /// `cursor` (a row whose counting a crash rolled back; the feed delivers it again).
+    fn counted_row(&self, key: &[u8], cursor: u64) -> Result<Option<DecisionRow>, KpiError> {
+        Ok(self
+            .rows
+            .get(key)?
+            .filter(|s| s.seq <= cursor)
+            .map(|s| s.row))
     }
 
     pub fn path(&self) -> &Path {
@@ -265,9 +363,10 @@ impl Store {
     pub fn apply(&self, records: &[v1::FeedRecord], now_ms: i64) -> Result<ApplyReport, KpiError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let mut report = ApplyReport::default();
+        let mut puts: Vec<(Vec<u8>, u64, DecisionRow)> = Vec::with_capacity(records.len());
+        let mut purged_keys: Vec<Vec<u8>> = Vec::new();
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let mut decisions = txn.open_table(DECISIONS).map_err(db_err)?;
             let mut ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
             let mut cursor = meta
                 .get(META_CURSOR)
@@ -282,6 +381,10 @@ impl Store {
             let mut deltas: BTreeMap<(&str, u64), Bucket> = BTreeMap::new();
             let mut totals: BTreeMap<u64, u64> = BTreeMap::new();
             let mut key = Vec::with_capacity(128);
+            // Rows are counted iff their sequence number is at or below the cursor the batch
+            // starts from (the module docs).
+            let counted_up_to = cursor;
+            let mut in_batch: HashSet<Vec<u8>> = HashSet::with_capacity(records.len());
             for (index, rec) in records.iter().enumerate() {
                 if rec.seq != 0 && rec.seq <= cursor {
                     report.redelivered += 1;
@@ -298,6 +401,12 @@ impl Store {
                     continue;
                 };
                 decision_key_into(&mut key, &rec.tenant_id, &rec.pcs_id);
+                // A counted row, or one this batch added: a redelivery the cursor did not
+                // catch, counted nothing.
+                if in_batch.contains(&key) || self.counted_row(&key, counted_up_to)?.is_some() {
+                    report.redelivered += 1;
+                    continue;
+                }
                 ordinal += 1;
                 let regime = Regime::parse(rec.outcome.as_ref().map_or("", |o| o.regime.as_str()));
                 // What the decision occupies in the outcome log (its record); a replicated
@@ -314,24 +423,11 @@ impl Store {
                     ordinal,
                 };
                 let minute = minute_of(rec.decided_at_unix_ms);
-                // Insert first and look at what it replaced (one tree walk instead of a get and
-                // an insert): a stored row means a redelivery the cursor did not catch, so
-                // the stored row is put back and nothing is counted.
-                let replaced = decisions
-                    .insert(key.as_slice(), row.encode().as_slice())
-                    .map_err(db_err)?
-                    .map(|old| old.value().to_vec());
-                if let Some(old) = replaced {
-                    decisions
-                        .insert(key.as_slice(), old.as_slice())
-                        .map_err(db_err)?;
-                    ordinal -= 1;
-                    report.redelivered += 1;
-                    continue;
-                }
                 ordinals
                     .insert(ordinal, (minute, key.as_slice()))
                     .map_err(db_err)?;
+                in_batch.insert(key.clone());
+                puts.push((key.clone(), rec.seq, row));
                 if row.is_replicated() {
                     deltas
                         .entry((rec.tenant_id.as_str(), minute))
@@ -381,6 +477,7 @@ impl Store {
             report.cursor = cursor;
 
             // Retention.
+            let mut verdicts = txn.open_table(VERDICTS).map_err(db_err)?;
             let cutoff = minute_of(now_ms).saturating_sub(self.retention_minutes);
             let mut purged = 0;
             while purged < PURGE_PER_APPLY {
@@ -395,7 +492,8 @@ impl Store {
                     break;
                 }
                 ordinals.remove(first.0).map_err(db_err)?;
-                decisions.remove(first.2.as_slice()).map_err(db_err)?;
+                verdicts.remove(first.2.as_slice()).map_err(db_err)?;
+                purged_keys.push(first.2);
                 purged += 1;
             }
             let purged_before = meta
@@ -423,6 +521,8 @@ impl Store {
                 meta.insert(META_PURGED_BEFORE, cutoff).map_err(db_err)?;
             }
         }
+        // The rows before the counts that refer to them (the module docs).
+        self.rows.write(&puts, &purged_keys)?;
         self.db.commit_lazy(txn).map_err(db_err)?;
         Ok(report)
     }
@@ -434,19 +534,20 @@ impl Store {
         pcs_id: &str,
         verdict: Verdict,
     ) -> Result<FeedbackReport, KpiError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Immediate);
+        let txn = self.db.begin_write().map_err(db_err)?;
         let report = {
-            let mut decisions = txn.open_table(DECISIONS).map_err(db_err)?;
+            let cursor = txn
+                .open_table(META)
+                .map_err(db_err)?
+                .get(META_CURSOR)
+                .map_err(db_err)?
+                .map_or(0, |g| g.value());
             let key = decision_key(tenant, pcs_id);
-            let mut row = match decisions.get(key.as_slice()).map_err(db_err)? {
-                Some(g) => DecisionRow::decode(g.value())?,
-                None => {
-                    return Err(KpiError::UnknownDecision {
-                        tenant: tenant.to_owned(),
-                        pcs_id: pcs_id.to_owned(),
-                    });
-                }
+            let Some(row) = self.counted_row(&key, cursor)? else {
+                return Err(KpiError::UnknownDecision {
+                    tenant: tenant.to_owned(),
+                    pcs_id: pcs_id.to_owned(),
+                });
             };
             if row.is_replicated() {
                 return Err(KpiError::ReplicatedDecision {
@@ -459,7 +560,11 @@ impl Store {
                     outcome: row.outcome,
                 });
             }
-            let previous = row.verdict;
+            let mut verdicts = txn.open_table(VERDICTS).map_err(db_err)?;
+            let previous = match verdicts.get(key.as_slice()).map_err(db_err)? {
+                Some(g) => Verdict::from_code(g.value())?,
+                None => None,
+            };
             if previous != Some(verdict) {
                 let minute = minute_of(row.decided_at_unix_ms);
                 let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
@@ -471,9 +576,8 @@ impl Store {
                 buckets
                     .insert((tenant, minute), b.encode().as_slice())
                     .map_err(db_err)?;
-                row.verdict = Some(verdict);
-                decisions
-                    .insert(key.as_slice(), row.encode().as_slice())
+                verdicts
+                    .insert(key.as_slice(), verdict.code())
                     .map_err(db_err)?;
             }
             FeedbackReport {
@@ -483,7 +587,7 @@ impl Store {
                 decided_at_unix_ms: row.decided_at_unix_ms,
             }
         };
-        txn.commit().map_err(db_err)?;
+        self.commit_durable(txn)?;
         Ok(report)
     }
 
@@ -494,15 +598,14 @@ impl Store {
         batches: u64,
         at_ms: i64,
     ) -> Result<(), KpiError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Immediate);
+        let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut t = txn.open_table(ANCHORS).map_err(db_err)?;
             let key = (minute_of(at_ms), strategy);
             let old = t.get(key).map_err(db_err)?.map_or(0, |g| g.value());
             t.insert(key, old.saturating_add(batches)).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)
+        self.commit_durable(txn)
     }
 
     /// Where the anchor import stands.
@@ -520,8 +623,7 @@ impl Store {
     /// rounds). Anchors below the cursor (a re-listed journal) change nothing. Returns the
     /// batches counted.
     pub fn import_anchors(&self, anchors: &[AnchorSeen]) -> Result<u64, KpiError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Immediate);
+        let txn = self.db.begin_write().map_err(db_err)?;
         let mut counted = 0;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -551,21 +653,33 @@ impl Store {
             meta.insert(META_ANCHOR_MIN_SIZE, min_size)
                 .map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)?;
+        self.commit_durable(txn)?;
         Ok(counted)
     }
 
     /// One stored decision.
     pub fn decision(&self, tenant: &str, pcs_id: &str) -> Result<Option<DecisionRow>, KpiError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(DECISIONS).map_err(db_err)?;
-        match t
-            .get(decision_key(tenant, pcs_id).as_slice())
+        let cursor = txn
+            .open_table(META)
+            .map_err(db_err)?
+            .get(META_CURSOR)
+            .map_err(db_err)?
+            .map_or(0, |g| g.value());
+        let key = decision_key(tenant, pcs_id);
+        let Some(mut row) = self.counted_row(&key, cursor)? else {
+            return Ok(None);
+        };
+        row.verdict = match txn
+            .open_table(VERDICTS)
+            .map_err(db_err)?
+            .get(key.as_slice())
             .map_err(db_err)?
         {
-            Some(g) => Ok(Some(DecisionRow::decode(g.value())?)),
-            None => Ok(None),
-        }
+            Some(g) => Verdict::from_code(g.value())?,
+            None => None,
+        };
+        Ok(Some(row))
     }
 
     /// Every tenant seen (sorted).
@@ -638,7 +752,6 @@ impl Store {
             return Ok(None);
         }
         let ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
-        let decisions = txn.open_table(DECISIONS).map_err(db_err)?;
         let mut n = 0;
         for r in ordinals.range(logged.saturating_add(1)..).map_err(db_err)? {
             let (_, v) = r.map_err(db_err)?;
@@ -646,11 +759,9 @@ impl Store {
             if m < start_minute || tenant_of_key(key) != Some(tenant) {
                 continue;
             }
-            let replicated = may_hold_replicated
-                && match decisions.get(key).map_err(db_err)? {
-                    Some(g) => DecisionRow::decode(g.value())?.is_replicated(),
-                    None => false,
-                };
+            // Every ordinal's row was written before the transaction that added the ordinal.
+            let replicated =
+                may_hold_replicated && self.rows.get(key)?.is_some_and(|s| s.row.is_replicated());
             if !replicated {
                 n += 1;
             }
@@ -791,5 +902,112 @@ mod tests {
         assert_eq!(tenant_of_key(&decision_key("acme", &hex)), Some("acme"));
         assert_eq!(tenant_of_key(&decision_key("", "x")), Some(""));
         assert_eq!(tenant_of_key(&[0, 0]), None);
+    }
+
+    /// What a crash between a batch's rows and its counts leaves: rows above the cursor. The
+    /// redelivered records are counted then, once; feedback waits for them.
+    #[test]
+    fn rows_whose_counts_were_lost_are_counted_when_redelivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_767_225_600_000 + 60_000;
+        let store = Store::open(dir.path(), 7).unwrap();
+        store.apply(&[record(1, "acme", 1, false)], now).unwrap();
+        // Batch 2's rows reach the rows store; its counting transaction is lost.
+        let lost = [record(2, "acme", 2, false), record(3, "acme", 3, false)];
+        let rows: Vec<_> = lost
+            .iter()
+            .map(|r| {
+                let key = decision_key(&r.tenant_id, &r.pcs_id);
+                let row = DecisionRow {
+                    outcome: Outcome::Accepted,
+                    verdict: None,
+                    regime: Regime::parse("mixed"),
+                    decided_at_unix_ms: r.decided_at_unix_ms,
+                    verify_cpu_ns: r.verify_cpu_ns,
+                    stored_bytes: r.encoded_len() as u64,
+                    replicated_bytes: 0,
+                    ordinal: 2,
+                };
+                (key, r.seq, row)
+            })
+            .collect();
+        store.rows.write(&rows, &[]).unwrap();
+        assert_eq!(
+            store.decision("acme", &format!("{:064x}", 2)).unwrap(),
+            None
+        );
+        assert!(matches!(
+            store.feedback("acme", &format!("{:064x}", 2), Verdict::Correct),
+            Err(KpiError::UnknownDecision { .. })
+        ));
+        let r = store.apply(&lost, now).unwrap();
+        assert_eq!((r.decisions, r.redelivered), (2, 0));
+        let again = store.apply(&lost, now).unwrap();
+        assert_eq!((again.decisions, again.redelivered), (0, 2));
+        assert_eq!(store.window("acme", 0).unwrap().bucket.counts[DECISIONS], 3);
+        store
+            .feedback("acme", &format!("{:064x}", 2), Verdict::Correct)
+            .unwrap();
+        assert_eq!(
+            store
+                .decision("acme", &format!("{:064x}", 2))
+                .unwrap()
+                .unwrap()
+                .verdict,
+            Some(Verdict::Correct)
+        );
+    }
+
+    /// A store from before the rows moved to fjall: its rows and verdicts are moved at open,
+    /// and behave as counted.
+    #[test]
+    fn rows_of_an_older_store_are_moved_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = decision_key("acme", &format!("{:064x}", 9));
+        let row = DecisionRow {
+            outcome: Outcome::Accepted,
+            verdict: Some(Verdict::Hallucination),
+            regime: Regime::parse("mixed"),
+            decided_at_unix_ms: 1_767_225_600_000,
+            verify_cpu_ns: 5,
+            stored_bytes: 100,
+            replicated_bytes: 0,
+            ordinal: 1,
+        };
+        {
+            let db = flk_runtime::embedded_db::open(&dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(OLD_DECISIONS)
+                .unwrap()
+                .insert(key.as_slice(), row.encode().as_slice())
+                .unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_CURSOR, 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path(), 7).unwrap();
+        assert_eq!(
+            store.decision("acme", &format!("{:064x}", 9)).unwrap(),
+            Some(row)
+        );
+        let read = store.db.begin_read().unwrap();
+        assert!(matches!(
+            read.open_table(OLD_DECISIONS),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        drop(read);
+        // The verdict moved with it: the same verdict again changes nothing.
+        let f = store
+            .feedback("acme", &format!("{:064x}", 9), Verdict::Hallucination)
+            .unwrap();
+        assert_eq!(f.previous, Some(Verdict::Hallucination));
+        drop(store);
+        let store = Store::open(dir.path(), 7).unwrap();
+        assert_eq!(
+            store.decision("acme", &format!("{:064x}", 9)).unwrap(),
+            Some(row)
+        );
     }
 }
