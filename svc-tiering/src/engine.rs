@@ -28,8 +28,10 @@
 //! tier still A -> the copy in B is discarded and the move forgotten; tier B -> the stale copy
 //! in A is deleted. A removal marks `pending = Remove` (durable) before deleting. Packs the
 //! catalog does not know (a crash between writing a pack and step 3) are deleted on start.
-//! The hot tier is volatile, so the catalog keeps each hot record's blob (its hot journal),
-//! written with the record's entry; on start the hot store is refilled from it.
+//! The hot tier is volatile, so the catalog keeps each hot record's blob (its hot journal,
+//! a fjall keyspace beside the catalog's file), written before the record's entry and removed
+//! after the durable commit of its leaving (`catalog`'s module docs); on start the hot store
+//! is refilled from it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -317,6 +319,26 @@ impl Engine {
     /// past a reconciled record not yet applied). Returns how many records were new or
     /// replaced.
     pub async fn ingest(&self, batch: &[v1::FeedRecord]) -> Result<u64, TieringError> {
+        self.ingest_inner(batch, false).await
+    }
+
+    /// [`Engine::ingest`] for a caller on a blocking thread (the feed consumer's): the
+    /// catalog transaction runs on this thread rather than on another of the blocking pool,
+    /// so the consumer's CPU accounting (`flk_feed_apply_cpu_seconds_total`, the CPU share
+    /// `flk bench --stack-metrics` reports) includes it, and the batch saves a thread hop.
+    pub fn ingest_blocking(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        batch: &[v1::FeedRecord],
+    ) -> Result<u64, TieringError> {
+        runtime.block_on(self.ingest_inner(batch, true))
+    }
+
+    async fn ingest_inner(
+        &self,
+        batch: &[v1::FeedRecord],
+        on_this_thread: bool,
+    ) -> Result<u64, TieringError> {
         let now = self.now_ms();
         let mut cursor = 0;
         let mut items = Vec::with_capacity(batch.len());
@@ -353,7 +375,9 @@ impl Engine {
             .first()
             .map_or(cursor, |(seq, ..)| cursor.min(seq.saturating_sub(1)));
         let items = Arc::new(items);
-        let fresh = {
+        let fresh = if on_this_thread {
+            self.catalog.ingest(&items, decisions_cursor)?
+        } else {
             let items = items.clone();
             self.cat(move |c| c.ingest(&items, decisions_cursor))
                 .await?

@@ -24,8 +24,8 @@ pub struct TieringSink {
 
 impl FeedSink for TieringSink {
     fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
-        self.runtime
-            .block_on(self.engine.ingest(batch))
+        self.engine
+            .ingest_blocking(&self.runtime, batch)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }

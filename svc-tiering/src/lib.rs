@@ -36,7 +36,8 @@
 //! # Data directory
 //!
 //! ```text
-//! <data_dir>/catalog.redb   placement catalog, hot journal, pack counts, feed cursor
+//! <data_dir>/catalog.redb   placement catalog, pack counts, feed cursor
+//! <data_dir>/hot_journal.fjall  the hot journal: every hot record's bytes
 //! <data_dir>/warm.redb      the embedded warm tier (warm = "embedded")
 //! <data_dir>/cold/packs/    the default cold tier (cold = file://<data_dir>/cold)
 //! <data_dir>/admin.token    generated when neither mTLS nor a token is configured
