@@ -219,6 +219,14 @@ fn signals_of(rec: &v1::FeedRecord) -> Option<Signals> {
     })
 }
 
+/// The feed cursor in `meta` (0: nothing applied yet).
+fn cursor_in(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64, KpiError> {
+    Ok(meta
+        .get(META_CURSOR)
+        .map_err(db_err)?
+        .map_or(0, |g| g.value()))
+}
+
 /// Moves the rows of a store written before they moved to fjall (redb table `decisions`,
 /// verdicts inside the rows) to [`Rows`] and `verdicts`, then drops the table. Every such row
 /// was counted, so each gets sequence number 0. Idempotent: a crash before the table is
@@ -368,10 +376,7 @@ impl Store {
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
             let mut ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
-            let mut cursor = meta
-                .get(META_CURSOR)
-                .map_err(db_err)?
-                .map_or(0, |g| g.value());
+            let mut cursor = cursor_in(&meta)?;
             let mut ordinal = meta
                 .get(META_ORDINAL)
                 .map_err(db_err)?
@@ -536,12 +541,7 @@ impl Store {
     ) -> Result<FeedbackReport, KpiError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let report = {
-            let cursor = txn
-                .open_table(META)
-                .map_err(db_err)?
-                .get(META_CURSOR)
-                .map_err(db_err)?
-                .map_or(0, |g| g.value());
+            let cursor = cursor_in(&txn.open_table(META).map_err(db_err)?)?;
             let key = decision_key(tenant, pcs_id);
             let Some(row) = self.counted_row(&key, cursor)? else {
                 return Err(KpiError::UnknownDecision {
@@ -660,12 +660,7 @@ impl Store {
     /// One stored decision.
     pub fn decision(&self, tenant: &str, pcs_id: &str) -> Result<Option<DecisionRow>, KpiError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let cursor = txn
-            .open_table(META)
-            .map_err(db_err)?
-            .get(META_CURSOR)
-            .map_err(db_err)?
-            .map_or(0, |g| g.value());
+        let cursor = cursor_in(&txn.open_table(META).map_err(db_err)?)?;
         let key = decision_key(tenant, pcs_id);
         let Some(mut row) = self.counted_row(&key, cursor)? else {
             return Ok(None);

@@ -160,10 +160,11 @@ fn move_old_journal(db: &redb::Database, journal: &Journal) -> Result<(), Catalo
     };
     let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK);
     let mut moved = 0;
-    for item in old.iter().map_err(err)? {
+    let mut items = old.iter().map_err(err)?.peekable();
+    while let Some(item) = items.next() {
         let (k, v) = item.map_err(err)?;
         chunk.push((k.value().to_vec(), v.value().to_vec()));
-        if chunk.len() == CHUNK {
+        if chunk.len() == CHUNK || items.peek().is_none() {
             let puts: Vec<_> = chunk
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_slice()))
@@ -173,12 +174,7 @@ fn move_old_journal(db: &redb::Database, journal: &Journal) -> Result<(), Catalo
             chunk.clear();
         }
     }
-    let puts: Vec<_> = chunk
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_slice()))
-        .collect();
-    journal.write(&puts, &[])?;
-    moved += chunk.len();
+    drop(items);
     journal.persist()?;
     drop(old);
     drop(read);
