@@ -2,7 +2,7 @@
 //! (issue 18's target: 10 among 10 million in under 5 s).
 //!
 //! `cargo bench -p svc-crr --bench anti_entropy -- [KEYS [DIFFERING [RUNS]]]` (defaults
-//! 10,000,000, 10 and 3). Builds two databases of one tenant in a temporary directory, makes
+//! 10,000,000, 10 and 3). Builds two trees (fjall keyspaces, as svc-crr keeps them) of one tenant in a temporary directory, makes
 //! `DIFFERING` keys differ (a third missing on each side, a third conflicting), then times
 //! `diff` between the two `LocalTree`s, with and without a simulated 1 ms network round trip per
 //! call on the peer's side, and with the leaf reads done on the calling task instead of a
@@ -14,16 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use flk_runtime::embedded_db::LazyDb;
+use fjall::Keyspace;
 use rand::SeedableRng;
 use rand::seq::index::sample;
-use redb::Database;
 use svc_crr::merkle::{
     Digest, Leaf, LeafUpdate, LocalTree, Merkle, MerkleError, TreeSource, bucket_of, diff,
 };
 
 const TENANT: &str = "bench-tenant";
-/// Leaves per bulk-load transaction.
+/// Leaves per bulk-load batch.
 const LOAD_CHUNK: usize = 1_000_000;
 /// Decision times start here (any fixed instant; retention is not exercised).
 const T0_MS: i64 = 1_790_000_000_000;
@@ -50,18 +49,16 @@ fn digest(i: u32, variant: u8) -> Digest {
     d
 }
 
-/// Bulk-loads `order` (key indices in table order) into a new database at `path`.
+/// Bulk-loads `order` (key indices in key order) into a new keyspace at `path`.
 fn load(
     path: &Path,
     order: &[u32],
     kinds: &std::collections::HashMap<u32, Kind>,
     side: Kind,
-) -> anyhow::Result<(Arc<LazyDb>, Arc<Merkle>, Duration)> {
+) -> anyhow::Result<(Keyspace, Arc<Merkle>, Duration)> {
     let start = Instant::now();
-    let db = Arc::new(LazyDb::new(
-        Database::create(path).context("create database")?,
-    ));
-    let merkle = Arc::new(Merkle::open(&db)?);
+    let keyspace = fjall::Config::new(path).open().context("open keyspace")?;
+    let merkle = Arc::new(Merkle::open(&keyspace)?);
     for (chunk_no, chunk) in order.chunks(LOAD_CHUNK).enumerate() {
         let updates: Vec<LeafUpdate> = chunk
             .iter()
@@ -78,21 +75,22 @@ fn load(
                     tenant_id: TENANT.to_owned(),
                     pcs_id: pcs_id(i),
                     digest: digest(i, variant),
-                    // Times follow table order so the time index is written front to back too.
+                    // Times follow key order so the time index is written front to back too.
                     decided_at_ms: T0_MS + (chunk_no * LOAD_CHUNK + pos) as i64,
                 })
             })
             .collect();
-        merkle.apply(&db, &updates)?;
+        merkle.apply(&updates)?;
     }
-    Ok((db, merkle, start.elapsed()))
+    merkle.persist()?;
+    Ok((keyspace, merkle, start.elapsed()))
 }
 
 /// Wraps a tree source: counts what is fetched, optionally sleeps as a network round trip,
 /// optionally answers leaf reads on the calling task.
 struct Probe {
     inner: LocalTree,
-    direct: Option<(Arc<Merkle>, Arc<LazyDb>)>,
+    direct: Option<Arc<Merkle>>,
     rtt: Duration,
     calls: AtomicUsize,
     nodes: AtomicUsize,
@@ -100,10 +98,10 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(merkle: &Arc<Merkle>, db: &Arc<LazyDb>, rtt: Duration, direct: bool) -> Probe {
+    fn new(merkle: &Arc<Merkle>, rtt: Duration, direct: bool) -> Probe {
         Probe {
-            inner: LocalTree::new(merkle.clone(), db.clone()),
-            direct: direct.then(|| (merkle.clone(), db.clone())),
+            inner: LocalTree::new(merkle.clone()),
+            direct: direct.then(|| merkle.clone()),
             rtt,
             calls: AtomicUsize::new(0),
             nodes: AtomicUsize::new(0),
@@ -135,7 +133,7 @@ impl TreeSource for Probe {
     async fn bucket_leaves(&self, t: &str, b: &[u32]) -> Result<Vec<(u32, Leaf)>, MerkleError> {
         self.round_trip().await;
         let leaves = match &self.direct {
-            Some((merkle, db)) => merkle.bucket_leaves(db, t, b)?,
+            Some(merkle) => merkle.bucket_leaves(t, b)?,
             None => self.inner.bucket_leaves(t, b).await?,
         };
         self.leaves.fetch_add(leaves.len(), Ordering::Relaxed);
@@ -148,8 +146,18 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
+/// The bytes of the files under `path`.
 fn dir_size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -176,7 +184,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
 
-    // Table order: (bucket, pcs_id); zero-padded ids sort like their numbers.
+    // Key order: (bucket, pcs_id); zero-padded ids sort like their numbers.
     let t = Instant::now();
     let mut order: Vec<(u32, u32)> = (0..n).map(|i| (bucket_of(&pcs_id(i)), i)).collect();
     order.sort_unstable();
@@ -184,7 +192,10 @@ fn main() -> anyhow::Result<()> {
     println!("key order: {:.1} s", t.elapsed().as_secs_f64());
 
     let dir = tempfile::tempdir()?;
-    let (path_a, path_b) = (dir.path().join("here.redb"), dir.path().join("there.redb"));
+    let (path_a, path_b) = (
+        dir.path().join("here.fjall"),
+        dir.path().join("there.fjall"),
+    );
     let t = Instant::now();
     let (a, b) = std::thread::scope(|s| {
         let ha = s.spawn(|| load(&path_a, &order, &kinds, Kind::OnlyHere));
@@ -194,9 +205,9 @@ fn main() -> anyhow::Result<()> {
     let (Ok(a), Ok(b)) = (a, b) else {
         bail!("a load thread panicked");
     };
-    let ((db_a, merkle_a, load_a), (db_b, merkle_b, load_b)) = (a?, b?);
+    let ((ks_a, merkle_a, load_a), (ks_b, merkle_b, load_b)) = (a?, b?);
     println!(
-        "load (two databases in parallel): {:.1} s wall; here {:.1} s, there {:.1} s; files {:.2} + {:.2} GB",
+        "load (two trees in parallel): {:.1} s wall; here {:.1} s, there {:.1} s; files {:.2} + {:.2} GB",
         t.elapsed().as_secs_f64(),
         load_a.as_secs_f64(),
         load_b.as_secs_f64(),
@@ -205,12 +216,12 @@ fn main() -> anyhow::Result<()> {
     );
     drop((merkle_a, merkle_b));
     let t = Instant::now();
-    let merkle_a = Arc::new(Merkle::open(&db_a)?);
+    let merkle_a = Arc::new(Merkle::open(&ks_a)?);
     println!(
         "Merkle::open (reload buckets, rebuild inner nodes): {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
-    let merkle_b = Arc::new(Merkle::open(&db_b)?);
+    let merkle_b = Arc::new(Merkle::open(&ks_b)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -227,8 +238,8 @@ fn main() -> anyhow::Result<()> {
     ] {
         let mut times = Vec::new();
         for run in 0..runs {
-            let here = Probe::new(&merkle_a, &db_a, Duration::ZERO, direct);
-            let there = Probe::new(&merkle_b, &db_b, rtt, direct);
+            let here = Probe::new(&merkle_a, Duration::ZERO, direct);
+            let there = Probe::new(&merkle_b, rtt, direct);
             let t = Instant::now();
             let found = runtime.block_on(diff(&here, &there, i64::MIN))?;
             let took = t.elapsed();

@@ -5,7 +5,7 @@
 //! ```toml
 //! region = "eu"                     # this stack's region (svc-verify records it in every decision)
 //! listen = "127.0.0.1:7101"         # replication gRPC + REST (/v1/crr/*) + /health /ready /metrics
-//! data_dir = "flk-data/crr"         # crr.redb: watermarks, Merkle trees, proposals, run-time policies
+//! data_dir = "flk-data/crr"         # tree.fjall: Merkle trees; crr.redb: watermarks, proposals, policies
 //! verify_url = "http://127.0.0.1:50051"   # this region's svc-verify
 //! default_mode = "none"             # for tenants without a policy: full | none
 //! reconcile_mode = "auto_safe"      # manual | auto_safe | auto_aggressive

@@ -250,21 +250,20 @@ impl ReplicationService for CrrGrpc {
                 "at most {MAX_BUCKETS_PER_CALL} buckets per call"
             )));
         }
-        let (merkle, db) = (self.core.store.merkle.clone(), self.core.store.db.clone());
-        let leaves = tokio::task::spawn_blocking(move || {
-            merkle.bucket_leaves(&db, &req.tenant_id, &req.buckets)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::invalid_argument(e.to_string()))?
-        .into_iter()
-        .map(|(bucket, l)| v1::TreeLeaf {
-            bucket,
-            pcs_id: l.pcs_id,
-            digest: l.digest.to_vec(),
-            decided_at_unix_ms: l.decided_at_ms,
-        })
-        .collect();
+        let merkle = self.core.store.merkle.clone();
+        let leaves =
+            tokio::task::spawn_blocking(move || merkle.bucket_leaves(&req.tenant_id, &req.buckets))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+                .into_iter()
+                .map(|(bucket, l)| v1::TreeLeaf {
+                    bucket,
+                    pcs_id: l.pcs_id,
+                    digest: l.digest.to_vec(),
+                    decided_at_unix_ms: l.decided_at_ms,
+                })
+                .collect();
         Ok(Response::new(v1::BucketLeavesResponse { leaves }))
     }
 

@@ -1,13 +1,14 @@
-//! Per-tenant Merkle trees of decided keys `(tenant_id, pcs_id, outcome digest)`, kept in the
-//! caller's redb database and updated in the caller's write transactions, and [`diff`], the
-//! anti-entropy comparison that lists exactly the keys two regions disagree on.
+//! Per-tenant Merkle trees of decided keys `(tenant_id, pcs_id, outcome digest)`, kept in a
+//! fjall keyspace the caller shares (so the tree and the caller's replication cursor commit in
+//! one atomic batch), and [`diff`], the anti-entropy comparison that lists exactly the keys
+//! two regions disagree on.
 //!
 //! # Shape
 //!
 //! Each tenant has a 16-ary tree of depth [`LEVELS`] = 4: level 0 is the root, level 4 holds
 //! [`BUCKETS`] = 65,536 buckets. A key lands in the bucket named by the first 16 bits of
 //! `SHA-256(pcs_id)`, so keys spread evenly whatever their naming scheme (at 10 million keys in
-//! one tenant a bucket holds about 150 leaves: one bucket is one cheap range scan).
+//! one tenant a bucket holds about 150 leaves: one bucket is one cheap prefix scan).
 //!
 //! - leaf hash: `SHA-256(len(tenant_id) ‖ tenant_id ‖ len(pcs_id) ‖ pcs_id ‖ digest)`, lengths
 //!   as 8-byte big-endian integers so no two different keys hash the same input;
@@ -18,22 +19,33 @@
 //!
 //! # Storage
 //!
-//! Three tables, all prefixed `merkle_`, live next to the caller's own tables so the tree and
-//! the caller's replication cursor commit in one transaction:
-//! `merkle_leaves (tenant, bucket, pcs_id) -> (digest, decided_at_ms)` (a bucket is one range),
-//! `merkle_buckets (tenant, bucket) -> hash` (non-zero buckets only, loaded at open) and
-//! `merkle_by_time (decided_at_ms, tenant, pcs_id)` (retention walks the oldest first).
+//! Three partitions of the caller's keyspace, all prefixed `merkle_`. A tenant is written as
+//! its length (2 bytes, big-endian) and its bytes, so one tenant's keys are one prefix:
+//! `merkle_leaves (tenant, bucket as 2 bytes, pcs_id) -> digest ‖ decided_at_ms` (a bucket is
+//! one prefix scan), `merkle_buckets (tenant, bucket) -> hash` (non-zero buckets only, loaded
+//! at open) and `merkle_by_time (decided_at_ms, tenant, pcs_id)` (retention walks the oldest
+//! first; the time's sign bit is flipped so the bytes sort as the numbers do).
+//!
+//! **Why an LSM tree.** Every decision adds a leaf under a uniformly random key (a `pcs_id`
+//! is a hash) and changes a bucket row under another. In redb, which held these tables first,
+//! each such insert read and copied a B-tree page of a table far larger than its cache: 13-18 %
+//! of `flk up`'s CPU under load (`docs/BENCHMARKS.md`, issue 23). fjall appends a batch to its
+//! journal and sorts it into segments in the background; a lookup of a key that is not there
+//! (a new decision) is answered by the segments' bloom filters.
+//!
+//! Writes are serialised by the store ([`Merkle::commit`] holds a lock from reading the old
+//! leaves to publishing the new hashes), so the bucket hashes persisted with a batch are the
+//! ones in memory XOR the batch's changes.
 //!
 //! Memory holds every non-empty tenant's whole tree (2 MiB of buckets plus 140 KiB of inner
-//! nodes per tenant). [`Merkle::publish`] updates the changed buckets' ancestors at once (at
-//! most one SHA-256 of 512 bytes per changed node per level), so the reads the comparison
-//! protocol makes ([`Merkle::roots`], [`Merkle::nodes`]) are lookups.
+//! nodes per tenant). Each commit updates the changed buckets' ancestors at once (at most one
+//! SHA-256 of 512 bytes per changed node per level), so the reads the comparison protocol
+//! makes ([`Merkle::roots`], [`Merkle::nodes`]) are lookups.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use flk_runtime::embedded_db::LazyDb;
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use fjall::{Batch, Keyspace, PartitionCreateOptions, PartitionHandle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -52,24 +64,23 @@ pub const MAX_NODES_PER_CALL: usize = 4096;
 /// At most this many buckets in one [`TreeSource::bucket_leaves`] call that [`diff`] makes:
 /// at 10 million keys per tenant that is about 40,000 leaves (a few MB on the wire).
 pub const MAX_BUCKETS_PER_CALL: usize = 256;
-/// Leaves removed per transaction by [`Merkle::remove_older_than`]: large enough to amortise
-/// the commit, small enough not to hold the single redb writer for long.
+/// Leaves removed per batch by [`Merkle::remove_older_than`]: large enough to amortise the
+/// commit, small enough not to hold the writer lock for long.
 const RETENTION_CHUNK: usize = 20_000;
 
 const ZERO: Digest = [0; 32];
 
-const LEAVES: TableDefinition<(&str, u32, &str), (Digest, i64)> =
-    TableDefinition::new("merkle_leaves");
-const BUCKET_HASHES: TableDefinition<(&str, u32), Digest> = TableDefinition::new("merkle_buckets");
-const BY_TIME: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("merkle_by_time");
+const LEAVES: &str = "merkle_leaves";
+const BUCKET_HASHES: &str = "merkle_buckets";
+const BY_TIME: &str = "merkle_by_time";
+/// A stored leaf: the outcome digest and the decision time (big-endian).
+const LEAF_LEN: usize = 32 + 8;
 
 /// A failure of the Merkle store or of a tree source.
 #[derive(Debug, thiserror::Error)]
 pub enum MerkleError {
-    /// The database failed (boxed: redb's error is large and this one travels in every
-    /// `Result` of the comparison).
     #[error("merkle store: {0}")]
-    Store(#[source] Box<redb::Error>),
+    Store(String),
     #[error("merkle store is inconsistent: {0}")]
     Corrupt(String),
     #[error("invalid key: {0}")]
@@ -84,23 +95,91 @@ pub enum MerkleError {
     Task(String),
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for MerkleError {
-            fn from(e: $t) -> Self {
-                MerkleError::Store(Box::new(e.into()))
-            }
-        }
-    )*};
+impl From<fjall::Error> for MerkleError {
+    fn from(e: fjall::Error) -> Self {
+        MerkleError::Store(e.to_string())
+    }
 }
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+
+/// Appends a tenant as its 2-byte length and its bytes (`validate` bounds the length).
+fn put_tenant(out: &mut Vec<u8>, tenant_id: &str) {
+    out.extend_from_slice(&(tenant_id.len() as u16).to_be_bytes());
+    out.extend_from_slice(tenant_id.as_bytes());
+}
+
+/// The key of a tenant's bucket row, which is also the prefix of that bucket's leaves.
+fn bucket_key(tenant_id: &str, bucket: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + tenant_id.len());
+    put_tenant(&mut k, tenant_id);
+    // BUCKETS is 2^16: a bucket fits two bytes.
+    k.extend_from_slice(&(bucket as u16).to_be_bytes());
+    k
+}
+
+fn leaf_key(tenant_id: &str, bucket: u32, pcs_id: &str) -> Vec<u8> {
+    let mut k = bucket_key(tenant_id, bucket);
+    k.extend_from_slice(pcs_id.as_bytes());
+    k
+}
+
+/// A decision time as 8 bytes that sort as the numbers do (sign bit flipped).
+fn time_bytes(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_key(t: i64, tenant_id: &str, pcs_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + tenant_id.len() + pcs_id.len());
+    k.extend_from_slice(&time_bytes(t));
+    put_tenant(&mut k, tenant_id);
+    k.extend_from_slice(pcs_id.as_bytes());
+    k
+}
+
+/// Splits a 2-byte-length-prefixed tenant off the front of `b`.
+fn take_tenant(b: &[u8]) -> Option<(&str, &[u8])> {
+    let (len, rest) = b.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    let (tenant, rest) = rest.split_at_checked(len)?;
+    Some((std::str::from_utf8(tenant).ok()?, rest))
+}
+
+fn decode_bucket_key(k: &[u8]) -> Option<(&str, u32)> {
+    let (tenant, rest) = take_tenant(k)?;
+    let bucket: [u8; 2] = rest.try_into().ok()?;
+    Some((tenant, u32::from(u16::from_be_bytes(bucket))))
+}
+
+fn decode_time_key(k: &[u8]) -> Option<(i64, String, String)> {
+    let (t, rest) = k.split_first_chunk::<8>()?;
+    let t = (u64::from_be_bytes(*t) ^ (1 << 63)) as i64;
+    let (tenant, pcs) = take_tenant(rest)?;
+    Some((
+        t,
+        tenant.to_owned(),
+        std::str::from_utf8(pcs).ok()?.to_owned(),
+    ))
+}
+
+fn encode_leaf(digest: &Digest, decided_at_ms: i64) -> [u8; LEAF_LEN] {
+    let mut v = [0; LEAF_LEN];
+    v[..32].copy_from_slice(digest);
+    v[32..].copy_from_slice(&decided_at_ms.to_be_bytes());
+    v
+}
+
+fn decode_leaf(v: &[u8]) -> Result<(Digest, i64), MerkleError> {
+    if let Some((digest, t)) = v.split_first_chunk::<32>()
+        && let Ok(t) = <[u8; 8]>::try_from(t)
+    {
+        return Ok((*digest, i64::from_be_bytes(t)));
+    }
+    Err(MerkleError::Corrupt(format!("a {}-byte leaf", v.len())))
+}
+
+fn decode_hash(v: &[u8]) -> Result<Digest, MerkleError> {
+    v.try_into()
+        .map_err(|_| MerkleError::Corrupt(format!("a {}-byte bucket hash", v.len())))
+}
 
 /// One key's leaf as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +280,11 @@ fn validate(tenant_id: &str, pcs_id: &str) -> Result<(), MerkleError> {
     if tenant_id.is_empty() {
         return Err(MerkleError::InvalidKey("empty tenant_id"));
     }
+    if tenant_id.len() > usize::from(u16::MAX) {
+        return Err(MerkleError::InvalidKey(
+            "tenant_id longer than 65,535 bytes",
+        ));
+    }
     if pcs_id.is_empty() {
         return Err(MerkleError::InvalidKey("empty pcs_id"));
     }
@@ -262,59 +346,41 @@ impl TenantTree {
     }
 }
 
-/// Bucket hash changes made in a write transaction, to apply to memory with
-/// [`Merkle::publish`] once that transaction has committed. Dropping it (the transaction
-/// aborted) leaves memory unchanged.
-///
-/// It carries XOR deltas rather than new hashes: XOR commutes, so publishing two committed
-/// transactions in either order gives the same memory, and no ordering between the caller's
-/// commits and publishes is needed.
+/// Bucket hash changes of one committed batch, grouped by tenant, as XOR deltas to apply to
+/// memory.
 #[derive(Debug, Default)]
-#[must_use = "publish it after the transaction commits"]
-pub struct Staged {
+struct Staged {
     deltas: Vec<(String, Vec<(u32, Digest)>)>,
 }
 
-impl Staged {
-    /// Whether the transaction changed no bucket hash.
-    pub fn is_empty(&self) -> bool {
-        self.deltas.is_empty()
-    }
-
-    /// How many buckets the transaction changed.
-    pub fn changed_buckets(&self) -> usize {
-        self.deltas.iter().map(|(_, d)| d.len()).sum()
-    }
-}
-
-/// The store: the tables above plus every tenant's tree in memory.
+/// The store: the partitions above plus every tenant's tree in memory.
 pub struct Merkle {
     trees: RwLock<BTreeMap<String, TenantTree>>,
+    keyspace: Keyspace,
+    leaves: PartitionHandle,
+    buckets: PartitionHandle,
+    by_time: PartitionHandle,
+    /// Held from reading the old leaves of a batch to publishing its hashes.
+    writer: Mutex<()>,
 }
 
 impl Merkle {
-    /// Creates the tables if needed and loads every tenant's buckets.
-    pub fn open(db: &Database) -> Result<Merkle, MerkleError> {
-        let txn = db.begin_write()?;
-        {
-            txn.open_table(LEAVES)?;
-            txn.open_table(BUCKET_HASHES)?;
-            txn.open_table(BY_TIME)?;
-        }
-        txn.commit()?;
+    /// Opens (creating if needed) the partitions in `keyspace` and loads every tenant's
+    /// buckets.
+    pub fn open(keyspace: &Keyspace) -> Result<Merkle, MerkleError> {
+        let open = |name| keyspace.open_partition(name, PartitionCreateOptions::default());
+        let (leaves, buckets, by_time) = (open(LEAVES)?, open(BUCKET_HASHES)?, open(BY_TIME)?);
 
-        let read = db.begin_read()?;
-        let table = read.open_table(BUCKET_HASHES)?;
         let mut trees = BTreeMap::new();
         let mut current: Option<(String, TenantTree)> = None;
-        for row in table.iter()? {
+        for row in buckets.iter() {
             let (k, v) = row?;
-            let (tenant, bucket) = k.value();
-            if bucket >= BUCKETS {
+            let Some((tenant, bucket)) = decode_bucket_key(&k) else {
                 return Err(MerkleError::Corrupt(format!(
-                    "bucket {bucket} of tenant {tenant:?} is out of range"
+                    "a bucket key of {} bytes",
+                    k.len()
                 )));
-            }
+            };
             // Rows come sorted by tenant: build one tree at a time.
             if current.as_ref().is_none_or(|(t, _)| t != tenant) {
                 if let Some((t, tree)) = current.take() {
@@ -323,7 +389,7 @@ impl Merkle {
                 current = Some((tenant.to_owned(), TenantTree::empty()));
             }
             if let Some((_, tree)) = current.as_mut() {
-                tree.levels[LEVELS as usize][bucket as usize] = v.value();
+                tree.levels[LEVELS as usize][bucket as usize] = decode_hash(&v)?;
             }
         }
         if let Some((t, tree)) = current {
@@ -335,6 +401,11 @@ impl Merkle {
         trees.retain(|_, tree| tree.root() != ZERO);
         Ok(Merkle {
             trees: RwLock::new(trees),
+            keyspace: keyspace.clone(),
+            leaves,
+            buckets,
+            by_time,
+            writer: Mutex::new(()),
         })
     }
 
@@ -347,20 +418,21 @@ impl Merkle {
         self.trees.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Inserts or replaces leaves in the caller's transaction and persists the changed bucket
-    /// hashes there too. A later update of the same key in `updates` wins. Setting a leaf to
-    /// the digest it has changes no hash (a different `decided_at_ms` is still recorded).
-    /// Publish the result after committing `txn`.
-    pub fn stage(
+    /// Inserts or replaces leaves, and writes whatever `also` adds to the same batch (the
+    /// caller's cursor), in one atomic batch handed to the operating system (durable at the
+    /// next [`Merkle::persist`]); memory follows the commit. A later update of the same key
+    /// in `updates` wins. Setting a leaf to the digest it has changes no hash (a different
+    /// `decided_at_ms` is still recorded). Nothing is written when a key is invalid.
+    pub fn commit(
         &self,
-        txn: &WriteTransaction,
         updates: &[LeafUpdate],
-    ) -> Result<Staged, MerkleError> {
+        also: impl FnOnce(&mut Batch),
+    ) -> Result<(), MerkleError> {
         for u in updates {
             validate(&u.tenant_id, &u.pcs_id)?;
         }
-        // Table order, so the B-tree is written front to back; the index breaks ties so the
-        // last update of a key is the one kept.
+        // Key order, so the memtable takes the batch front to back; the index breaks ties so
+        // the last update of a key is the one kept.
         let mut order: Vec<(u32, usize)> = updates
             .iter()
             .enumerate()
@@ -376,47 +448,89 @@ impl Merkle {
             ))
         });
 
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = self.keyspace.batch();
         let mut deltas: BTreeMap<(&str, u32), Digest> = BTreeMap::new();
-        {
-            let mut leaves = txn.open_table(LEAVES)?;
-            let mut by_time = txn.open_table(BY_TIME)?;
-            for (pos, &(bucket, i)) in order.iter().enumerate() {
-                let u = &updates[i];
-                let superseded = order.get(pos + 1).is_some_and(|&(_, j)| {
-                    updates[j].tenant_id == u.tenant_id && updates[j].pcs_id == u.pcs_id
-                });
-                if superseded {
-                    continue;
-                }
-                let (tenant, pcs) = (u.tenant_id.as_str(), u.pcs_id.as_str());
-                let old = leaves.get((tenant, bucket, pcs))?.map(|g| g.value());
-                let mut delta = ZERO;
-                match old {
-                    Some((d, t)) if d == u.digest && t == u.decided_at_ms => continue,
-                    Some((d, t)) => {
-                        if t != u.decided_at_ms {
-                            by_time.remove((t, tenant, pcs))?;
-                            by_time.insert((u.decided_at_ms, tenant, pcs), ())?;
-                        }
-                        if d != u.digest {
-                            delta = leaf_hash(tenant, pcs, &d);
-                            xor_into(&mut delta, &leaf_hash(tenant, pcs, &u.digest));
-                        }
-                    }
-                    None => {
-                        by_time.insert((u.decided_at_ms, tenant, pcs), ())?;
-                        delta = leaf_hash(tenant, pcs, &u.digest);
-                    }
-                }
-                leaves.insert((tenant, bucket, pcs), (u.digest, u.decided_at_ms))?;
-                xor_into(deltas.entry((tenant, bucket)).or_insert(ZERO), &delta);
+        for (pos, &(bucket, i)) in order.iter().enumerate() {
+            let u = &updates[i];
+            let superseded = order.get(pos + 1).is_some_and(|&(_, j)| {
+                updates[j].tenant_id == u.tenant_id && updates[j].pcs_id == u.pcs_id
+            });
+            if superseded {
+                continue;
             }
+            let (tenant, pcs) = (u.tenant_id.as_str(), u.pcs_id.as_str());
+            let key = leaf_key(tenant, bucket, pcs);
+            let old = self
+                .leaves
+                .get(&key)?
+                .map(|v| decode_leaf(&v))
+                .transpose()?;
+            let mut delta = ZERO;
+            match old {
+                Some((d, t)) if d == u.digest && t == u.decided_at_ms => continue,
+                Some((d, t)) => {
+                    if t != u.decided_at_ms {
+                        batch.remove(&self.by_time, time_key(t, tenant, pcs));
+                        batch.insert(&self.by_time, time_key(u.decided_at_ms, tenant, pcs), []);
+                    }
+                    if d != u.digest {
+                        delta = leaf_hash(tenant, pcs, &d);
+                        xor_into(&mut delta, &leaf_hash(tenant, pcs, &u.digest));
+                    }
+                }
+                None => {
+                    batch.insert(&self.by_time, time_key(u.decided_at_ms, tenant, pcs), []);
+                    delta = leaf_hash(tenant, pcs, &u.digest);
+                }
+            }
+            batch.insert(&self.leaves, key, encode_leaf(&u.digest, u.decided_at_ms));
+            xor_into(deltas.entry((tenant, bucket)).or_insert(ZERO), &delta);
         }
-        persist_deltas(txn, deltas)
+        let staged = self.stage_buckets(&mut batch, deltas);
+        also(&mut batch);
+        batch.commit()?;
+        self.publish(staged);
+        Ok(())
     }
 
-    /// Applies a committed transaction's bucket changes to memory.
-    pub fn publish(&self, staged: Staged) {
+    /// Inserts or replaces leaves in a batch of their own (see [`Merkle::commit`]).
+    pub fn apply(&self, updates: &[LeafUpdate]) -> Result<(), MerkleError> {
+        self.commit(updates, |_| {})
+    }
+
+    /// Writes the buckets that `deltas` change (their hash in memory XOR the delta) into
+    /// `batch`, and returns the non-zero deltas grouped by tenant. The caller holds the
+    /// writer lock until it has published them.
+    fn stage_buckets(&self, batch: &mut Batch, deltas: BTreeMap<(&str, u32), Digest>) -> Staged {
+        let mut staged = Staged::default();
+        let trees = self.read();
+        for ((tenant, bucket), delta) in deltas {
+            if delta == ZERO {
+                continue;
+            }
+            let mut hash = trees
+                .get(tenant)
+                .map_or(ZERO, |tree| tree.levels[LEVELS as usize][bucket as usize]);
+            xor_into(&mut hash, &delta);
+            // Only non-empty buckets are stored: an empty tenant costs nothing on disk.
+            if hash == ZERO {
+                batch.remove(&self.buckets, bucket_key(tenant, bucket));
+            } else {
+                batch.insert(&self.buckets, bucket_key(tenant, bucket), hash);
+            }
+            match staged.deltas.last_mut() {
+                Some((t, d)) if t == tenant => d.push((bucket, delta)),
+                _ => staged
+                    .deltas
+                    .push((tenant.to_owned(), vec![(bucket, delta)])),
+            }
+        }
+        staged
+    }
+
+    /// Applies a committed batch's bucket changes to memory.
+    fn publish(&self, staged: Staged) {
         if staged.deltas.is_empty() {
             return;
         }
@@ -433,59 +547,55 @@ impl Merkle {
         }
     }
 
-    /// Stages `updates` in a transaction of its own, commits and publishes.
-    pub fn apply(&self, db: &Database, updates: &[LeafUpdate]) -> Result<(), MerkleError> {
-        let txn = db.begin_write()?;
-        let staged = self.stage(&txn, updates)?;
-        txn.commit()?;
-        self.publish(staged);
-        Ok(())
+    /// Makes every earlier commit durable (fsyncs the keyspace's journal).
+    pub fn persist(&self) -> Result<(), MerkleError> {
+        Ok(self.keyspace.persist(fjall::PersistMode::SyncAll)?)
     }
 
-    /// Retention: removes every leaf decided before `cutoff_ms`, oldest first, in transactions
-    /// of its own of at most 20,000 leaves each (memory follows each commit). Returns how many
-    /// it removed.
-    pub fn remove_older_than(&self, db: &Database, cutoff_ms: i64) -> Result<usize, MerkleError> {
+    /// Retention: removes every leaf decided before `cutoff_ms`, oldest first, in batches of
+    /// at most 20,000 leaves each (memory follows each commit). Returns how many it removed.
+    pub fn remove_older_than(&self, cutoff_ms: i64) -> Result<usize, MerkleError> {
         let mut total = 0;
         loop {
-            let txn = db.begin_write()?;
-            let victims: Vec<(i64, String, String)> = {
-                let by_time = txn.open_table(BY_TIME)?;
-                by_time
-                    .range::<(i64, &str, &str)>(..(cutoff_ms, "", ""))?
-                    .take(RETENTION_CHUNK)
-                    .map(|row| {
-                        row.map(|(k, _)| {
-                            let (t, tenant, pcs) = k.value();
-                            (t, tenant.to_owned(), pcs.to_owned())
-                        })
-                    })
-                    .collect::<Result<_, _>>()?
-            };
+            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut victims = Vec::new();
+            for row in self
+                .by_time
+                .range(..time_bytes(cutoff_ms))
+                .take(RETENTION_CHUNK)
+            {
+                let (k, _) = row?;
+                let Some(v) = decode_time_key(&k) else {
+                    return Err(MerkleError::Corrupt(format!(
+                        "a time key of {} bytes",
+                        k.len()
+                    )));
+                };
+                victims.push((k, v));
+            }
             if victims.is_empty() {
                 return Ok(total);
             }
+            let mut batch = self.keyspace.batch();
             let mut deltas: BTreeMap<(&str, u32), Digest> = BTreeMap::new();
-            {
-                let mut leaves = txn.open_table(LEAVES)?;
-                let mut by_time = txn.open_table(BY_TIME)?;
-                for (t, tenant, pcs) in &victims {
-                    by_time.remove((*t, tenant.as_str(), pcs.as_str()))?;
-                    let bucket = bucket_of(pcs);
-                    let old = leaves.remove((tenant.as_str(), bucket, pcs.as_str()))?;
-                    let Some((digest, _)) = old.map(|g| g.value()) else {
-                        return Err(MerkleError::Corrupt(format!(
-                            "time index names {tenant:?}/{pcs:?}, which has no leaf"
-                        )));
-                    };
-                    xor_into(
-                        deltas.entry((tenant.as_str(), bucket)).or_insert(ZERO),
-                        &leaf_hash(tenant, pcs, &digest),
-                    );
-                }
+            for (k, (_, tenant, pcs)) in &victims {
+                batch.remove(&self.by_time, k.clone());
+                let bucket = bucket_of(pcs);
+                let key = leaf_key(tenant, bucket, pcs);
+                let Some(old) = self.leaves.get(&key)? else {
+                    return Err(MerkleError::Corrupt(format!(
+                        "time index names {tenant:?}/{pcs:?}, which has no leaf"
+                    )));
+                };
+                let (digest, _) = decode_leaf(&old)?;
+                batch.remove(&self.leaves, key);
+                xor_into(
+                    deltas.entry((tenant.as_str(), bucket)).or_insert(ZERO),
+                    &leaf_hash(tenant, pcs, &digest),
+                );
             }
-            let staged = persist_deltas(&txn, deltas)?;
-            txn.commit()?;
+            let staged = self.stage_buckets(&mut batch, deltas);
+            batch.commit()?;
             self.publish(staged);
             total += victims.len();
             if victims.len() < RETENTION_CHUNK {
@@ -495,22 +605,21 @@ impl Merkle {
     }
 
     /// One key's leaf, if stored.
-    pub fn leaf(
-        &self,
-        db: &Database,
-        tenant_id: &str,
-        pcs_id: &str,
-    ) -> Result<Option<Leaf>, MerkleError> {
-        let read = db.begin_read()?;
-        let leaves = read.open_table(LEAVES)?;
-        let found = leaves.get((tenant_id, bucket_of(pcs_id), pcs_id))?;
-        Ok(found.map(|g| {
-            let (digest, decided_at_ms) = g.value();
-            Leaf {
-                pcs_id: pcs_id.to_owned(),
-                digest,
-                decided_at_ms,
-            }
+    pub fn leaf(&self, tenant_id: &str, pcs_id: &str) -> Result<Option<Leaf>, MerkleError> {
+        if validate(tenant_id, pcs_id).is_err() {
+            return Ok(None);
+        }
+        let found = self
+            .leaves
+            .get(leaf_key(tenant_id, bucket_of(pcs_id), pcs_id))?;
+        let Some(v) = found else {
+            return Ok(None);
+        };
+        let (digest, decided_at_ms) = decode_leaf(&v)?;
+        Ok(Some(Leaf {
+            pcs_id: pcs_id.to_owned(),
+            digest,
+            decided_at_ms,
         }))
     }
 
@@ -554,7 +663,6 @@ impl Merkle {
     /// asked, each bucket's leaves sorted by `pcs_id`.
     pub fn bucket_leaves(
         &self,
-        db: &Database,
         tenant_id: &str,
         buckets: &[u32],
     ) -> Result<Vec<(u32, Leaf)>, MerkleError> {
@@ -563,18 +671,21 @@ impl Merkle {
                 "bucket {bad} does not exist"
             )));
         }
-        let read = db.begin_read()?;
-        let leaves = read.open_table(LEAVES)?;
         let mut out = Vec::new();
+        if tenant_id.is_empty() || tenant_id.len() > usize::from(u16::MAX) {
+            return Ok(out);
+        }
         for &b in buckets {
-            // "" sorts first, so this is every pcs_id of bucket b.
-            for row in leaves.range((tenant_id, b, "")..(tenant_id, b + 1, ""))? {
+            let prefix = bucket_key(tenant_id, b);
+            for row in self.leaves.prefix(&prefix) {
                 let (k, v) = row?;
-                let (digest, decided_at_ms) = v.value();
+                let pcs_id = std::str::from_utf8(&k[prefix.len()..])
+                    .map_err(|_| MerkleError::Corrupt("a pcs_id that is not UTF-8".into()))?;
+                let (digest, decided_at_ms) = decode_leaf(&v)?;
                 out.push((
                     b,
                     Leaf {
-                        pcs_id: k.value().2.to_owned(),
+                        pcs_id: pcs_id.to_owned(),
                         digest,
                         decided_at_ms,
                     },
@@ -583,35 +694,6 @@ impl Merkle {
         }
         Ok(out)
     }
-}
-
-/// Writes the non-zero `deltas` into the bucket table and returns them grouped by tenant.
-fn persist_deltas(
-    txn: &WriteTransaction,
-    deltas: BTreeMap<(&str, u32), Digest>,
-) -> Result<Staged, MerkleError> {
-    let mut staged = Staged::default();
-    let mut table = txn.open_table(BUCKET_HASHES)?;
-    for ((tenant, bucket), delta) in deltas {
-        if delta == ZERO {
-            continue;
-        }
-        let mut hash = table.get((tenant, bucket))?.map_or(ZERO, |g| g.value());
-        xor_into(&mut hash, &delta);
-        // Only non-empty buckets are stored: an empty tenant costs nothing on disk.
-        if hash == ZERO {
-            table.remove((tenant, bucket))?;
-        } else {
-            table.insert((tenant, bucket), hash)?;
-        }
-        match staged.deltas.last_mut() {
-            Some((t, d)) if t == tenant => d.push((bucket, delta)),
-            _ => staged
-                .deltas
-                .push((tenant.to_owned(), vec![(bucket, delta)])),
-        }
-    }
-    Ok(staged)
 }
 
 /// One side of a comparison: this region's tree ([`LocalTree`]) or a peer's, over gRPC.
@@ -638,12 +720,11 @@ pub trait TreeSource: Send + Sync {
 #[derive(Clone)]
 pub struct LocalTree {
     merkle: Arc<Merkle>,
-    db: Arc<LazyDb>,
 }
 
 impl LocalTree {
-    pub fn new(merkle: Arc<Merkle>, db: Arc<LazyDb>) -> LocalTree {
-        LocalTree { merkle, db }
+    pub fn new(merkle: Arc<Merkle>) -> LocalTree {
+        LocalTree { merkle }
     }
 }
 
@@ -670,9 +751,9 @@ impl TreeSource for LocalTree {
         tenant_id: &str,
         buckets: &[u32],
     ) -> Result<Vec<(u32, Leaf)>, MerkleError> {
-        let (merkle, db) = (self.merkle.clone(), self.db.clone());
+        let merkle = self.merkle.clone();
         let (tenant_id, buckets) = (tenant_id.to_owned(), buckets.to_vec());
-        tokio::task::spawn_blocking(move || merkle.bucket_leaves(&db, &tenant_id, &buckets))
+        tokio::task::spawn_blocking(move || merkle.bucket_leaves(&tenant_id, &buckets))
             .await
             .map_err(|e| MerkleError::Task(e.to_string()))?
     }

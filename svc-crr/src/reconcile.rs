@@ -168,7 +168,7 @@ pub async fn divergence(core: &Core, peer: &str) -> Result<Divergence, ApiError>
         )
     })?;
     let client = client(core, link).await.map_err(unavailable)?;
-    let local = merkle::LocalTree::new(core.store.merkle.clone(), core.store.db.clone());
+    let local = merkle::LocalTree::new(core.store.merkle.clone());
     let there = RemoteTree {
         client: client.clone(),
     };
@@ -313,11 +313,7 @@ async fn conflict_action(core: &Core, key: &Key) -> (&'static str, f64) {
 /// not answer are not counted.
 async fn votes(core: &Core, key: &Key) -> BTreeMap<merkle::Digest, usize> {
     let mut votes = BTreeMap::new();
-    if let Ok(Some(l)) = core
-        .store
-        .merkle
-        .leaf(&core.store.db, &key.tenant_id, &key.pcs_id)
-    {
+    if let Ok(Some(l)) = core.store.merkle.leaf(&key.tenant_id, &key.pcs_id) {
         *votes.entry(l.digest).or_default() += 1;
     }
     for link in &core.links {
@@ -533,7 +529,7 @@ async fn choose_first(core: &Core, p: &Proposal) -> Result<String, String> {
         let mine = core
             .store
             .merkle
-            .leaf(&core.store.db, &r.tenant_id, &r.pcs_id)
+            .leaf(&r.tenant_id, &r.pcs_id)
             .map_err(|e| e.to_string())?;
         let their_digest = outcome_digest(&r);
         let earlier = match mine {
@@ -570,7 +566,7 @@ async fn quorum(core: &Core, p: &Proposal) -> Result<String, String> {
         let mine = core
             .store
             .merkle
-            .leaf(&core.store.db, &key.tenant_id, &key.pcs_id)
+            .leaf(&key.tenant_id, &key.pcs_id)
             .map_err(|e| e.to_string())?;
         if mine.is_some_and(|l| l.digest == winner) {
             kept += 1;

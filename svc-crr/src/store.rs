@@ -1,36 +1,61 @@
-//! svc-crr's durable state in one redb file (`<data_dir>/crr.redb`): the Merkle tree of the
-//! region's decisions (tables owned by [`crate::merkle`]) with the feed cursor that fed it and
-//! each key's origin region, committed in one transaction per batch; the shipping watermarks
-//! per target (what each peer acknowledged) and the receiving watermarks per source (what
-//! this region applied from each peer); the run-time policies; the proposal queue.
+//! svc-crr's durable state, in two stores of the data directory:
 //!
-//! **Durability.** Tree batches and watermarks commit without an fsync of their own
-//! ([`LazyDb`]); [`Store::flush`] makes them durable, every `FLUSH_INTERVAL` while
-//! the service runs and at shutdown. Losing the last interval on a crash is safe: the tree
-//! rolls back together with its cursor and is re-read from the outcome log, and a shipping
-//! watermark that rolls back re-ships records the receiver already holds (first write wins:
-//! they are counted as duplicates, not stored twice). Policies and proposals, which an
-//! operator acted on, commit durably at once.
+//! - `tree.fjall` (a fjall keyspace): the Merkle tree of the region's decisions (partitions
+//!   owned by [`crate::merkle`]) with the feed cursor that fed it and each key's origin region,
+//!   written in one atomic batch per feed batch;
+//! - `crr.redb`: the shipping watermarks per target (what each peer acknowledged) and the
+//!   receiving watermarks per source (what this region applied from each peer), the run-time
+//!   policies and the proposal queue.
+//!
+//! An older `crr.redb` that still holds the tree's tables has them moved into `tree.fjall`
+//! when the store opens (see [`Store::open`]).
+//!
+//! **Durability.** Tree batches and watermarks are written without an fsync of their own
+//! ([`LazyDb`], fjall's journal handed to the operating system); [`Store::flush`] makes them
+//! durable, every `FLUSH_INTERVAL` while the service runs and at shutdown. Losing the last
+//! interval on a crash is safe: the tree rolls back together with its cursor (one batch) and is
+//! re-read from the outcome log, and a shipping watermark that rolls back re-ships records the
+//! receiver already holds (first write wins: they are counted as duplicates, not stored twice).
+//! Policies and proposals, which an operator acted on, commit durably at once.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use flk_runtime::embedded_db::LazyDb;
-use redb::{ReadableTable as _, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::merkle::{LeafUpdate, Merkle, MerkleError};
+use crate::merkle::{Digest, LeafUpdate, Merkle, MerkleError};
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("crr_meta");
 const SHIP_ACKED: TableDefinition<&str, u64> = TableDefinition::new("crr_ship_acked");
 const RECV_ACKED: TableDefinition<&str, u64> = TableDefinition::new("crr_recv_acked");
-/// `(tenant_id, pcs_id)` -> the region that decided it.
-const ORIGINS: TableDefinition<(&str, &str), &str> = TableDefinition::new("crr_origins");
 const POLICIES: TableDefinition<&str, &str> = TableDefinition::new("crr_policies");
 const PROPOSALS: TableDefinition<&str, &str> = TableDefinition::new("crr_proposals");
-
-const TREE_CURSOR: &str = "tree_cursor";
 const POLICIES_KEY: &str = "current";
+
+/// The tree's keyspace inside the data directory.
+pub const TREE_DIR: &str = "tree.fjall";
+/// `tree_cursor` -> the last feed record the tree holds (8 bytes, big-endian).
+const TREE_META: &str = "crr_meta";
+/// `(tenant_id, pcs_id)` (the tenant length-prefixed) -> the region that decided it.
+const TREE_ORIGINS: &str = "crr_origins";
+const TREE_CURSOR: &str = "tree_cursor";
+
+/// The tables an older `crr.redb` held the tree in, moved to `tree.fjall` at open.
+mod old {
+    use super::{Digest, TableDefinition};
+    pub const META: TableDefinition<&str, u64> = TableDefinition::new("crr_meta");
+    pub const ORIGINS: TableDefinition<(&str, &str), &str> = TableDefinition::new("crr_origins");
+    pub const LEAVES: TableDefinition<(&str, u32, &str), (Digest, i64)> =
+        TableDefinition::new("merkle_leaves");
+    pub const BUCKETS: TableDefinition<(&str, u32), Digest> =
+        TableDefinition::new("merkle_buckets");
+    pub const BY_TIME: TableDefinition<(i64, &str, &str), ()> =
+        TableDefinition::new("merkle_by_time");
+    /// Leaves moved per batch.
+    pub const CHUNK: usize = 10_000;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +64,8 @@ pub enum StoreError {
     Redb(Box<redb::Error>),
     #[error(transparent)]
     Merkle(#[from] MerkleError),
+    #[error("crr tree store: {0}")]
+    Tree(String),
     #[error("crr store record does not decode: {0}")]
     Corrupt(String),
 }
@@ -53,6 +80,7 @@ macro_rules! from_redb {
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -94,32 +122,129 @@ pub struct Proposal {
     pub detail: String,
 }
 
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        StoreError::Tree(e.to_string())
+    }
+}
+
+fn origin_key(tenant_id: &str, pcs_id: &str) -> Option<Vec<u8>> {
+    let len = u16::try_from(tenant_id.len()).ok()?;
+    let mut k = Vec::with_capacity(2 + tenant_id.len() + pcs_id.len());
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(tenant_id.as_bytes());
+    k.extend_from_slice(pcs_id.as_bytes());
+    Some(k)
+}
+
 /// The store.
 pub struct Store {
+    /// Watermarks, policies, proposals.
     pub db: Arc<LazyDb>,
     pub merkle: Arc<Merkle>,
+    tree: Keyspace,
+    meta: PartitionHandle,
+    origins: PartitionHandle,
 }
 
 impl Store {
+    /// Opens (creating if needed) the store in `dir`, first moving the tree out of an older
+    /// `crr.redb` that still holds it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        // redb first: its lock on crr.redb keeps a second process off the directory.
         let db = flk_runtime::embedded_db::open(&dir.join("crr.redb"))?;
         {
             let txn = db.begin_write()?;
-            txn.open_table(META)?;
             txn.open_table(SHIP_ACKED)?;
             txn.open_table(RECV_ACKED)?;
-            txn.open_table(ORIGINS)?;
             txn.open_table(POLICIES)?;
             txn.open_table(PROPOSALS)?;
             txn.commit()?;
         }
-        let merkle = Merkle::open(&db)?;
-        Ok(Store {
+        let path = dir.join(TREE_DIR);
+        let tree = fjall::Config::new(&path)
+            .open()
+            .map_err(|e| StoreError::Tree(format!("cannot open {}: {e}", path.display())))?;
+        let meta = tree.open_partition(TREE_META, PartitionCreateOptions::default())?;
+        let origins = tree.open_partition(TREE_ORIGINS, PartitionCreateOptions::default())?;
+        let merkle = Merkle::open(&tree)?;
+        let store = Store {
             db: Arc::new(LazyDb::new(db)),
             merkle: Arc::new(merkle),
-        })
+            tree,
+            meta,
+            origins,
+        };
+        store.move_tree_from_redb()?;
+        Ok(store)
+    }
+
+    /// Moves an older store's tree, origins and cursor from `crr.redb` into `tree.fjall`, then
+    /// drops the old tables. The leaves go through [`Merkle::commit`], which rebuilds the
+    /// bucket hashes and the time index from them; a move cut short by a crash runs again at
+    /// the next open (setting a leaf to what it holds changes nothing).
+    fn move_tree_from_redb(&self) -> Result<(), StoreError> {
+        let db: &Database = &self.db;
+        let read = db.begin_read()?;
+        let leaves = match read.open_table(old::LEAVES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut moved = 0usize;
+        let mut chunk = Vec::with_capacity(old::CHUNK);
+        for row in leaves.iter()? {
+            let (k, v) = row?;
+            let (tenant, _, pcs) = k.value();
+            let (digest, decided_at_ms) = v.value();
+            chunk.push(LeafUpdate {
+                tenant_id: tenant.to_owned(),
+                pcs_id: pcs.to_owned(),
+                digest,
+                decided_at_ms,
+            });
+            if chunk.len() == old::CHUNK {
+                self.merkle.apply(&chunk)?;
+                moved += chunk.len();
+                chunk.clear();
+            }
+        }
+        self.merkle.apply(&chunk)?;
+        moved += chunk.len();
+        let mut batch = self.tree.batch();
+        if let Ok(origins) = read.open_table(old::ORIGINS) {
+            for row in origins.iter()? {
+                let (k, v) = row?;
+                let (tenant, pcs) = k.value();
+                if let Some(key) = origin_key(tenant, pcs) {
+                    batch.insert(&self.origins, key, v.value());
+                }
+            }
+        }
+        if let Ok(meta) = read.open_table(old::META)
+            && let Some(cursor) = meta.get(TREE_CURSOR)?
+        {
+            let cursor = cursor.value().max(self.tree_cursor()?);
+            batch.insert(&self.meta, TREE_CURSOR, cursor.to_be_bytes());
+        }
+        batch.commit()?;
+        self.tree.persist(PersistMode::SyncAll)?;
+        drop(leaves);
+        drop(read);
+        let txn = db.begin_write()?;
+        txn.delete_table(old::LEAVES)?;
+        txn.delete_table(old::BUCKETS)?;
+        txn.delete_table(old::BY_TIME)?;
+        txn.delete_table(old::ORIGINS)?;
+        txn.delete_table(old::META)?;
+        txn.commit()?;
+        tracing::info!(
+            leaves = moved,
+            "svc-crr moved its Merkle tree from crr.redb to tree.fjall"
+        );
+        Ok(())
     }
 
     /// Commits without waiting for the disk (see the module's note on durability).
@@ -129,61 +254,69 @@ impl Store {
 
     /// Makes every earlier commit durable (one fsync; nothing to do when none is pending).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.merkle.persist()?;
         self.db.flush().map_err(StoreError::Redb)
     }
 
     /// The last feed record the tree holds.
     pub fn tree_cursor(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn
-            .open_table(META)?
-            .get(TREE_CURSOR)?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        match self.meta.get(TREE_CURSOR)? {
+            None => Ok(0),
+            Some(v) => <[u8; 8]>::try_from(&*v)
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt(format!("a {}-byte tree cursor", v.len()))),
+        }
     }
 
-    /// Adds a batch of the feed to the tree and moves the cursor, in one transaction.
+    /// Adds a batch of the feed to the tree and moves the cursor, in one atomic batch.
     pub fn apply_tree(&self, updates: &[TreeUpdate], cursor: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let cursor = cursor.max(self.tree_cursor()?);
         let leaves: Vec<LeafUpdate> = updates.iter().map(|u| u.leaf.clone()).collect();
-        let staged = self.merkle.stage(&txn, &leaves)?;
-        {
-            let mut origins = txn.open_table(ORIGINS)?;
-            for u in updates {
-                let key = (u.leaf.tenant_id.as_str(), u.leaf.pcs_id.as_str());
-                match &u.origin {
-                    Some(origin) => {
-                        origins.insert(key, origin.as_str())?;
-                    }
-                    // Usually absent, and then nothing is rewritten; present when the key
-                    // was first held as another region's copy.
-                    None => {
-                        origins.remove(key)?;
+        let mut origins: Vec<(Vec<u8>, Option<&str>)> = Vec::new();
+        for u in updates {
+            let Some(key) = origin_key(&u.leaf.tenant_id, &u.leaf.pcs_id) else {
+                continue; // refused by the tree's own key check below
+            };
+            match &u.origin {
+                Some(origin) => origins.push((key, Some(origin))),
+                // Usually absent, and then nothing is written (a removal would still write a
+                // tombstone); present when the key was first held as another region's copy.
+                None => {
+                    if self.origins.contains_key(&key)? {
+                        origins.push((key, None));
                     }
                 }
             }
-            let mut meta = txn.open_table(META)?;
-            let old = meta.get(TREE_CURSOR)?.map(|v| v.value()).unwrap_or(0);
-            meta.insert(TREE_CURSOR, cursor.max(old))?;
         }
-        self.commit_lazy(txn)?;
-        self.merkle.publish(staged);
+        self.merkle.commit(&leaves, |batch| {
+            for (key, origin) in origins {
+                match origin {
+                    Some(o) => batch.insert(&self.origins, key, o),
+                    None => batch.remove(&self.origins, key),
+                }
+            }
+            batch.insert(&self.meta, TREE_CURSOR, cursor.to_be_bytes());
+        })?;
         Ok(())
     }
 
     /// The region that decided a key this region holds, when it is not this region (`None`
     /// for this region's own keys and for keys it does not hold).
     pub fn origin(&self, tenant_id: &str, pcs_id: &str) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn
-            .open_table(ORIGINS)?
-            .get((tenant_id, pcs_id))?
-            .map(|v| v.value().to_owned()))
+        let Some(key) = origin_key(tenant_id, pcs_id) else {
+            return Ok(None);
+        };
+        match self.origins.get(key)? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("an origin region that is not UTF-8".into())),
+        }
     }
 
     /// Removes the tree's leaves decided before `cutoff_ms` (retention).
     pub fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.merkle.remove_older_than(&self.db, cutoff_ms)?)
+        Ok(self.merkle.remove_older_than(cutoff_ms)?)
     }
 
     fn watermark(&self, table: TableDefinition<&str, u64>, key: &str) -> Result<u64, StoreError> {
@@ -311,5 +444,80 @@ mod tests {
         store.apply_tree(&[update("copy", None)], 3).unwrap();
         assert_eq!(store.origin("acme", "copy").unwrap(), None);
         assert_eq!(store.tree_cursor().unwrap(), 3);
+    }
+
+    #[test]
+    fn an_older_stores_tree_moves_from_redb_to_fjall() {
+        let dir = tempfile::tempdir().unwrap();
+        // The expected tree: the same leaves committed to a store of the current layout.
+        let leaves: Vec<LeafUpdate> = (0..25_000)
+            .map(|i| LeafUpdate {
+                tenant_id: format!("tenant-{}", i % 3),
+                pcs_id: format!("pcs-{i}"),
+                digest: [(i % 251) as u8; 32],
+                decided_at_ms: i64::from(i),
+            })
+            .collect();
+        let expected = {
+            let fresh = Store::open(&dir.path().join("fresh")).unwrap();
+            fresh.merkle.apply(&leaves).unwrap();
+            fresh.merkle.roots()
+        };
+
+        // An older store: the tree, origins and cursor in crr.redb's tables.
+        let old_dir = dir.path().join("old");
+        std::fs::create_dir_all(&old_dir).unwrap();
+        {
+            let db = redb::Database::create(old_dir.join("crr.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(old::LEAVES).unwrap();
+                for l in &leaves {
+                    let bucket = crate::merkle::bucket_of(&l.pcs_id);
+                    t.insert(
+                        (l.tenant_id.as_str(), bucket, l.pcs_id.as_str()),
+                        (l.digest, l.decided_at_ms),
+                    )
+                    .unwrap();
+                }
+                txn.open_table(old::BUCKETS).unwrap();
+                txn.open_table(old::BY_TIME).unwrap();
+                txn.open_table(old::ORIGINS)
+                    .unwrap()
+                    .insert(("tenant-1", "pcs-1"), "eu")
+                    .unwrap();
+                txn.open_table(old::META)
+                    .unwrap()
+                    .insert(TREE_CURSOR, 25_000)
+                    .unwrap();
+                txn.open_table(RECV_ACKED).unwrap().insert("eu", 7).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+
+        let store = Store::open(&old_dir).unwrap();
+        assert_eq!(store.merkle.roots(), expected);
+        assert_eq!(store.tree_cursor().unwrap(), 25_000);
+        assert_eq!(
+            store.origin("tenant-1", "pcs-1").unwrap().as_deref(),
+            Some("eu")
+        );
+        assert_eq!(store.recv_acked("eu").unwrap(), 7);
+        let leaf = store.merkle.leaf("tenant-2", "pcs-2").unwrap().unwrap();
+        assert_eq!((leaf.digest, leaf.decided_at_ms), ([2; 32], 2));
+        // Retention sees the moved leaves through the rebuilt time index.
+        assert_eq!(store.prune(10).unwrap(), 10);
+        let after_prune = store.merkle.roots();
+        store.flush().unwrap();
+        drop(store);
+
+        // The old tables are gone: a second open moves nothing back.
+        let store = Store::open(&old_dir).unwrap();
+        assert_eq!(store.merkle.roots(), after_prune);
+        let txn = store.db.begin_read().unwrap();
+        assert!(matches!(
+            txn.open_table(old::LEAVES),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
     }
 }

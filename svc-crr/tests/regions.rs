@@ -505,10 +505,8 @@ async fn a_converged_pair_has_no_divergence_also_after_retention() {
     let removed = eu.core().store.prune(cutoff).unwrap();
     assert_eq!(removed, 30);
     // With the horizon past the records, the one-sided removal is not divergence.
-    let tree_here =
-        svc_crr::merkle::LocalTree::new(eu.core().store.merkle.clone(), eu.core().store.db.clone());
-    let tree_there =
-        svc_crr::merkle::LocalTree::new(us.core().store.merkle.clone(), us.core().store.db.clone());
+    let tree_here = svc_crr::merkle::LocalTree::new(eu.core().store.merkle.clone());
+    let tree_there = svc_crr::merkle::LocalTree::new(us.core().store.merkle.clone());
     let d = svc_crr::merkle::diff(&tree_here, &tree_there, cutoff)
         .await
         .unwrap();

@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use flk_runtime::embedded_db::LazyDb;
 use proptest::prelude::*;
-use redb::Database;
 use tempfile::TempDir;
 
 use super::*;
@@ -15,57 +13,42 @@ use super::*;
 type Contents = BTreeMap<(String, String), (Digest, i64)>;
 
 struct Side {
-    // Keeps the database file alive.
-    _dir: TempDir,
-    path: std::path::PathBuf,
-    db: Arc<LazyDb>,
+    // Keeps the keyspace's directory alive.
+    dir: TempDir,
     merkle: Arc<Merkle>,
+}
+
+fn open_merkle(dir: &TempDir) -> Merkle {
+    let keyspace = fjall::Config::new(dir.path().join("tree.fjall"))
+        .open()
+        .expect("open keyspace");
+    Merkle::open(&keyspace).expect("open merkle")
 }
 
 impl Side {
     fn new() -> Side {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("crr.redb");
-        let db = Arc::new(LazyDb::new(Database::create(&path).expect("create db")));
-        let merkle = Arc::new(Merkle::open(&db).expect("open merkle"));
-        Side {
-            _dir: dir,
-            path,
-            db,
-            merkle,
-        }
+        let merkle = Arc::new(open_merkle(&dir));
+        Side { dir, merkle }
     }
 
     fn with(contents: &Contents) -> Side {
         let side = Side::new();
-        side.merkle
-            .apply(&side.db, &updates(contents))
-            .expect("apply");
+        side.merkle.apply(&updates(contents)).expect("apply");
         side
     }
 
     fn tree(&self) -> LocalTree {
-        LocalTree::new(self.merkle.clone(), self.db.clone())
+        LocalTree::new(self.merkle.clone())
     }
 
-    /// Closes and reopens the database, loading the tree from disk.
+    /// Persists, closes and reopens the keyspace, loading the tree from disk.
     fn reopen(self) -> Side {
-        let Side {
-            _dir,
-            path,
-            db,
-            merkle,
-        } = self;
+        let Side { dir, merkle } = self;
+        merkle.persist().expect("persist");
         drop(merkle);
-        drop(db);
-        let db = Arc::new(LazyDb::new(Database::create(&path).expect("reopen db")));
-        let merkle = Arc::new(Merkle::open(&db).expect("open merkle"));
-        Side {
-            _dir,
-            path,
-            db,
-            merkle,
-        }
+        let merkle = Arc::new(open_merkle(&dir));
+        Side { dir, merkle }
     }
 
     fn all_nodes(&self, tenant: &str) -> Vec<Vec<Digest>> {
@@ -202,7 +185,7 @@ proptest! {
         let side = Side::new();
         let mut expected = Contents::new();
         for batch in &batches {
-            side.merkle.apply(&side.db, &updates(batch)).expect("apply");
+            side.merkle.apply(&updates(batch)).expect("apply");
             expected.extend(batch.clone());
         }
         let fresh = Side::with(&expected);
@@ -212,7 +195,7 @@ proptest! {
             prop_assert_eq!(side.all_nodes(&tenant), fresh.all_nodes(&tenant));
         }
         for ((t, p), (d, at)) in &expected {
-            let leaf = side.merkle.leaf(&side.db, t, p).expect("leaf");
+            let leaf = side.merkle.leaf(t, p).expect("leaf");
             prop_assert_eq!(leaf, Some(Leaf { pcs_id: p.clone(), digest: *d, decided_at_ms: *at }));
         }
         let roots = side.merkle.roots();
@@ -222,45 +205,54 @@ proptest! {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
-    /// A peer's anti-entropy requests (`TreeNodes`, `BucketLeaves`) reach `nodes` and
-    /// `bucket_leaves` with whatever level, indices, buckets and tenant it sent: out-of-range
-    /// ones are refused by name, in-range ones answered in full, and nothing panics.
-    #[test]
-    fn peer_tree_requests_are_answered_or_refused_never_a_panic(
-        tenant in prop_oneof![Just("tenant-0".to_owned()), ".{0,12}"],
-        level in any::<u8>(),
-        indices in prop::collection::vec(prop_oneof![0..300u32, any::<u32>()], 0..40),
-        buckets in prop::collection::vec(prop_oneof![0..BUCKETS, any::<u32>()], 0..40),
-    ) {
-        let here: Contents = (0..30u16)
-            .map(|p| (("tenant-0".to_owned(), format!("pcs-{p}")), ([p as u8; 32], i64::from(p))))
-            .collect();
-        let side = Side::with(&here);
-        match side.merkle.nodes(&tenant, level, &indices) {
-            Ok(hashes) => {
-                prop_assert!(level <= LEVELS);
-                prop_assert!(indices.iter().all(|&i| i < width(level)));
-                prop_assert_eq!(hashes.len(), indices.len());
+/// A peer's anti-entropy requests (`TreeNodes`, `BucketLeaves`) reach `nodes` and
+/// `bucket_leaves` with whatever level, indices, buckets and tenant it sent: out-of-range ones
+/// are refused by name, in-range ones answered in full, and nothing panics. 256 cases against
+/// one tree (opening and closing a keyspace per case would cost a quarter of a second each).
+#[test]
+fn peer_tree_requests_are_answered_or_refused_never_a_panic() {
+    let here: Contents = (0..30u16)
+        .map(|p| {
+            (
+                ("tenant-0".to_owned(), format!("pcs-{p}")),
+                ([p as u8; 32], i64::from(p)),
+            )
+        })
+        .collect();
+    let side = Side::with(&here);
+    let requests = (
+        prop_oneof![Just("tenant-0".to_owned()), ".{0,12}"],
+        any::<u8>(),
+        prop::collection::vec(prop_oneof![0..300u32, any::<u32>()], 0..40),
+        prop::collection::vec(prop_oneof![0..BUCKETS, any::<u32>()], 0..40),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(256));
+    runner
+        .run(&requests, |(tenant, level, indices, buckets)| {
+            match side.merkle.nodes(&tenant, level, &indices) {
+                Ok(hashes) => {
+                    prop_assert!(level <= LEVELS);
+                    prop_assert!(indices.iter().all(|&i| i < width(level)));
+                    prop_assert_eq!(hashes.len(), indices.len());
+                }
+                Err(MerkleError::InvalidRequest(_)) => {
+                    prop_assert!(level > LEVELS || indices.iter().any(|&i| i >= width(level)));
+                }
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
             }
-            Err(MerkleError::InvalidRequest(_)) => {
-                prop_assert!(level > LEVELS || indices.iter().any(|&i| i >= width(level)));
+            match side.merkle.bucket_leaves(&tenant, &buckets) {
+                Ok(leaves) => {
+                    prop_assert!(buckets.iter().all(|&b| b < BUCKETS));
+                    prop_assert!(leaves.iter().all(|(b, _)| buckets.contains(b)));
+                }
+                Err(MerkleError::InvalidRequest(_)) => {
+                    prop_assert!(buckets.iter().any(|&b| b >= BUCKETS));
+                }
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
             }
-            Err(e) => prop_assert!(false, "unexpected error {e}"),
-        }
-        match side.merkle.bucket_leaves(&side.db, &tenant, &buckets) {
-            Ok(leaves) => {
-                prop_assert!(buckets.iter().all(|&b| b < BUCKETS));
-                prop_assert!(leaves.iter().all(|(b, _)| buckets.contains(b)));
-            }
-            Err(MerkleError::InvalidRequest(_)) => {
-                prop_assert!(buckets.iter().any(|&b| b >= BUCKETS));
-            }
-            Err(e) => prop_assert!(false, "unexpected error {e}"),
-        }
-    }
+            Ok(())
+        })
+        .expect("every request answered or refused");
 }
 
 #[test]
@@ -271,77 +263,70 @@ fn last_update_of_a_key_in_a_batch_wins_and_same_digest_changes_nothing() {
         update("t", "p2", 2, 6),
         update("t", "p1", 3, 7),
     ];
-    side.merkle.apply(&side.db, &batch).expect("apply");
-    let leaf = side.merkle.leaf(&side.db, "t", "p1").expect("leaf");
+    side.merkle.apply(&batch).expect("apply");
+    let leaf = side.merkle.leaf("t", "p1").expect("leaf");
     assert_eq!(
         leaf.map(|l| (l.digest, l.decided_at_ms)),
         Some(([3; 32], 7))
     );
     let roots = side.merkle.roots();
 
-    let txn = side.db.begin_write().expect("txn");
-    let staged = side
-        .merkle
-        .stage(&txn, &[update("t", "p2", 2, 6)])
-        .expect("stage");
-    assert!(staged.is_empty());
-    txn.commit().expect("commit");
-    side.merkle.publish(staged);
+    side.merkle
+        .apply(&[update("t", "p2", 2, 6)])
+        .expect("apply");
+    assert_eq!(side.merkle.roots(), roots);
+    let side = side.reopen();
     assert_eq!(side.merkle.roots(), roots);
 }
 
 #[test]
-fn an_aborted_transaction_leaves_memory_equal_to_disk() {
+fn a_batch_with_an_invalid_key_writes_nothing() {
     let side = Side::new();
     side.merkle
-        .apply(
-            &side.db,
-            &[update("t", "p1", 1, 1), update("u", "p2", 2, 2)],
-        )
+        .apply(&[update("t", "p1", 1, 1), update("u", "p2", 2, 2)])
         .expect("apply");
     let before = side.merkle.roots();
 
-    let txn = side.db.begin_write().expect("txn");
-    let staged = side
-        .merkle
-        .stage(&txn, &[update("t", "p1", 9, 1), update("v", "p3", 3, 3)])
-        .expect("stage");
-    assert_eq!(staged.changed_buckets(), 2);
-    txn.abort().expect("abort");
-    drop(staged);
+    assert!(matches!(
+        side.merkle
+            .apply(&[update("t", "p1", 9, 1), update("", "p3", 3, 3)]),
+        Err(MerkleError::InvalidKey(_))
+    ));
     assert_eq!(side.merkle.roots(), before);
 
     let side = side.reopen();
     assert_eq!(side.merkle.roots(), before);
     assert_eq!(
-        side.merkle
-            .leaf(&side.db, "t", "p1")
-            .expect("leaf")
-            .map(|l| l.digest),
+        side.merkle.leaf("t", "p1").expect("leaf").map(|l| l.digest),
         Some([1; 32])
     );
 }
 
 #[test]
-fn publishing_committed_transactions_out_of_order_gives_the_same_tree() {
+fn concurrent_commits_give_the_tree_of_their_union() {
     let side = Side::new();
-    let t1 = side.db.begin_write().expect("txn");
-    let s1 = side
-        .merkle
-        .stage(&t1, &[update("t", "a", 1, 1)])
-        .expect("stage");
-    t1.commit().expect("commit");
-    let t2 = side.db.begin_write().expect("txn");
-    let s2 = side
-        .merkle
-        .stage(&t2, &[update("t", "a", 2, 1), update("t", "b", 1, 1)])
-        .expect("stage");
-    t2.commit().expect("commit");
-    side.merkle.publish(s2);
-    side.merkle.publish(s1);
-    let roots = side.merkle.roots();
+    let contents: Contents = (0..2_000)
+        .map(|i| {
+            (
+                (format!("tenant-{}", i % 3), format!("pcs-{i}")),
+                ([(i % 7) as u8; 32], i),
+            )
+        })
+        .collect();
+    let all = updates(&contents);
+    std::thread::scope(|s| {
+        for half in all.chunks(all.len() / 2) {
+            let merkle = &side.merkle;
+            s.spawn(move || {
+                for batch in half.chunks(50) {
+                    merkle.apply(batch).expect("apply");
+                }
+            });
+        }
+    });
+    assert_eq!(side.merkle.roots(), naive_roots(&contents));
     let side = side.reopen();
-    assert_eq!(side.merkle.roots(), roots);
+    assert_eq!(side.merkle.roots(), naive_roots(&contents));
 }
 
 #[test]
@@ -357,7 +342,7 @@ fn reopen_restores_every_tenants_tree() {
             )
         })
         .collect();
-    side.merkle.apply(&side.db, &batch).expect("apply");
+    side.merkle.apply(&batch).expect("apply");
     let roots = side.merkle.roots();
     assert_eq!(roots.len(), 7);
     let nodes = side.all_nodes("tenant-3");
@@ -385,15 +370,9 @@ async fn retention_on_one_side_only_is_not_divergence() {
     );
 
     let cutoff = n - 1_000;
-    let removed = a
-        .merkle
-        .remove_older_than(&a.db, cutoff)
-        .expect("retention");
+    let removed = a.merkle.remove_older_than(cutoff).expect("retention");
     assert_eq!(removed, cutoff as usize);
-    assert_eq!(
-        a.merkle.leaf(&a.db, "tenant-0", "pcs-0").expect("leaf"),
-        None
-    );
+    assert_eq!(a.merkle.leaf("tenant-0", "pcs-0").expect("leaf"), None);
     let kept: Contents = contents
         .iter()
         .filter(|(_, (_, at))| *at >= cutoff)
@@ -416,29 +395,16 @@ async fn retention_on_one_side_only_is_not_divergence() {
     // Without the horizon every pruned key is listed.
     let all = diff(&a.tree(), &b.tree(), i64::MIN).await.expect("diff");
     assert_eq!(all.missing_here.len(), cutoff as usize);
-    assert_eq!(
-        a.merkle
-            .remove_older_than(&a.db, cutoff)
-            .expect("retention"),
-        0
-    );
+    assert_eq!(a.merkle.remove_older_than(cutoff).expect("retention"), 0);
 }
 
 #[test]
 fn removing_every_leaf_of_a_tenant_forgets_it() {
     let side = Side::new();
     side.merkle
-        .apply(
-            &side.db,
-            &[update("old", "p1", 1, 1), update("new", "p2", 2, 50)],
-        )
+        .apply(&[update("old", "p1", 1, 1), update("new", "p2", 2, 50)])
         .expect("apply");
-    assert_eq!(
-        side.merkle
-            .remove_older_than(&side.db, 10)
-            .expect("retention"),
-        1
-    );
+    assert_eq!(side.merkle.remove_older_than(10).expect("retention"), 1);
     let roots: Vec<String> = side.merkle.roots().into_iter().map(|(t, _)| t).collect();
     assert_eq!(roots, ["new"]);
     assert_eq!(side.merkle.nodes("old", 0, &[0]).expect("nodes"), [[0; 32]]);
@@ -504,13 +470,13 @@ async fn a_few_differences_among_many_keys_fetch_few_nodes() {
     let a = Side::with(&contents);
     let b = Side::with(&contents);
     a.merkle
-        .apply(&a.db, &[update("t", "only-here", 1, 1)])
+        .apply(&[update("t", "only-here", 1, 1)])
         .expect("apply");
     b.merkle
-        .apply(&b.db, &[update("t", "pcs-00007", 2, 7)])
+        .apply(&[update("t", "pcs-00007", 2, 7)])
         .expect("apply");
     b.merkle
-        .apply(&b.db, &[update("u", "only-there", 2, 7)])
+        .apply(&[update("u", "only-there", 2, 7)])
         .expect("apply");
     let (ta, tb) = (a.tree(), b.tree());
     let (ca, cb) = (Counting::new(&ta), Counting::new(&tb));
@@ -540,7 +506,7 @@ fn bad_requests_and_keys_are_refused() {
         Err(MerkleError::InvalidRequest(_))
     ));
     assert!(matches!(
-        side.merkle.bucket_leaves(&side.db, "t", &[BUCKETS]),
+        side.merkle.bucket_leaves("t", &[BUCKETS]),
         Err(MerkleError::InvalidRequest(_))
     ));
     assert_eq!(
@@ -550,11 +516,11 @@ fn bad_requests_and_keys_are_refused() {
         [[0; 32]; 2]
     );
     assert!(matches!(
-        side.merkle.apply(&side.db, &[update("", "p", 1, 1)]),
+        side.merkle.apply(&[update("", "p", 1, 1)]),
         Err(MerkleError::InvalidKey(_))
     ));
     assert!(matches!(
-        side.merkle.apply(&side.db, &[update("t", "", 1, 1)]),
+        side.merkle.apply(&[update("t", "", 1, 1)]),
         Err(MerkleError::InvalidKey(_))
     ));
 }
