@@ -4,7 +4,9 @@
 //! flk-anchor's own format code, the services' default configs rendered by flk-runtime,
 //! svc-tiering's record, catalog and pack encodings, and replication batches of records that
 //! svc-verify decided. The TSA seeds come from `fuzz/data/make_tsa.sh`. Run from `fuzz/`:
-//! `cargo run --example seeds`.
+//! `cargo run --example seeds`; `cargo run --example seeds -- crr_ship` writes only the
+//! `crr_ship` seeds, from the `replication` seeds already in `corpus/replication/` (so that the
+//! other targets' seeds, whose records carry the time they were decided, stay as they are).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +37,10 @@ impl Corpus {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let c = Corpus(root);
+    if std::env::args().nth(1).as_deref() == Some("crr_ship") {
+        crr_ship(&c);
+        return;
+    }
     let golden = golden_pcs_json();
 
     // PCS JSON: every fourth golden vector (they cover every reason code), kept compact.
@@ -305,6 +311,7 @@ signing = false
     c.put("tiering", "key", Key::new("acme", "0".repeat(64)).encode());
 
     replication(&c);
+    crr_ship(&c);
 }
 
 /// The origin regions of the replication seeds (the fuzzed engine is `REPLICA_REGION`).
@@ -503,4 +510,113 @@ async fn decided(
         })
         .collect();
     records
+}
+
+/// svc-crr's receiving side (`crr_ship`): sequences of length-delimited `ShipBatch`es built
+/// from the `replication` seeds (records decided in `ORIGIN` and `OTHER_ORIGIN`): a valid
+/// batch, the same batch twice, batches for another region, from a region that is not a peer,
+/// carrying another region's records, empty ones, a watermark going back, refused and expired
+/// records, a conflict between the two peers, and all of it in one input.
+fn crr_ship(c: &Corpus) {
+    let read = |name: &str| {
+        let path = c.0.join("replication").join(name);
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        v1::ShipBatch::decode(bytes.as_slice()).expect("a ShipBatch seed")
+    };
+    let all = read("ship-all").records;
+    let conflict = read("ship-conflict").records;
+    let (ours, theirs) = (conflict[0].clone(), conflict[1].clone());
+    assert_eq!(ours.region, ORIGIN, "ship-conflict starts with our record");
+    assert_eq!(theirs.region, OTHER_ORIGIN, "then the other origin's");
+    let batch =
+        |source: &str, target: &str, records: Vec<v1::FeedRecord>, last_seq: u64| v1::ShipBatch {
+            source: source.into(),
+            target: target.into(),
+            records,
+            last_seq,
+        };
+    let here = flk_fuzz::REPLICA_REGION;
+    let last = |records: &[v1::FeedRecord]| records.iter().map(|r| r.seq).max().unwrap_or(0);
+    let valid = batch(ORIGIN, here, all.clone(), last(&all));
+    let wrong_target = batch(ORIGIN, OTHER_ORIGIN, all.clone(), last(&all));
+    let relabelled: Vec<v1::FeedRecord> = all
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.region = "sa-east".into();
+            r
+        })
+        .collect();
+    let unknown_source = batch("sa-east", here, relabelled, last(&all));
+    let wrong_origin = batch(OTHER_ORIGIN, here, all.clone(), last(&all));
+    let empty = batch(ORIGIN, here, Vec::new(), 7);
+
+    let put = |name: &str, batches: &[v1::ShipBatch]| {
+        let bytes: Vec<u8> = batches
+            .iter()
+            .flat_map(|b| b.encode_length_delimited_to_vec())
+            .collect();
+        c.put("crr_ship", name, bytes);
+    };
+    put("valid", std::slice::from_ref(&valid));
+    put("duplicate", &[valid.clone(), valid.clone()]);
+    let few = all[..3].to_vec();
+    put(
+        "wrong-target",
+        &[wrong_target, batch(ORIGIN, "", few.clone(), last(&few))],
+    );
+    put(
+        "unknown-source",
+        &[unknown_source, batch("", here, few.clone(), last(&few))],
+    );
+    put(
+        "wrong-origin",
+        &[
+            wrong_origin,
+            batch(ORIGIN, here, conflict.clone(), last(&conflict)),
+        ],
+    );
+    put(
+        "empty",
+        &[empty.clone(), batch(OTHER_ORIGIN, here, Vec::new(), 0)],
+    );
+    put(
+        "watermark",
+        &[
+            valid.clone(),
+            batch(ORIGIN, here, all[..1].to_vec(), 1),
+            batch(OTHER_ORIGIN, here, vec![theirs.clone()], theirs.seq),
+            batch(ORIGIN, here, Vec::new(), last(&all) + 40),
+        ],
+    );
+    let refused = read("ship-refused").records;
+    put(
+        "refused",
+        &[batch(ORIGIN, here, refused.clone(), last(&refused))],
+    );
+    let expired = read("ship-expired").records;
+    put(
+        "expired",
+        &[batch(ORIGIN, here, expired.clone(), last(&expired))],
+    );
+    put(
+        "conflict",
+        &[
+            batch(ORIGIN, here, vec![ours.clone()], ours.seq),
+            batch(OTHER_ORIGIN, here, vec![theirs.clone()], theirs.seq),
+        ],
+    );
+    // Smaller batches, so that this seed stays within the others' size.
+    put(
+        "mixed",
+        &[
+            batch(ORIGIN, here, few.clone(), last(&few)),
+            batch(ORIGIN, OTHER_ORIGIN, few.clone(), last(&few)),
+            batch("sa-east", here, few.clone(), last(&few)),
+            batch(OTHER_ORIGIN, here, few.clone(), last(&few)),
+            empty,
+            batch(ORIGIN, here, few.clone(), last(&few)),
+        ],
+    );
 }

@@ -43,6 +43,10 @@ pub async fn apply_batch(core: &Core, batch: v1::ShipBatch) -> Result<v1::ShipAc
     acknowledge(core, &source, last_seq, ack)
 }
 
+/// Records svc-verify's `ApplyReplicated` takes in one call (its `MAX_RECORDS`); a shipped
+/// batch holding more is applied in several calls.
+const VERIFY_MAX_RECORDS: usize = 10_000;
+
 /// Applies one shipped batch's records through svc-verify (durable once it answers); the
 /// acknowledgement without its watermark.
 async fn apply_records(core: &Core, batch: v1::ShipBatch) -> Result<v1::ShipAck, Status> {
@@ -68,17 +72,25 @@ async fn apply_records(core: &Core, batch: v1::ShipBatch) -> Result<v1::ShipAck,
     ack.rejected += wrong.len() as u64;
     let delays: Vec<i64> = records.iter().map(|r| r.decided_at_unix_ms).collect();
     if !records.is_empty() {
-        let results = core
-            .verify
-            .clone()
-            .apply_replicated(v1::ApplyReplicatedRequest {
-                records,
-                replace: false,
-            })
-            .await
-            .map_err(|s| Status::unavailable(format!("svc-verify: {}", s.message())))?
-            .into_inner()
-            .results;
+        // In calls svc-verify takes: a batch refused as a whole would be shipped for ever.
+        let mut results = Vec::with_capacity(records.len());
+        let mut rest = records;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(VERIFY_MAX_RECORDS));
+            let records = std::mem::replace(&mut rest, tail);
+            results.extend(
+                core.verify
+                    .clone()
+                    .apply_replicated(v1::ApplyReplicatedRequest {
+                        records,
+                        replace: false,
+                    })
+                    .await
+                    .map_err(|s| Status::unavailable(format!("svc-verify: {}", s.message())))?
+                    .into_inner()
+                    .results,
+            );
+        }
         let now = now_ms();
         for (r, decided) in results.iter().zip(delays) {
             match v1::ApplyStatus::try_from(r.status) {
