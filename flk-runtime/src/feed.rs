@@ -322,6 +322,23 @@ fn cpu_seconds(clock: rustix::time::ClockId) -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
+/// The calling thread's CPU seconds so far (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_seconds() -> f64 {
+    cpu_seconds(rustix::time::ClockId::ThreadCPUTime)
+}
+
+thread_local! {
+    /// CPU seconds that helper threads spent on the batch this thread is applying.
+    static CHARGED_CPU: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+/// Charges `seconds` of CPU, spent by threads a sink started for the batch it is applying
+/// (measured with [`thread_cpu_seconds`] on each), to that batch: call it on the applying
+/// thread. `flk_feed_apply_cpu_seconds_total` then counts them with the applying thread's own.
+pub fn charge_cpu(seconds: f64) {
+    CHARGED_CPU.with(|c| c.set(c.get() + seconds.max(0.0)));
+}
+
 /// One consumer's series.
 struct ConsumerMetrics {
     apply_cpu: Counter,
@@ -696,9 +713,10 @@ async fn apply_with_retry<S: FeedSink>(
     loop {
         let (s, b, r) = (sink.clone(), records.clone(), range.clone());
         let run = tokio::task::spawn_blocking(move || {
-            let started = cpu_seconds(rustix::time::ClockId::ThreadCPUTime);
+            CHARGED_CPU.with(|c| c.set(0.0));
+            let started = thread_cpu_seconds();
             let result = s.apply(&b[r]);
-            let cpu = cpu_seconds(rustix::time::ClockId::ThreadCPUTime) - started;
+            let cpu = thread_cpu_seconds() - started + CHARGED_CPU.with(|c| c.replace(0.0));
             (result, cpu)
         })
         .await;
@@ -862,6 +880,69 @@ mod tests {
         );
         assert!(text.contains("flk_feed_apply_cpu_seconds_total{consumer=\"test\"}"));
         assert!(text.contains("flk_process_cpu_seconds_total "), "{text}");
+    }
+
+    /// Spends CPU on a thread of its own per batch and charges it to the batch.
+    #[derive(Default)]
+    struct HelperThreads {
+        charged: Mutex<f64>,
+        inner: Recorder,
+    }
+
+    impl FeedSink for HelperThreads {
+        fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
+            let cpu = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let started = thread_cpu_seconds();
+                    // At least 20 ms of CPU on this thread, whatever the machine's speed.
+                    while thread_cpu_seconds() - started < 0.02 {
+                        std::hint::black_box(started.sqrt());
+                    }
+                    thread_cpu_seconds() - started
+                })
+                .join()
+                .expect("helper thread")
+            });
+            charge_cpu(cpu);
+            *self.charged.lock().map_err(|e| e.to_string())? += cpu;
+            self.inner.apply(batch)
+        }
+    }
+
+    #[tokio::test]
+    async fn cpu_charged_by_a_sinks_helper_threads_counts_as_the_consumers() {
+        let source = Arc::new(Batches {
+            batches: vec![(1..=3).collect()],
+            head: 3,
+        });
+        let registry = Registry::new();
+        let wiring = FeedWiring {
+            source: Some(source),
+            metrics: None,
+        }
+        .or_metrics_in(&registry)
+        .unwrap();
+        let sink = Arc::new(HelperThreads::default());
+        let consumer = FeedConsumer::start_with(settings(1, 16), wiring, "helpers", sink.clone());
+        applied_until(&sink.inner, 3).await;
+        // The apply loop takes the flush after the batch's accounting.
+        consumer
+            .control()
+            .flush(Duration::from_secs(10))
+            .await
+            .expect("flushed");
+        let charged = *sink.charged.lock().unwrap();
+        let counted = registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "flk_feed_apply_cpu_seconds_total")
+            .and_then(|f| f.get_metric().first().map(|m| m.get_counter().value()))
+            .expect("the consumer's CPU counter");
+        assert!(charged >= 0.02, "{charged}");
+        assert!(
+            counted >= charged,
+            "the helper threads' {charged} s are counted: {counted} s"
+        );
     }
 
     #[tokio::test]

@@ -163,17 +163,32 @@ fn parallel_map<T: Sync, U: Send>(
         let f = &f;
         let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Result<Vec<U>, _>>()))
+            .map(|part| {
+                s.spawn(move || {
+                    let started = flk_runtime::feed::thread_cpu_seconds();
+                    let mapped = part.iter().map(f).collect::<Result<Vec<U>, _>>();
+                    (mapped, flk_runtime::feed::thread_cpu_seconds() - started)
+                })
+            })
             .collect();
         let mut out = Vec::with_capacity(items.len());
+        let mut result = Ok(());
         for handle in handles {
             match handle.join() {
-                Ok(part) => out.extend(part?),
+                Ok((part, cpu)) => {
+                    // The feed's CPU share of svc-audit counts its helper threads too.
+                    flk_runtime::feed::charge_cpu(cpu);
+                    match part {
+                        Ok(part) if result.is_ok() => out.extend(part),
+                        Ok(_) => {}
+                        Err(e) => result = result.and(Err(e)),
+                    }
+                }
                 // Mapping does not panic on any input; if it did, re-raise it here.
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        Ok(out)
+        result.map(|()| out)
     })
 }
 
