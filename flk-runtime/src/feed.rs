@@ -838,19 +838,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn source_batches_are_cut_to_the_sinks_batches_in_order_without_repeats() {
-        let source = Arc::new(Batches {
-            batches: vec![(1..=3).collect(), (3..=7).collect(), (8..=20).collect()],
-            head: 20,
-        });
+    /// A wiring reading `source`, its metrics in a registry of their own.
+    fn wired(source: Batches) -> (Registry, FeedWiring) {
         let registry = Registry::new();
         let wiring = FeedWiring {
-            source: Some(source),
+            source: Some(Arc::new(source)),
             metrics: None,
         }
         .or_metrics_in(&registry)
         .unwrap();
+        (registry, wiring)
+    }
+
+    #[tokio::test]
+    async fn source_batches_are_cut_to_the_sinks_batches_in_order_without_repeats() {
+        let (registry, wiring) = wired(Batches {
+            batches: vec![(1..=3).collect(), (3..=7).collect(), (8..=20).collect()],
+            head: 20,
+        });
         let sink = Arc::new(Recorder::default());
         let consumer = FeedConsumer::start_with(settings(2, 4), wiring, "test", sink.clone());
         let batches = applied_until(&sink, 20).await;
@@ -911,17 +916,10 @@ mod tests {
 
     #[tokio::test]
     async fn cpu_charged_by_a_sinks_helper_threads_counts_as_the_consumers() {
-        let source = Arc::new(Batches {
+        let (registry, wiring) = wired(Batches {
             batches: vec![(1..=3).collect()],
             head: 3,
         });
-        let registry = Registry::new();
-        let wiring = FeedWiring {
-            source: Some(source),
-            metrics: None,
-        }
-        .or_metrics_in(&registry)
-        .unwrap();
         let sink = Arc::new(HelperThreads::default());
         let consumer = FeedConsumer::start_with(settings(1, 16), wiring, "helpers", sink.clone());
         applied_until(&sink.inner, 3).await;

@@ -43,12 +43,6 @@ const MAX_BATCHES: usize = 16;
 /// svc-crr's token towards its svc-verify (the variable it is read from, and its value).
 const VERIFY_TOKEN_ENV: &str = "FLK_FUZZ_VERIFY_TOKEN";
 const VERIFY_TOKEN: &str = "fuzz-verify-token";
-/// A record within this long of the end of its dedup TTL is exempt from first-write-wins: its
-/// index entry may expire between the two calls.
-const TTL_MARGIN_MS: i128 = 3_600_000;
-/// The regions are replaced by fresh ones (their directory removed) once the outcome log holds
-/// this many records, so that long runs do not fill the disk.
-const ROTATE_AFTER_RECORDS: u64 = 50_000;
 /// How often svc-crr's lazy store commits are made durable, as its flush loop does.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
@@ -64,14 +58,7 @@ struct Fixture {
 
 impl Fixture {
     fn open() -> Fixture {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let dir = tempfile::Builder::new()
-            .prefix("flk-fuzz-crr-ship-")
-            .tempdir()
-            .expect("temporary directory");
+        let (rt, dir) = flk_fuzz::fixture_runtime("flk-fuzz-crr-ship-");
         let (core, engine, stop_verify, verify) = rt.block_on(async {
             let mut service = flk_fuzz::open_verify(dir.path(), flk_fuzz::REPLICA_REGION)
                 .await
@@ -190,7 +177,7 @@ fn outside_ttl(engine: &Engine, rec: &v1::FeedRecord) -> bool {
     };
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let ttl_ms = i128::from(tenant.policy.dedup_ttl_secs) * 1000;
-    now_ms - i128::from(rec.decided_at_unix_ms) > ttl_ms - TTL_MARGIN_MS
+    now_ms - i128::from(rec.decided_at_unix_ms) > ttl_ms - flk_fuzz::TTL_MARGIN_MS
 }
 
 fn handled(ack: &v1::ShipAck) -> u64 {
@@ -365,7 +352,7 @@ fuzz_target!(|data: &[u8]| {
         fx.flushed = Instant::now();
     }
 
-    if fx.engine.log().last_seq() >= ROTATE_AFTER_RECORDS
+    if fx.engine.log().last_seq() >= flk_fuzz::ROTATE_AFTER_RECORDS
         && let Some(old) = guard.take()
     {
         old.close();

@@ -30,13 +30,6 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use svc_verify::Engine;
 
-/// A record within this long of the end of its dedup TTL is exempt from first-write-wins: its
-/// index entry may expire between the two calls.
-const TTL_MARGIN_MS: i128 = 3_600_000;
-/// The engine is replaced by a fresh one (its directory removed) once its log holds this many
-/// records, so that long runs do not fill the disk.
-const ROTATE_AFTER_RECORDS: u64 = 50_000;
-
 struct Fixture {
     engine: Arc<Engine>,
     rt: tokio::runtime::Runtime,
@@ -45,14 +38,7 @@ struct Fixture {
 
 impl Fixture {
     fn open() -> Fixture {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let dir = tempfile::Builder::new()
-            .prefix("flk-fuzz-replication-")
-            .tempdir()
-            .expect("temporary directory");
+        let (rt, dir) = flk_fuzz::fixture_runtime("flk-fuzz-replication-");
         let service = rt
             .block_on(flk_fuzz::open_verify(dir.path(), flk_fuzz::REPLICA_REGION))
             .unwrap_or_else(|e| panic!("cannot open svc-verify: {e}"));
@@ -100,7 +86,7 @@ fn outside_ttl(engine: &Engine, rec: &v1::FeedRecord) -> bool {
     };
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let ttl_ms = i128::from(tenant.policy.dedup_ttl_secs) * 1000;
-    now_ms - i128::from(rec.decided_at_unix_ms) > ttl_ms - TTL_MARGIN_MS
+    now_ms - i128::from(rec.decided_at_unix_ms) > ttl_ms - flk_fuzz::TTL_MARGIN_MS
 }
 
 fn apply(fx: &Fixture, records: &[v1::FeedRecord], replace: bool) -> Vec<v1::ApplyResult> {
@@ -204,7 +190,7 @@ fuzz_target!(|data: &[u8]| {
     }
     fx.rt.block_on(fx.engine.flush_pending());
 
-    if fx.engine.log().last_seq() >= ROTATE_AFTER_RECORDS
+    if fx.engine.log().last_seq() >= flk_fuzz::ROTATE_AFTER_RECORDS
         && let Some(old) = guard.take()
     {
         old.close();

@@ -262,6 +262,28 @@ pub fn golden_pcs_json() -> &'static Vec<Vec<u8>> {
     })
 }
 
+/// A replicated record within this long of the end of its dedup TTL is exempt from
+/// first-write-wins in the replication targets: its index entry may expire between two calls.
+pub const TTL_MARGIN_MS: i128 = 3_600_000;
+
+/// A replication target's fixture is replaced by a fresh one (its directory removed) once its
+/// outcome log holds this many records, so that long runs do not fill the disk.
+pub const ROTATE_AFTER_RECORDS: u64 = 50_000;
+
+/// A single-threaded runtime and an empty temporary directory named `prefix...`: what a
+/// replication target's fixture runs its services in.
+pub fn fixture_runtime(prefix: &str) -> (tokio::runtime::Runtime, tempfile::TempDir) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temporary directory");
+    (rt, dir)
+}
+
 /// The region of the svc-verify the `replication` target applies shipped records to.
 pub const REPLICA_REGION: &str = "eu-west";
 
