@@ -169,17 +169,6 @@ extern "C" fn close_at_exit() {
     }
 }
 
-/// Whether `rec` was decided so long ago that svc-verify logs it without indexing it (a copy
-/// applied again is then applied again).
-fn outside_ttl(engine: &Engine, rec: &v1::FeedRecord) -> bool {
-    let Some(tenant) = engine.tenants().get(&rec.tenant_id) else {
-        return false;
-    };
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let ttl_ms = i128::from(tenant.policy.dedup_ttl_secs) * 1000;
-    now_ms - i128::from(rec.decided_at_unix_ms) > ttl_ms - flk_fuzz::TTL_MARGIN_MS
-}
-
 fn handled(ack: &v1::ShipAck) -> u64 {
     ack.applied + ack.duplicates + ack.conflicts + ack.rejected
 }
@@ -308,7 +297,7 @@ fn ship(fx: &Fixture, batch: &v1::ShipBatch) {
     let expired = batch
         .records
         .iter()
-        .filter(|r| r.region == batch.source && outside_ttl(&fx.engine, r))
+        .filter(|r| r.region == batch.source && flk_fuzz::outside_ttl(&fx.engine, r))
         .count() as u64;
     assert!(
         second.applied <= expired,

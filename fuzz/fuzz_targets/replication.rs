@@ -79,16 +79,6 @@ fn status(r: &v1::ApplyResult) -> Option<v1::ApplyStatus> {
     v1::ApplyStatus::try_from(r.status).ok()
 }
 
-/// Whether `rec` was decided so long ago that the engine logs it without indexing it.
-fn outside_ttl(engine: &Engine, rec: &v1::FeedRecord) -> bool {
-    let Some(tenant) = engine.tenants().get(&rec.tenant_id) else {
-        return false;
-    };
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let ttl_ms = i128::from(tenant.policy.dedup_ttl_secs) * 1000;
-    now_ms - i128::from(rec.decided_at_unix_ms) > ttl_ms - flk_fuzz::TTL_MARGIN_MS
-}
-
 fn apply(fx: &Fixture, records: &[v1::FeedRecord], replace: bool) -> Vec<v1::ApplyResult> {
     let before = fx.engine.log().last_seq();
     let results = fx
@@ -152,7 +142,7 @@ fn twice(fx: &Fixture, records: &[v1::FeedRecord], replace: bool, flush_between:
         if refused.0 {
             assert_eq!(a.reason, b.reason, "record {i}: refused for another reason");
         }
-        let exempt = outside_ttl(&fx.engine, rec)
+        let exempt = flk_fuzz::outside_ttl(&fx.engine, rec)
             || (replace
                 && versions
                     .get(&(rec.tenant_id.as_str(), rec.pcs_id.as_str()))

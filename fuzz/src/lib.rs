@@ -270,6 +270,18 @@ pub const TTL_MARGIN_MS: i128 = 3_600_000;
 /// outcome log holds this many records, so that long runs do not fill the disk.
 pub const ROTATE_AFTER_RECORDS: u64 = 50_000;
 
+/// Whether `rec` was decided so long ago that `engine` logs it without indexing it (its dedup
+/// TTL is over, or will be within [`TTL_MARGIN_MS`]): a copy applied again is then applied
+/// again, and first-write-wins does not hold for it.
+pub fn outside_ttl(engine: &svc_verify::Engine, rec: &v1::FeedRecord) -> bool {
+    let Some(tenant) = engine.tenants().get(&rec.tenant_id) else {
+        return false;
+    };
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let ttl_ms = i128::from(tenant.policy.dedup_ttl_secs) * 1000;
+    now_ms - i128::from(rec.decided_at_unix_ms) > ttl_ms - TTL_MARGIN_MS
+}
+
 /// A single-threaded runtime and an empty temporary directory named `prefix...`: what a
 /// replication target's fixture runs its services in.
 pub fn fixture_runtime(prefix: &str) -> (tokio::runtime::Runtime, tempfile::TempDir) {
