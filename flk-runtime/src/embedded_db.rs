@@ -36,6 +36,26 @@ pub fn open_with_cache(
 /// rolls back (all of it re-derived from the outcome log).
 pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Runs `flush` every [`FLUSH_INTERVAL`] for ever (a late tick delays the next rather than
+/// bunching them); a failure is logged as `what`'s and retried at the next tick. The loop of
+/// a service whose commits are lazy: spawn it, and abort it when the service stops (which
+/// flushes once more itself).
+pub async fn flush_every_interval<F, Fut, E>(what: &'static str, mut flush: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = flush().await {
+            tracing::warn!(error = %e, "{what} flush failed; retrying");
+        }
+    }
+}
+
 /// A database whose commits may skip the disk ([`LazyDb::commit_lazy`]), made durable
 /// together later by [`LazyDb::flush`] and when it is dropped. Dereferences to the
 /// [`redb::Database`] for everything else.

@@ -38,7 +38,6 @@ use anyhow::Context as _;
 use flk_proto::v1;
 use flk_proto::v1::replica_apply_service_client::ReplicaApplyServiceClient;
 use flk_runtime::client::{EndpointOptions, Peer};
-use flk_runtime::embedded_db::FLUSH_INTERVAL;
 use flk_runtime::feed::{FeedConsumer, FeedSettings, FeedSink, FeedSource, FeedWiring, GrpcSource};
 use flk_runtime::security::{PeerSettings, ServerSecurity};
 use prometheus::Registry;
@@ -426,24 +425,20 @@ async fn flush(core: &Arc<Core>) -> Result<(), String> {
 }
 
 /// Makes the store's lazy commits (tree batches, watermarks) durable every
-/// [`FLUSH_INTERVAL`] (the most a crash rolls back, all of it re-derivable: see [`store`]),
-/// and refreshes the status gauges
-/// (lag, backlog, health-gate alerts) once a second, so that a scrape sees them without
-/// anyone asking for the status.
+/// [`FLUSH_INTERVAL`](flk_runtime::embedded_db::FLUSH_INTERVAL) (the most a crash rolls
+/// back, all of it re-derivable: see [`store`]), and refreshes the status gauges (lag,
+/// backlog, health-gate alerts) once a second, so that a scrape sees them without anyone
+/// asking for the status.
 async fn flush_loop(core: Arc<Core>) {
-    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refreshed = tokio::time::Instant::now();
-    loop {
-        tick.tick().await;
-        if let Err(e) = flush(&core).await {
-            tracing::warn!(error = %e, "svc-crr store flush failed; retrying");
-        }
+    flk_runtime::embedded_db::flush_every_interval("svc-crr store", || {
         if refreshed.elapsed() >= Duration::from_secs(1) {
             refreshed = tokio::time::Instant::now();
             http::status_doc(&core);
         }
-    }
+        flush(&core)
+    })
+    .await;
 }
 
 /// Opens and serves until `shutdown` (the binary's path).

@@ -57,7 +57,6 @@ use anyhow::Context as _;
 use flk_proto::v1;
 use flk_proto::v1::kpi_service_server::KpiServiceServer;
 use flk_runtime::client::Peer;
-use flk_runtime::embedded_db::FLUSH_INTERVAL;
 use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings, FeedWiring};
 use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
@@ -383,16 +382,13 @@ impl Service {
     }
 }
 
-/// Makes the applied batches durable every [`FLUSH_INTERVAL`] (the store's module docs).
+/// Makes the applied batches durable every
+/// [`FLUSH_INTERVAL`](flk_runtime::embedded_db::FLUSH_INTERVAL) (the store's module docs).
 async fn flush_loop(kpi: Arc<Kpi>) {
-    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = blocking(&kpi, |k| k.store.flush()).await {
-            tracing::warn!(error = %e, "svc-kpi store flush failed; retrying");
-        }
-    }
+    flk_runtime::embedded_db::flush_every_interval("svc-kpi store", || {
+        blocking(&kpi, |k| k.store.flush())
+    })
+    .await;
 }
 
 /// Recomputes the gauges when events arrive (at most every [`REFRESH_MIN_GAP`]) and at least

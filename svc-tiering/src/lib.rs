@@ -74,7 +74,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use flk_proto::v1::tiering_service_server::TieringServiceServer;
 use flk_runtime::client::Peer;
-use flk_runtime::embedded_db::FLUSH_INTERVAL;
 use flk_runtime::feed::{AbortOnDrop, FeedConsumer, FeedSettings, FeedWiring};
 use flk_runtime::security::ServerSecurity;
 use prometheus::Registry;
@@ -292,16 +291,9 @@ impl Service {
 }
 
 /// Makes the catalog's lazy commits (feed batches, read times) durable every
-/// [`FLUSH_INTERVAL`] (the catalog's module docs).
+/// [`FLUSH_INTERVAL`](flk_runtime::embedded_db::FLUSH_INTERVAL) (the catalog's module docs).
 async fn flush_loop(engine: Arc<Engine>) {
-    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = engine.flush().await {
-            tracing::warn!(error = %e, "svc-tiering catalog flush failed; retrying");
-        }
-    }
+    flk_runtime::embedded_db::flush_every_interval("svc-tiering catalog", || engine.flush()).await;
 }
 
 /// Runs a placement cycle every `demote_interval` (read again each time: `SetPolicy` applies
