@@ -32,6 +32,15 @@ pub fn open_with_cache(
         .create(path)
 }
 
+/// The most a feed consumer's fjall keyspace (svc-kpi's rows, svc-tiering's catalog journal,
+/// svc-crr's tree, svc-audit's index) holds in memtables before it flushes them: fjall's
+/// default, 64 MiB per keyspace, filled over half an hour at a few hundred decisions a second
+/// and read as growth by `flk soak` (docs/RELIABILITY.md, "Long runs").
+pub const FJALL_WRITE_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
+/// The block cache of such a keyspace (fjall's default: 32 MiB each). Their reads are point
+/// lookups of recent keys (mostly answered by bloom filters) and rare scans.
+pub const FJALL_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// How often a service makes its [`LazyCommits`] durable while it runs: the most a crash
 /// rolls back (all of it re-derived from the outcome log).
 pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);

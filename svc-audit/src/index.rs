@@ -115,6 +115,8 @@ impl Index {
         })?;
         let path = data_dir.join(DIR_NAME);
         let keyspace = fjall::Config::new(&path)
+            .max_write_buffer_size(flk_runtime::embedded_db::FJALL_WRITE_BUFFER_BYTES)
+            .cache_size(flk_runtime::embedded_db::FJALL_CACHE_BYTES)
             .open()
             .map_err(|e| AuditError::Index(format!("cannot open {}: {e:?}", path.display())))?;
         let partition = |name| {

@@ -165,6 +165,8 @@ impl Store {
         }
         let path = dir.join(TREE_DIR);
         let tree = fjall::Config::new(&path)
+            .max_write_buffer_size(flk_runtime::embedded_db::FJALL_WRITE_BUFFER_BYTES)
+            .cache_size(flk_runtime::embedded_db::FJALL_CACHE_BYTES)
             .open()
             .map_err(|e| StoreError::Tree(format!("cannot open {}: {e}", path.display())))?;
         let meta = tree.open_partition(TREE_META, PartitionCreateOptions::default())?;

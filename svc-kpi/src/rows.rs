@@ -79,6 +79,8 @@ impl Rows {
     pub fn open(data_dir: &Path) -> Result<Rows, KpiError> {
         let path = data_dir.join(DIR_NAME);
         let keyspace = fjall::Config::new(&path)
+            .max_write_buffer_size(flk_runtime::embedded_db::FJALL_WRITE_BUFFER_BYTES)
+            .cache_size(flk_runtime::embedded_db::FJALL_CACHE_BYTES)
             .open()
             .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
         let rows = keyspace

@@ -95,6 +95,8 @@ struct Journal {
 impl Journal {
     fn open(path: &Path) -> Result<Journal, CatalogError> {
         let keyspace = fjall::Config::new(path)
+            .max_write_buffer_size(flk_runtime::embedded_db::FJALL_WRITE_BUFFER_BYTES)
+            .cache_size(flk_runtime::embedded_db::FJALL_CACHE_BYTES)
             .open()
             .map_err(|e| err(format!("{}: {e}", path.display())))?;
         let blobs = keyspace
