@@ -3,7 +3,7 @@
 //!
 //! | divergence | action | safety | what it changes here |
 //! |---|---|---|---|
-//! | a key the peer holds, this region should and does not | `replay_missing` | 0.9 | the peer's record applied through svc-verify (re-verified, first write wins) |
+//! | a key the peer holds, this region should and its log does not | `replay_missing` | 0.9 | the peer's record applied through svc-verify (re-verified, first write wins) |
 //! | a key both hold with different outcomes, two regions hold it | `choose_first` | 0.7 | if the peer's decision is the earlier, it replaces this region's |
 //! | the same, three or more regions hold it, a strict majority agrees | `quorum` | 0.5 | the majority's decision replaces a minority one here |
 //! | the same, no majority | `manual_review` | 0.2 | nothing: a human decides |
@@ -191,20 +191,61 @@ pub async fn divergence(core: &Core, peer: &str) -> Result<Divergence, ApiError>
             out.missing_there.push(k);
         }
     }
-    // Where a key missing here was decided is known from the peer's record.
+    // Where a key missing here was decided is known from the peer's record. The tree follows
+    // this region's log through the feed, so it lags it: a key the log already holds (a
+    // record replicated a moment ago) is on its way to the tree, not missing.
     for chunk in raw.missing_here.chunks(CHUNK) {
         let records = fetch(&client, chunk).await.map_err(unavailable)?;
-        for r in records {
-            if policies.expected_in(&r.tenant_id, &r.region, region) {
-                out.missing_here.push(Key {
-                    tenant_id: r.tenant_id,
-                    pcs_id: r.pcs_id,
-                });
-            }
+        let expected: Vec<Key> = records
+            .into_iter()
+            .filter(|r| policies.expected_in(&r.tenant_id, &r.region, region))
+            .map(|r| Key {
+                tenant_id: r.tenant_id,
+                pcs_id: r.pcs_id,
+            })
+            .collect();
+        if expected.is_empty() {
+            continue;
         }
+        let held: BTreeSet<Key> = local_records(core, &expected)
+            .await?
+            .into_iter()
+            .map(|r| Key {
+                tenant_id: r.tenant_id,
+                pcs_id: r.pcs_id,
+            })
+            .collect();
+        out.missing_here
+            .extend(expected.into_iter().filter(|k| !held.contains(k)));
     }
     out.missing_here.sort();
     Ok(out)
+}
+
+/// The records of `keys` this region's svc-verify holds.
+async fn local_records(core: &Core, keys: &[Key]) -> Result<Vec<v1::FeedRecord>, ApiError> {
+    let request = v1::GetRecordsRequest {
+        keys: keys
+            .iter()
+            .map(|k| v1::RecordKey {
+                tenant_id: k.tenant_id.clone(),
+                pcs_id: k.pcs_id.clone(),
+            })
+            .collect(),
+    };
+    core.verify
+        .clone()
+        .get_records(request)
+        .await
+        .map(|r| r.into_inner().records)
+        .map_err(|s| {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                "verify_unavailable",
+                format!("svc-verify: {}", s.message()),
+            )
+            .with_retry_after(Duration::from_secs(5))
+        })
 }
 
 async fn fetch(client: &Client, keys: &[Key]) -> Result<Vec<v1::FeedRecord>, String> {

@@ -518,6 +518,35 @@ async fn a_converged_pair_has_no_divergence_also_after_retention() {
     assert_eq!(d.missing_here.len(), 30);
 }
 
+/// The tree follows the log through the feed, so under load it lags it: keys this region's
+/// svc-verify already holds are not missing here, and no replay is proposed for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_the_log_holds_before_the_tree_are_not_missing_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let (eu, us) = two(dir.path(), ReconcileMode::AutoSafe).await;
+    let records: Vec<Value> = (0..12).map(|i| pcs(&format!("lag-{i}"), None)).collect();
+    replicate(&eu, &us, "full", &records, "replicated").await;
+    eventually(30, "converged trees", || async {
+        empty(&divergence(&eu, "us").await) && empty(&divergence(&us, "eu").await)
+    })
+    .await;
+    // us's tree loses its leaves while its log keeps the records: the state of a tree that
+    // has not yet applied what the log holds.
+    let removed = us.core().store.prune(svc_crr::now_ms() + 1).unwrap();
+    assert_eq!(removed, 12);
+    let tree_here = svc_crr::merkle::LocalTree::new(us.core().store.merkle.clone());
+    let tree_there = svc_crr::merkle::LocalTree::new(eu.core().store.merkle.clone());
+    let raw = svc_crr::merkle::diff(&tree_here, &tree_there, i64::MIN)
+        .await
+        .unwrap();
+    assert_eq!(raw.missing_here.len(), 12, "the trees differ: {raw:?}");
+    let d = divergence(&us, "eu").await;
+    assert_eq!(d["missing_here"].as_array().map(Vec::len), Some(0), "{d}");
+    svc_crr::reconcile::round(us.core(), "eu").await.unwrap();
+    let (_, p) = us.get_json("/v1/crr/proposals?state=all").await;
+    assert_eq!(p["proposals"].as_array().map(Vec::len), Some(0), "{p}");
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
