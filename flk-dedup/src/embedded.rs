@@ -79,6 +79,10 @@ const BACKEND: &str = "embedded";
 const DEFAULT_MAX_BATCH: usize = 4096;
 /// Block cache shared by both partitions.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Memtables of both partitions together, before the largest is flushed (fjall's default is
+/// 64 MiB; at a few hundred decisions a second they took half an hour to fill, which a soak
+/// reads as growth: docs/RELIABILITY.md).
+const WRITE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How to open an [`EmbeddedStore`].
 #[derive(Clone)]
@@ -289,6 +293,7 @@ impl EmbeddedStore {
         })?;
         let path = options.dir.join(DIR_NAME);
         let keyspace = fjall::Config::new(&path)
+            .max_write_buffer_size(WRITE_BUFFER_BYTES)
             .cache_size(CACHE_BYTES)
             .open()
             .map_err(|e| fjall_error(e, &format!("opening {}", path.display())))?;

@@ -13,6 +13,7 @@
 //!   and gRPC channels to peers with them;
 //! * [`http`]: the JSON and error responses of every REST route;
 //! * [`embedded_db`]: the services' embedded redb databases, opened with a bounded page cache;
+//! * [`memory`]: process-wide memory settings (transparent huge pages off);
 //! * [`tenants`]: the tenants file, parsed once, strictly, for svc-verify and the gateway;
 //! * [`feed`]: the outcome-feed consumer (persisted cursor, batching, backoff, resubscribe)
 //!   shared by svc-audit, svc-kpi and later consumers.
@@ -31,6 +32,8 @@ pub mod embedded_db;
 pub mod feed;
 #[cfg(feature = "service")]
 pub mod http;
+#[cfg(feature = "service")]
+pub mod memory;
 #[cfg(feature = "service")]
 pub mod security;
 #[cfg(feature = "service")]

@@ -178,6 +178,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         print!("{}", cfg.redacted());
         return Ok(());
     }
+    flk_runtime::memory::limit_huge_pages_from_env();
     let stack = stack::Stack::start(&cfg).await?;
     let (addr, verify_addr) = (stack.addr, stack.verify_addr);
     let scheme = if stack.pki.is_some() { "https" } else { "http" };

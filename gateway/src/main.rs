@@ -61,6 +61,7 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = flk_runtime::telemetry::init("gateway", "info");
+    flk_runtime::memory::limit_huge_pages_from_env();
     let args = Args::parse();
     let vars = |k: &str| args.flag(k).or_else(|| std::env::var(k).ok());
     let settings = GatewaySettings::load(args.config.as_deref(), vars)?;

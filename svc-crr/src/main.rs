@@ -22,6 +22,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = flk_runtime::telemetry::init("svc-crr", "info");
+    flk_runtime::memory::limit_huge_pages_from_env();
     let args = Args::parse();
     let cfg: svc_crr::CrrConfig =
         flk_runtime::config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;

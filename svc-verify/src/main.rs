@@ -23,6 +23,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = flk_runtime::telemetry::init("svc-verify", "info");
+    flk_runtime::memory::limit_huge_pages_from_env();
     let args = Args::parse();
     let cfg = VerifyConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     if args.print_config {
