@@ -599,7 +599,10 @@ mod tests {
     }
 
     fn key(i: u64) -> Key {
-        Key::new(if i % 2 == 0 { "a" } else { "b" }, format!("{i:064x}"))
+        Key::new(
+            if i.is_multiple_of(2) { "a" } else { "b" },
+            format!("{i:064x}"),
+        )
     }
 
     fn ingest_n(cat: &Catalog, n: u64, cursor: u64) {
