@@ -25,7 +25,8 @@
 //! disagree after a crash. Writers serialize on one mutex, since pack counts and the cursor
 //! are read, changed and written back; within a batch each key is written once (the last
 //! change of an entry or journal copy wins, a pack's releases are summed). Reads take no lock:
-//! a batch becomes visible whole.
+//! a walk of the entries reads a snapshot as of the last batch applied whole, a point read
+//! the key's latest value.
 //!
 //! **Durability.** Every batch is handed to the operating system when it commits (a killed
 //! process loses none). Two kinds do not wait for the disk ([`Catalog::flush`] makes them
@@ -364,11 +365,20 @@ impl Catalog {
         Ok(v.map(|v| v.to_vec()))
     }
 
+    /// The entries as of the last batch applied whole (fjall applies a batch item by item and
+    /// then makes it visible at once); kept alive while its iterators are read.
+    fn records_view(&self) -> fjall::Snapshot {
+        self.inner
+            .records
+            .snapshot_at(self.inner.keyspace.instant())
+    }
+
     /// Every record (recovery and prewarm ranking).
     pub fn scan(&self) -> Result<Vec<(Key, RecordMeta)>, CatalogError> {
+        let view = self.records_view();
         let mut out = Vec::new();
-        for item in self.inner.records.iter() {
-            let (k, v) = item?;
+        for item in view.iter() {
+            let (k, v) = item.map_err(err)?;
             out.push((Key::decode(&k)?, RecordMeta::decode(&v)?));
         }
         Ok(out)
@@ -384,14 +394,13 @@ impl Catalog {
     ) -> Result<Vec<(Key, RecordMeta)>, CatalogError> {
         use std::ops::Bound;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let view = self.records_view();
         let mut out = Vec::with_capacity(limit.min(4096));
-        for item in self
-            .inner
-            .records
+        for item in view
             .range::<&[u8], _>((lower, Bound::Unbounded))
             .take(limit)
         {
-            let (k, v) = item?;
+            let (k, v) = item.map_err(err)?;
             out.push((Key::decode(&k)?, RecordMeta::decode(&v)?));
         }
         Ok(out)
@@ -543,8 +552,9 @@ impl Catalog {
         let mut f = CatalogFigures::default();
         let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
         let mut decided = Vec::new();
-        for item in self.inner.records.iter() {
-            let (_, v) = item?;
+        let view = self.records_view();
+        for item in view.iter() {
+            let (_, v) = item.map_err(err)?;
             let m = RecordMeta::decode(&v)?;
             let t = m.tier.index();
             f.records[t] += 1;
