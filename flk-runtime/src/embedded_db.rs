@@ -32,7 +32,7 @@ pub fn open_with_cache(
         .create(path)
 }
 
-/// The most a feed consumer's fjall keyspace (svc-kpi's rows, svc-tiering's catalog journal,
+/// The most a feed consumer's fjall keyspace (svc-kpi's rows, svc-tiering's catalog,
 /// svc-crr's tree, svc-audit's index) holds in memtables before it flushes them: fjall's
 /// default, 64 MiB per keyspace, filled over half an hour at a few hundred decisions a second
 /// and read as growth by `flk soak` (docs/RELIABILITY.md, "Long runs").

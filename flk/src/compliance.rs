@@ -5,8 +5,12 @@
 //!
 //! What only a service's crate reads is read here and handed to the evidence
 //! (`flk_compliance::evidence::External`): svc-verify's signature refusal counts
-//! (`svc_verify::refusals::read_dir`, from a copy of the store) and svc-kpi's SLOs (its report
-//! at the end of the period, from a copy of `kpi.redb`: a running svc-kpi locks the file).
+//! (`svc_verify::refusals::read_dir`, from a copy of the store), svc-kpi's SLOs (its report
+//! at the end of the period, from a copy of `kpi.redb`: a running svc-kpi locks the file) and
+//! svc-tiering's catalog figures: asked of the running svc-tiering, which holds the catalog's
+//! lock, or, when the stack is stopped, read by opening the catalog as svc-tiering does (the
+//! one write to the directory: fjall recovers its journal, and an older `catalog.redb` is
+//! moved into the keyspace, as the next start would).
 //!
 //! Exit status: 0 when the report was written, whatever the verdicts; 3 with `--strict` when a
 //! control fails; 1 on errors (bad period, unknown framework, unreadable store).
@@ -237,9 +241,7 @@ fn external(dir: &Path, period: &Period, progress: &(dyn Fn(&str) + Sync)) -> Ex
     };
     let kpi_dir = dir.join(crate::stack::KPI_DIR);
     let tiering_dir = dir.join(crate::stack::TIERING_DIR);
-    let tiering = tiering_dir
-        .join(svc_tiering::catalog::FILE_NAME)
-        .is_file()
+    let tiering = svc_tiering::catalog::Catalog::exists(&tiering_dir)
         .then(|| tiering_figures(dir, &tiering_dir).map_err(|e| format!("{e:#}")));
     External {
         tiering,
@@ -250,8 +252,10 @@ fn external(dir: &Path, period: &Period, progress: &(dyn Fn(&str) + Sync)) -> Ex
     }
 }
 
-/// svc-tiering's placement catalog, from a copy (a running svc-tiering holds the file), with
-/// the retention and placement interval of the stack's effective configuration.
+/// svc-tiering's placement catalog, with the retention and placement interval of the
+/// stack's effective configuration: read directly when the stack is stopped, else asked of
+/// the running svc-tiering (its `Stats` with `catalog`), which holds the catalog's lock. A
+/// fjall keyspace cannot be copied consistently while it is written.
 fn tiering_figures(
     dir: &Path,
     tiering_dir: &Path,
@@ -273,34 +277,90 @@ fn tiering_figures(
     }
     let policy =
         svc_tiering::TieringConfig::from_table(section, "[tiering]", |_| None)?.policy()?;
-    let file = tiering_dir.join(svc_tiering::catalog::FILE_NAME);
-    let copy = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let copied = copy.path().join(svc_tiering::catalog::FILE_NAME);
-    std::fs::copy(&file, &copied).with_context(|| format!("cannot copy {}", file.display()))?;
-    let catalog = svc_tiering::catalog::Catalog::open(&copied)
-        .map_err(|e| anyhow::anyhow!("cannot open a copy of {}: {e}", file.display()))?;
-    let records = catalog
-        .scan()
-        .map_err(|e| anyhow::anyhow!("cannot read a copy of {}: {e}", file.display()))?;
-    let mut f = flk_compliance::evidence::TieringFigures {
+    // Against the newest record held, not the clock: the same catalog gives the same answer.
+    let past_retention_after_ms = policy
+        .retention_ms
+        .map(|r| r.saturating_add(policy.demote_interval_ms));
+    let catalog = svc_tiering::catalog::Catalog::open_if_free(tiering_dir).map_err(|e| {
+        anyhow::anyhow!("cannot open the catalog in {}: {e}", tiering_dir.display())
+    })?;
+    let c = match catalog {
+        Some(catalog) => catalog.figures(past_retention_after_ms).map_err(|e| {
+            anyhow::anyhow!("cannot read the catalog in {}: {e}", tiering_dir.display())
+        })?,
+        None => running_catalog_figures(dir, tiering_dir, past_retention_after_ms)?,
+    };
+    Ok(flk_compliance::evidence::TieringFigures {
+        records: c.records,
+        bytes: c.bytes,
+        oldest_decided_ms: c.oldest_decided_ms,
+        newest_decided_ms: c.newest_decided_ms,
         retention_ms: policy.retention_ms,
         demote_interval_ms: policy.demote_interval_ms,
+        past_retention: c.past_retention,
+        pending_moves: c.pending_moves,
+    })
+}
+
+/// The catalog figures of the svc-tiering running over `tiering_dir`, from its `Stats` at the
+/// address it wrote there (`svc_tiering::ADDR_FILE`), with the stack's mesh client
+/// certificate (`<dir>/tls/`, what `flk up` gives its internal ports).
+fn running_catalog_figures(
+    dir: &Path,
+    tiering_dir: &Path,
+    past_retention_after_ms: Option<u64>,
+) -> anyhow::Result<svc_tiering::catalog::CatalogFigures> {
+    use flk_runtime::client::{EndpointOptions, Peer, TieringClient};
+    let addr = svc_tiering::read_addr_file(tiering_dir)?.with_context(|| {
+        format!(
+            "svc-tiering holds the catalog in {} and has not written its address yet",
+            tiering_dir.display()
+        )
+    })?;
+    let pki = crate::pki::MeshPki {
+        dir: dir.join("tls"),
+    };
+    let peer = Peer::resolve(&pki.client(), |_| None).context("the stack's mesh certificate")?;
+    let url = format!("http://{addr}");
+    let call = async move {
+        let channel = peer
+            .connect(&url, EndpointOptions::default())
+            .await
+            .with_context(|| format!("cannot reach svc-tiering at {url}"))?;
+        let stats = TieringClient::new(channel)
+            .stats(flk_proto::v1::TieringStatsRequest {
+                catalog: true,
+                past_retention_after_ms,
+            })
+            .await
+            .with_context(|| format!("svc-tiering at {url}: Stats"))?
+            .into_inner();
+        stats
+            .catalog
+            .with_context(|| format!("svc-tiering at {url} answered no catalog figures"))
+    };
+    // On a blocking thread of a runtime (the gateway's reports, `flk report`), or none.
+    let c = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(call)?,
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(call)?,
+    };
+    let mut f = svc_tiering::catalog::CatalogFigures {
+        pending_moves: c.pending_moves,
+        oldest_decided_ms: c.oldest_decided_unix_ms,
+        newest_decided_ms: c.newest_decided_unix_ms,
+        past_retention: c.past_retention,
         ..Default::default()
     };
-    for (_, meta) in &records {
-        let t = meta.tier as usize;
-        f.records[t] += 1;
-        f.bytes[t] += meta.stored_bytes();
-        f.pending_moves += u64::from(meta.pending.is_some());
-    }
-    f.oldest_decided_ms = records.iter().map(|(_, m)| m.decided_ms).min().unwrap_or(0);
-    f.newest_decided_ms = records.iter().map(|(_, m)| m.decided_ms).max().unwrap_or(0);
-    if let Some(retention) = policy.retention_ms {
-        // Against the newest record held, not the clock: the same catalog gives the same answer.
-        let grace =
-            i64::try_from(retention.saturating_add(policy.demote_interval_ms)).unwrap_or(i64::MAX);
-        let limit = f.newest_decided_ms.saturating_sub(grace);
-        f.past_retention = records.iter().filter(|(_, m)| m.decided_ms < limit).count() as u64;
+    for t in &c.tiers {
+        let tier = svc_tiering::Tier::ALL
+            .into_iter()
+            .find(|x| x.as_str() == t.tier)
+            .with_context(|| format!("svc-tiering named an unknown tier {:?}", t.tier))?;
+        f.records[tier.index()] = t.records;
+        f.bytes[tier.index()] = t.bytes;
     }
     Ok(f)
 }

@@ -4,8 +4,9 @@
 //! the report read from the data directory while the stack runs: verdicts and counts, samples
 //! that `flk audit verify --bundle` accepts, the same JSON bytes twice, `--strict`, a custom
 //! framework of two controls, a period without checkpoints, errors, the refusal counts over
-//! the gateway's gRPC (admin token only); and, on a stopped stack, a
-//! byte changed in the audit log fails `audit_log_integrity` naming the entry.
+//! the gateway's gRPC (admin token only); and, on a stopped stack, svc-tiering's figures read
+//! directly equal those the running service answered, and a byte changed in the audit log
+//! fails `audit_log_integrity` naming the entry.
 
 mod common;
 
@@ -402,10 +403,23 @@ fn a_tampered_audit_log_fails_integrity_naming_the_entry() {
         assert!(Instant::now() < deadline, "audit log behind");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // svc-tiering's figures, asked of the running service (it holds the catalog).
+    let running = loop {
+        let (r, _) = report_json(&data, "soc2");
+        let tiering = evidence(&r, "tiering").clone();
+        if tiering["figures"]["records"]["hot"] == decisions {
+            break tiering;
+        }
+        assert!(Instant::now() < deadline, "svc-tiering behind: {tiering:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     up.stop();
     let (before, _) = report_json(&data, "soc2");
     assert_eq!(evidence(&before, "audit_log_integrity")["status"], "pass");
     assert_eq!(evidence(&before, "checkpoint_anchoring")["status"], "fail");
+    // Stopped, the catalog is read directly: the same figures (a killed process loses no
+    // feed batch it committed, only a power loss would).
+    assert_eq!(evidence(&before, "tiering"), &running);
 
     // The anchor journal as svc-audit writes it (a line per anchor, with the exact note): an
     // anchor of the latest checkpoint covers every decision, and the samples carry it. (The

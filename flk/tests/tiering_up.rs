@@ -118,13 +118,13 @@ async fn decisions_are_read_back_from_their_tier_byte_for_byte_and_only_by_their
     assert_eq!(err.code(), tonic::Code::NotFound);
     // Live figures are the operator's: a tenant token is refused, the admin token answered.
     let err = acme_grpc
-        .stats(v1::TieringStatsRequest {})
+        .stats(v1::TieringStatsRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     let mut admin = grpc(&up.token("admin.token")).await;
     let stats = admin
-        .stats(v1::TieringStatsRequest {})
+        .stats(v1::TieringStatsRequest::default())
         .await
         .unwrap()
         .into_inner();

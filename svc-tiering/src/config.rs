@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50081"             # gRPC + REST + /health /ready /metrics
-//! data_dir = "flk-data/tiering"          # catalog.redb, warm.redb (embedded), cold/ (default)
+//! data_dir = "flk-data/tiering"          # catalog.fjall, warm.redb (embedded), cold/ (default)
 //! verify_url = "http://127.0.0.1:50051"  # svc-verify, the outcome feed
 //! hot = "memory"                         # memory | redis://host:port/db
 //! hot_max_bytes = 268435456              # hot bytes (outcome plus body) above this: demote early

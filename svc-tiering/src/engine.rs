@@ -28,10 +28,9 @@
 //! tier still A -> the copy in B is discarded and the move forgotten; tier B -> the stale copy
 //! in A is deleted. A removal marks `pending = Remove` (durable) before deleting. Packs the
 //! catalog does not know (a crash between writing a pack and step 3) are deleted on start.
-//! The hot tier is volatile, so the catalog keeps each hot record's blob (its hot journal,
-//! a fjall keyspace beside the catalog's file), written before the record's entry and removed
-//! after the durable commit of its leaving (`catalog`'s module docs); on start the hot store
-//! is refilled from it.
+//! The hot tier is volatile, so the catalog keeps each hot record's blob (its hot journal),
+//! added and dropped in the same atomic catalog batch as the entry that makes the record hot
+//! or makes it leave (`catalog`'s module docs); on start the hot store is refilled from it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

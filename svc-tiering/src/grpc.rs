@@ -7,6 +7,7 @@ use flk_proto::v1::{self};
 use flk_proto::{ApiError, DEFAULT_TENANT, TENANT_METADATA};
 use tonic::{Request, Response, Status};
 
+use crate::catalog::CatalogFigures;
 use crate::config::Policy;
 use crate::engine::{Engine, Stats};
 use crate::error::TieringError;
@@ -97,6 +98,24 @@ pub fn stats_msg(s: &Stats) -> v1::TieringStats {
         prewarm_recall: s.prewarm.map(|p| p.1),
         feed_cursor: s.feed_cursor,
         policy: Some(policy_msg(&s.policy)),
+        catalog: None,
+    }
+}
+
+pub fn catalog_figures_msg(f: &CatalogFigures) -> v1::CatalogFigures {
+    v1::CatalogFigures {
+        tiers: Tier::ALL
+            .iter()
+            .map(|t| v1::TierFigures {
+                tier: t.as_str().to_owned(),
+                records: f.records[t.index()],
+                bytes: f.bytes[t.index()],
+            })
+            .collect(),
+        pending_moves: f.pending_moves,
+        oldest_decided_unix_ms: f.oldest_decided_ms,
+        newest_decided_unix_ms: f.newest_decided_ms,
+        past_retention: f.past_retention,
     }
 }
 
@@ -154,14 +173,25 @@ impl TieringService for TieringGrpc {
 
     async fn stats(
         &self,
-        _request: Request<v1::TieringStatsRequest>,
+        request: Request<v1::TieringStatsRequest>,
     ) -> Result<Response<v1::TieringStats>, Status> {
         let cursor = self
             .engine
             .catalog()
             .cursor()
             .map_err(|e| status(e.into()))?;
-        Ok(Response::new(stats_msg(&self.engine.stats(cursor))))
+        let mut stats = stats_msg(&self.engine.stats(cursor));
+        let req = request.into_inner();
+        if req.catalog {
+            let catalog = self.engine.catalog().clone();
+            let figures =
+                tokio::task::spawn_blocking(move || catalog.figures(req.past_retention_after_ms))
+                    .await
+                    .map_err(|e| status(TieringError::Task(e.to_string())))?
+                    .map_err(|e| status(e.into()))?;
+            stats.catalog = Some(catalog_figures_msg(&figures));
+        }
+        Ok(Response::new(stats))
     }
 
     async fn set_policy(

@@ -36,8 +36,10 @@
 //! # Data directory
 //!
 //! ```text
-//! <data_dir>/catalog.redb   placement catalog, pack counts, feed cursor
-//! <data_dir>/hot_journal.fjall  the hot journal: every hot record's bytes
+//! <data_dir>/catalog.fjall  placement catalog: entries, hot journal (every hot record's
+//!                           bytes), pack counts, feed cursor (one fjall keyspace)
+//! <data_dir>/catalog.lock   held while the catalog is open
+//! <data_dir>/listen.addr    the address a running svc-tiering serves on (ADDR_FILE)
 //! <data_dir>/warm.redb      the embedded warm tier (warm = "embedded")
 //! <data_dir>/cold/packs/    the default cold tier (cold = file://<data_dir>/cold)
 //! <data_dir>/admin.token    generated when neither mTLS nor a token is configured
@@ -162,10 +164,17 @@ impl Service {
             .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
         let registry = Registry::new();
         let metrics = TieringMetrics::register(&registry)?;
-        let catalog_path = cfg.data_dir.join(catalog::FILE_NAME);
-        let catalog = tokio::task::spawn_blocking(move || catalog::Catalog::open(&catalog_path))
+        let dir = cfg.data_dir.clone();
+        let catalog = tokio::task::spawn_blocking(move || catalog::Catalog::open(&dir))
             .await?
             .context("cannot open the placement catalog")?;
+        // The catalog's lock is ours: an address file left by an earlier process is stale.
+        let addr_file = cfg.data_dir.join(ADDR_FILE);
+        if let Err(e) = std::fs::remove_file(&addr_file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            anyhow::bail!("cannot remove {}: {e}", addr_file.display());
+        }
         let tiers = open_tiers(cfg, vars.clone()).await?;
         let prewarm: Arc<dyn prewarm::Prewarm> = match cfg.prewarm_kind()? {
             config::PrewarmKind::None => Arc::new(prewarm::Lru),
@@ -251,6 +260,7 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cursor = self.engine.catalog().cursor()?;
+        write_addr_file(&self.cfg.data_dir, listener.local_addr()?)?;
         let (retry_initial, retry_max) = self.cfg.reconnect();
         let connected = Arc::new(AtomicBool::new(false));
         let wiring = self.feed_wiring.clone().or_metrics_in(&self.registry)?;
@@ -287,6 +297,42 @@ impl Service {
             tracing::error!(error = %e, "svc-tiering could not make its last feed batches durable");
         }
         result.context("tiering server failed")
+    }
+}
+
+/// The file in the data directory naming the address a running svc-tiering serves on
+/// (`HOST:PORT`): how a reader of the data directory that finds the catalog locked
+/// (`flk report compliance`) reaches the process holding it. Written when serving starts,
+/// removed when the catalog is next opened.
+pub const ADDR_FILE: &str = "listen.addr";
+
+/// Writes [`ADDR_FILE`] atomically (a temporary file renamed over it); an unspecified
+/// address is written as loopback, which reaches it from this machine.
+fn write_addr_file(dir: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let path = dir.join(ADDR_FILE);
+    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The address a running svc-tiering over `dir` serves on ([`ADDR_FILE`]), `None` when
+/// the file is missing.
+pub fn read_addr_file(dir: &std::path::Path) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let path = dir.join(ADDR_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().parse().with_context(|| {
+            format!("{} does not hold an address", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
 }
 

@@ -80,7 +80,7 @@ async fn get_body_stats_and_policy_in_process() {
     let b = g.get_body(get_req("acme", 2)).await.unwrap().into_inner();
     assert_eq!((b.tier.as_str(), b.body), ("warm", body(2)));
     let s = g
-        .stats(Request::new(v1::TieringStatsRequest {}))
+        .stats(Request::new(v1::TieringStatsRequest::default()))
         .await
         .unwrap()
         .into_inner();
@@ -98,6 +98,31 @@ async fn get_body_stats_and_policy_in_process() {
     assert_eq!(s.feed_cursor, 2);
     assert_eq!(s.policy.unwrap().hot_ttl_ms, 1_000);
     assert!(s.prewarm_precision.is_none());
+    assert!(s.catalog.is_none(), "the catalog is walked only when asked");
+    // An audit's walk of the catalog: the same records, with decision times and the records
+    // decided more than the given span before the newest.
+    svc.engine()
+        .ingest(&[decision(3, "acme", 3, T0 + 5_000)])
+        .await
+        .unwrap();
+    let c = g
+        .stats(Request::new(v1::TieringStatsRequest {
+            catalog: true,
+            past_retention_after_ms: Some(4_000),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .catalog
+        .expect("catalog figures");
+    let rec = |t: &str| c.tiers.iter().find(|x| x.tier == t).unwrap().records;
+    assert_eq!((rec("hot"), rec("warm"), rec("cold")), (2, 1, 0));
+    assert_eq!(c.pending_moves, 0);
+    assert_eq!(
+        (c.oldest_decided_unix_ms, c.newest_decided_unix_ms),
+        (T0, T0 + 5_000)
+    );
+    assert_eq!(c.past_retention, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +147,13 @@ async fn ready_names_the_store_that_is_down() {
     let (status, _, body) = http_get(addr, "/ready", "t0k").await;
     let text = String::from_utf8(body).unwrap();
     assert_eq!(status, 503, "{text}");
+    // Serving, it names its port in the data directory, and holds the catalog.
+    assert_eq!(svc_tiering::read_addr_file(dir.path()).unwrap(), Some(addr));
+    assert!(
+        svc_tiering::catalog::Catalog::open_if_free(dir.path())
+            .unwrap()
+            .is_none()
+    );
     assert!(text.contains("hot (redis)"), "{text}");
     let (status, _, _) = http_get(addr, "/v1/tiering/stats", "wrong").await;
     assert_eq!(status, 401);
