@@ -222,9 +222,8 @@ pub async fn divergence(core: &Core, peer: &str) -> Result<Divergence, ApiError>
     Ok(out)
 }
 
-/// The records of `keys` this region's svc-verify holds.
-async fn local_records(core: &Core, keys: &[Key]) -> Result<Vec<v1::FeedRecord>, ApiError> {
-    let request = v1::GetRecordsRequest {
+fn records_request(keys: &[Key]) -> v1::GetRecordsRequest {
+    v1::GetRecordsRequest {
         keys: keys
             .iter()
             .map(|k| v1::RecordKey {
@@ -232,10 +231,14 @@ async fn local_records(core: &Core, keys: &[Key]) -> Result<Vec<v1::FeedRecord>,
                 pcs_id: k.pcs_id.clone(),
             })
             .collect(),
-    };
+    }
+}
+
+/// The records of `keys` this region's svc-verify holds.
+async fn local_records(core: &Core, keys: &[Key]) -> Result<Vec<v1::FeedRecord>, ApiError> {
     core.verify
         .clone()
-        .get_records(request)
+        .get_records(records_request(keys))
         .await
         .map(|r| r.into_inner().records)
         .map_err(|s| {
@@ -251,15 +254,7 @@ async fn local_records(core: &Core, keys: &[Key]) -> Result<Vec<v1::FeedRecord>,
 async fn fetch(client: &Client, keys: &[Key]) -> Result<Vec<v1::FeedRecord>, String> {
     Ok(client
         .clone()
-        .fetch_records(v1::GetRecordsRequest {
-            keys: keys
-                .iter()
-                .map(|k| v1::RecordKey {
-                    tenant_id: k.tenant_id.clone(),
-                    pcs_id: k.pcs_id.clone(),
-                })
-                .collect(),
-        })
+        .fetch_records(records_request(keys))
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner()
