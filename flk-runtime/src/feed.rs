@@ -146,8 +146,9 @@ impl FeedSource for NoFeed {
 /// What the consumer does with records; the service's part.
 pub trait FeedSink: Send + Sync + 'static {
     /// Makes `batch` durable (with the cursor); called again with the same batch until it
-    /// succeeds. Runs on a blocking thread.
-    fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String>;
+    /// succeeds. Runs on a blocking thread. The records are borrowed from the feed's shared
+    /// batches (a consumer's batch usually spans several), so no record is copied.
+    fn apply(&self, batch: &[&v1::FeedRecord]) -> Result<(), String>;
     /// A record arrived from the feed (for lag metrics).
     fn received(&self, _seq: u64) {}
     /// The subscription went up or down.
@@ -683,7 +684,7 @@ async fn apply_loop<S: FeedSink>(
 }
 
 /// Applies `pending`, retrying with backoff until it succeeds (an empty batch is a no-op).
-/// One chunk is applied in place; several are copied into one batch.
+/// The sink sees references into the chunks' shared batches: merging them copies no record.
 async fn apply_with_retry<S: FeedSink>(
     sink: &Arc<S>,
     progress: &Progress,
@@ -693,29 +694,20 @@ async fn apply_with_retry<S: FeedSink>(
     if pending.len == 0 {
         return;
     }
-    let mut chunks = pending.chunks;
-    let (records, range) = match (chunks.pop_front(), chunks.is_empty()) {
-        (Some(only), true) => (only.batch, only.range),
-        (first, _) => {
-            let mut all = Vec::with_capacity(pending.len);
-            for c in first.iter().chain(&chunks) {
-                all.extend_from_slice(c.records());
-            }
-            let len = all.len();
-            (SharedBatch::from(all), 0..len)
-        }
-    };
-    let len = range.len();
-    let (last_seq, last_decided) = records[range.end - 1..]
-        .first()
+    let len = pending.len;
+    let chunks: Arc<[Chunk]> = pending.chunks.into_iter().collect();
+    let (last_seq, last_decided) = chunks
+        .last()
+        .and_then(|c| c.records().last())
         .map_or((0, 0), |r| (r.seq, r.decided_at_unix_ms));
     let mut delay = settings.retry_initial;
     loop {
-        let (s, b, r) = (sink.clone(), records.clone(), range.clone());
+        let (s, chunks) = (sink.clone(), chunks.clone());
         let run = tokio::task::spawn_blocking(move || {
             CHARGED_CPU.with(|c| c.set(0.0));
             let started = thread_cpu_seconds();
-            let result = s.apply(&b[r]);
+            let batch: Vec<&v1::FeedRecord> = chunks.iter().flat_map(Chunk::records).collect();
+            let result = s.apply(&batch);
             let cpu = thread_cpu_seconds() - started + CHARGED_CPU.with(|c| c.replace(0.0));
             (result, cpu)
         })
@@ -804,7 +796,7 @@ mod tests {
     }
 
     impl FeedSink for Recorder {
-        fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
+        fn apply(&self, batch: &[&v1::FeedRecord]) -> Result<(), String> {
             let mut all = self.batches.lock().map_err(|e| e.to_string())?;
             all.push(batch.iter().map(|r| r.seq).collect());
             Ok(())
@@ -895,7 +887,7 @@ mod tests {
     }
 
     impl FeedSink for HelperThreads {
-        fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
+        fn apply(&self, batch: &[&v1::FeedRecord]) -> Result<(), String> {
             let cpu = std::thread::scope(|s| {
                 s.spawn(|| {
                     let started = thread_cpu_seconds();

@@ -25,7 +25,7 @@ pub struct AuditSink {
 }
 
 impl FeedSink for AuditSink {
-    fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
+    fn apply(&self, batch: &[&v1::FeedRecord]) -> Result<(), String> {
         let report = self.ledger.integrate(batch).map_err(|e| e.to_string())?;
         tracing::debug!(?report, "batch integrated");
         Ok(())

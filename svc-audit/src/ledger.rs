@@ -23,7 +23,7 @@
 //! A crash before 1 loses nothing: the cursor has not moved. The cursor never names a record
 //! whose entry is not durable in the log (**CursorBehindLog**).
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -341,13 +341,19 @@ impl Ledger {
     /// Records that are not decisions, cannot be mapped, or whose key is already in the log
     /// become no entry. Returns what was done; on error nothing after the failed step was
     /// written, and the next call repairs the index first.
-    pub fn integrate(&self, records: &[v1::FeedRecord]) -> Result<Integrated, AuditError> {
+    pub fn integrate<R: Borrow<v1::FeedRecord> + Sync>(
+        &self,
+        records: &[R],
+    ) -> Result<Integrated, AuditError> {
         let result = self.integrate_inner(records);
         self.writable.store(result.is_ok(), Ordering::Release);
         result
     }
 
-    fn integrate_inner(&self, records: &[v1::FeedRecord]) -> Result<Integrated, AuditError> {
+    fn integrate_inner<R: Borrow<v1::FeedRecord> + Sync>(
+        &self,
+        records: &[R],
+    ) -> Result<Integrated, AuditError> {
         let started = Instant::now();
         let mut writer = lock(&self.writer);
         if self.fault.load(Ordering::Acquire) == FAULT_HALTED {
@@ -367,7 +373,7 @@ impl Ledger {
         // Mapping (a strict parse and canonicalization per record) and the index lookup are
         // most of a batch's CPU and independent per record: spread over the cores.
         let mapped = parallel_map(records, |r| {
-            let m = map_record(r);
+            let m = map_record(r.borrow());
             let indexed = match &m {
                 Ok(m) => snapshot.get(&m.tenant_id, &m.pcs_id)?.is_some(),
                 Err(_) => false,
@@ -375,6 +381,7 @@ impl Ledger {
             Ok((m, indexed))
         })?;
         for (rec, (m, indexed)) in records.iter().zip(&mapped) {
+            let rec = rec.borrow();
             match m {
                 Err(skip) => {
                     self.skipped(rec, skip);
@@ -444,7 +451,7 @@ impl Ledger {
             self.index.commit_absent(&keys, size, decisions, durable)?;
             writer.committed(durable);
         }
-        let max_seq = records.iter().map(|r| r.seq).max().unwrap_or(0);
+        let max_seq = records.iter().map(|r| r.borrow().seq).max().unwrap_or(0);
         if max_seq > writer.cursor {
             self.cursor_file.store(max_seq)?;
             writer.cursor = max_seq;

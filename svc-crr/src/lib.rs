@@ -175,7 +175,7 @@ struct TreeSink {
 }
 
 impl FeedSink for TreeSink {
-    fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
+    fn apply(&self, batch: &[&v1::FeedRecord]) -> Result<(), String> {
         let updates: Vec<TreeUpdate> = batch
             .iter()
             .filter(|r| {

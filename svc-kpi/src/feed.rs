@@ -20,7 +20,7 @@ use crate::Kpi;
 pub struct KpiSink(pub Arc<Kpi>);
 
 impl FeedSink for KpiSink {
-    fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
+    fn apply(&self, batch: &[&v1::FeedRecord]) -> Result<(), String> {
         self.0.apply(batch).map(|_| ()).map_err(|e| e.to_string())
     }
 

@@ -48,6 +48,7 @@ pub mod report;
 pub mod rows;
 pub mod store;
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -134,14 +135,14 @@ impl Kpi {
     }
 
     /// Applies a batch of feed records (one transaction) and updates the counters.
-    pub fn apply(&self, records: &[v1::FeedRecord]) -> Result<ApplyReport, KpiError> {
+    pub fn apply<R: Borrow<v1::FeedRecord>>(&self, records: &[R]) -> Result<ApplyReport, KpiError> {
         let r = self.store.apply(records, self.clock.now_ms())?;
         self.metrics.count(Event::Decision, r.decisions);
         self.metrics.count(Event::Replicated, r.replicated);
         self.metrics.count(Event::Redelivered, r.redelivered);
         self.metrics.count(Event::Skipped, r.skipped);
         for (index, s) in &r.signals {
-            self.metrics.observe(&records[*index].tenant_id, s);
+            self.metrics.observe(&records[*index].borrow().tenant_id, s);
         }
         self.metrics.applied_up_to(r.cursor);
         if r.decisions > 0 || r.replicated > 0 {

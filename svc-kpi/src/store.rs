@@ -44,6 +44,7 @@
 //! Each apply removes decisions (oldest received first) and buckets older than
 //! `retention_days` (at least 7, so the 7d window is always whole).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -368,7 +369,11 @@ impl Store {
 
     /// Applies a batch of feed records in one transaction, durable at the next
     /// [`Store::flush`] (see the module docs). `now_ms` drives retention only.
-    pub fn apply(&self, records: &[v1::FeedRecord], now_ms: i64) -> Result<ApplyReport, KpiError> {
+    pub fn apply<R: Borrow<v1::FeedRecord>>(
+        &self,
+        records: &[R],
+        now_ms: i64,
+    ) -> Result<ApplyReport, KpiError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let mut report = ApplyReport::default();
         let mut puts: Vec<(Vec<u8>, u64, DecisionRow)> = Vec::with_capacity(records.len());
@@ -391,6 +396,7 @@ impl Store {
             let counted_up_to = cursor;
             let mut in_batch: HashSet<Vec<u8>> = HashSet::with_capacity(records.len());
             for (index, rec) in records.iter().enumerate() {
+                let rec = rec.borrow();
                 if rec.seq != 0 && rec.seq <= cursor {
                     report.redelivered += 1;
                     continue;

@@ -32,6 +32,7 @@
 //! added and dropped in the same atomic catalog batch as the entry that makes the record hot
 //! or makes it leave (`catalog`'s module docs); on start the hot store is refilled from it.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -317,7 +318,10 @@ impl Engine {
     /// and replication events are skipped, and the cursor moves to the batch's last seq (never
     /// past a reconciled record not yet applied). Returns how many records were new or
     /// replaced.
-    pub async fn ingest(&self, batch: &[v1::FeedRecord]) -> Result<u64, TieringError> {
+    pub async fn ingest<R: Borrow<v1::FeedRecord> + Sync>(
+        &self,
+        batch: &[R],
+    ) -> Result<u64, TieringError> {
         self.ingest_inner(batch, false).await
     }
 
@@ -325,17 +329,17 @@ impl Engine {
     /// catalog transaction runs on this thread rather than on another of the blocking pool,
     /// so the consumer's CPU accounting (`flk_feed_apply_cpu_seconds_total`, the CPU share
     /// `flk bench --stack-metrics` reports) includes it, and the batch saves a thread hop.
-    pub fn ingest_blocking(
+    pub fn ingest_blocking<R: Borrow<v1::FeedRecord> + Sync>(
         &self,
         runtime: &tokio::runtime::Handle,
-        batch: &[v1::FeedRecord],
+        batch: &[R],
     ) -> Result<u64, TieringError> {
         runtime.block_on(self.ingest_inner(batch, true))
     }
 
-    async fn ingest_inner(
+    async fn ingest_inner<R: Borrow<v1::FeedRecord> + Sync>(
         &self,
-        batch: &[v1::FeedRecord],
+        batch: &[R],
         on_this_thread: bool,
     ) -> Result<u64, TieringError> {
         let now = self.now_ms();
@@ -343,6 +347,7 @@ impl Engine {
         let mut items = Vec::with_capacity(batch.len());
         let mut replacements = Vec::new();
         for rec in batch {
+            let rec = rec.borrow();
             cursor = cursor.max(rec.seq);
             let Some(stored) = StoredRecord::from_feed(rec) else {
                 continue;

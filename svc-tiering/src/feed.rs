@@ -23,7 +23,7 @@ pub struct TieringSink {
 }
 
 impl FeedSink for TieringSink {
-    fn apply(&self, batch: &[v1::FeedRecord]) -> Result<(), String> {
+    fn apply(&self, batch: &[&v1::FeedRecord]) -> Result<(), String> {
         self.engine
             .ingest_blocking(&self.runtime, batch)
             .map(|_| ())
