@@ -69,7 +69,9 @@ pub use config::KpiConfig;
 pub use error::KpiError;
 use metrics::{Event, KpiMetrics};
 pub use model::{Outcome, Verdict, Window};
-pub use report::{AuditView, DecisionSeries, KpiReport, ReportSettings, compute_report};
+pub use report::{
+    AuditView, DecisionSeries, KpiReport, ReportSettings, compute_report, compute_reports,
+};
 pub use store::Store;
 use store::{ApplyReport, FeedbackReport};
 
@@ -230,11 +232,24 @@ impl Kpi {
         )
     }
 
+    /// The reports of `tenant` over every window ([`Window::ALL`], in order): what
+    /// [`Kpi::report`] gives for each, computed together (one audit-coverage scan).
+    pub fn reports(&self, tenant: &str) -> Result<Vec<KpiReport>, KpiError> {
+        compute_reports(
+            &self.store,
+            tenant,
+            &Window::ALL,
+            self.clock.now_ms(),
+            &self.settings,
+            self.audit_view(),
+        )
+    }
+
     /// Recomputes the gauges of every configured tenant and window.
     pub fn refresh_metrics(&self) -> Result<(), KpiError> {
         for tenant in self.metrics.tenants() {
-            for w in Window::ALL {
-                self.metrics.set_report(&self.report(tenant, w)?);
+            for r in &self.reports(tenant)? {
+                self.metrics.set_report(r);
             }
         }
         Ok(())

@@ -55,7 +55,7 @@ use crate::model::{
     CORRECT, CPU_NS, FALSE_ALARMS, HALLUCINATIONS, Outcome, REPLICATED_BYTES, Regime, STORED_BYTES,
     Signal, Window,
 };
-use crate::store::Store;
+use crate::store::{Store, WindowSums};
 
 /// What the audit upstream reported: the number of entries in its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,8 +225,76 @@ pub fn compute_report(
     settings: &ReportSettings,
     audit: Option<AuditView>,
 ) -> Result<KpiReport, KpiError> {
-    let start = window.start_minute(now_ms);
-    let sums = store.window(tenant, start)?;
+    let mut reports = compute_reports(store, tenant, &[window], now_ms, settings, audit)?;
+    reports
+        .pop()
+        .ok_or_else(|| KpiError::Task("no report computed for the window".into()))
+}
+
+/// [`compute_report`] of `tenant` over each of `windows`, in order. The audit coverage of
+/// every window comes from one scan of the decisions the audit log does not hold yet (the
+/// gauges refresh every window a few times a second under load, and each window scanned the
+/// same newest decisions).
+pub fn compute_reports(
+    store: &Store,
+    tenant: &str,
+    windows: &[Window],
+    now_ms: i64,
+    settings: &ReportSettings,
+    audit: Option<AuditView>,
+) -> Result<Vec<KpiReport>, KpiError> {
+    let sums = windows
+        .iter()
+        .map(|w| {
+            let start = w.start_minute(now_ms);
+            Ok((*w, start, store.window(tenant, start)?))
+        })
+        .collect::<Result<Vec<_>, KpiError>>()?;
+    let coverage = match audit {
+        Some(a) if !sums.is_empty() => {
+            let received = store.decisions_received()?;
+            // A copy that lands between the windows' sums and this scan is counted as not
+            // logged until the next report: a momentary undercount of coverage, never more.
+            let earliest = sums.iter().map(|(_, start, _)| *start).min().unwrap_or(0);
+            let may_hold_replicated = sums
+                .iter()
+                .any(|(_, _, s)| s.bucket.counts[crate::model::REPLICATED] > 0);
+            let minutes = store.not_logged_minutes(
+                tenant,
+                earliest,
+                a.logged,
+                COVERAGE_SCAN_LIMIT,
+                may_hold_replicated,
+            )?;
+            Some((minutes, received.saturating_sub(a.logged)))
+        }
+        _ => None,
+    };
+    Ok(sums
+        .into_iter()
+        .map(|(window, start, sums)| {
+            let audit = coverage.as_ref().map(|(minutes, lag)| {
+                let missing = minutes
+                    .as_ref()
+                    .map(|m| m.iter().filter(|minute| **minute >= start).count() as u64);
+                (missing, *lag)
+            });
+            report_of(tenant, window, start, now_ms, settings, &sums, audit)
+        })
+        .collect())
+}
+
+/// The report of one window from its sums and, with an audit upstream, the decisions of the
+/// window the log does not hold yet (`None`: more than the scan reads) and the log's lag.
+fn report_of(
+    tenant: &str,
+    window: Window,
+    start: u64,
+    now_ms: i64,
+    settings: &ReportSettings,
+    sums: &WindowSums,
+    audit: Option<(Option<u64>, u64)>,
+) -> KpiReport {
     let b = &sums.bucket;
     let decisions = b.counts[crate::model::DECISIONS];
     let replicated_decisions = b.counts[crate::model::REPLICATED];
@@ -256,20 +324,10 @@ pub fn compute_report(
     let total = compute + storage + network + anchoring;
 
     let (audit_coverage, audit_lag_decisions) = match audit {
-        Some(a) => {
-            let received = store.decisions_received()?;
-            // A copy that lands between the window's sums and this scan is counted as not
-            // logged until the next report: a momentary undercount of coverage, never more.
-            let missing = store.not_logged(
-                tenant,
-                start,
-                a.logged,
-                COVERAGE_SCAN_LIMIT,
-                replicated_decisions > 0,
-            )?;
-            let coverage = missing.and_then(|m| ratio(decisions.saturating_sub(m), decisions));
-            (coverage, Some(received.saturating_sub(a.logged)))
-        }
+        Some((missing, lag)) => (
+            missing.and_then(|m| ratio(decisions.saturating_sub(m), decisions)),
+            Some(lag),
+        ),
         None => (None, None),
     };
     let p95_ms = b.latency_quantile_ns(0.95).map(|ns| ns as f64 / 1e6);
@@ -291,7 +349,7 @@ pub fn compute_report(
             SloStatus::at_most(s.verify_latency_p95_ms_max, p95_ms),
         ),
     ]);
-    Ok(KpiReport {
+    KpiReport {
         tenant_id: tenant.to_owned(),
         window,
         generated_at_unix_ms: now_ms,
@@ -342,5 +400,5 @@ pub fn compute_report(
             anchor_batches: sums.anchor_batches.iter().cloned().collect(),
         },
         decisions_over_time: DecisionSeries::of(window, start, &sums.outcomes_by_minute),
-    })
+    }
 }

@@ -728,21 +728,22 @@ impl Store {
         Ok(sums)
     }
 
-    /// Decisions of `tenant` from `start_minute` on whose ordinal is above `logged`: those a
-    /// log holding the first `logged` decisions (in feed order) does not cover yet. Replicated
-    /// copies take ordinals (the log holds them too) but are not counted. Reads at most
-    /// `limit` ordinals (the newest decisions); `None` when more than that are above.
-    /// `may_hold_replicated` false (the window counts no replicated copy) skips reading each
-    /// decision's row to tell a copy from a decision: the scan is then one range read, which
-    /// matters because the gauges run it a few times a second under load.
-    pub fn not_logged(
+    /// The decision minutes of `tenant`'s decisions from `start_minute` on whose ordinal is
+    /// above `logged`: those a log holding the first `logged` decisions (in feed order) does
+    /// not cover yet (one minute per decision, so one scan answers every window starting at or
+    /// after `start_minute`). Replicated copies take ordinals (the log holds them too) but are
+    /// not listed. Reads at most `limit` ordinals (the newest decisions); `None` when more
+    /// than that are above. `may_hold_replicated` false (no window counts a replicated copy)
+    /// skips reading each decision's row to tell a copy from a decision: the scan is then one
+    /// range read, which matters because the gauges run it a few times a second under load.
+    pub fn not_logged_minutes(
         &self,
         tenant: &str,
         start_minute: u64,
         logged: u64,
         limit: u64,
         may_hold_replicated: bool,
-    ) -> Result<Option<u64>, KpiError> {
+    ) -> Result<Option<Vec<u64>>, KpiError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
         let total = meta
@@ -753,7 +754,7 @@ impl Store {
             return Ok(None);
         }
         let ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
-        let mut n = 0;
+        let mut minutes = Vec::new();
         for r in ordinals.range(logged.saturating_add(1)..).map_err(db_err)? {
             let (_, v) = r.map_err(db_err)?;
             let (m, key) = v.value();
@@ -764,10 +765,10 @@ impl Store {
             let replicated =
                 may_hold_replicated && self.rows.get(key)?.is_some_and(|s| s.row.is_replicated());
             if !replicated {
-                n += 1;
+                minutes.push(m);
             }
         }
-        Ok(Some(n))
+        Ok(Some(minutes))
     }
 }
 
@@ -775,6 +776,11 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::{DECISIONS, REPLICATED, REPLICATED_BYTES, STORED_BYTES};
+
+    /// How many decisions a [`Store::not_logged_minutes`] scan listed.
+    fn count(scan: Result<Option<Vec<u64>>, KpiError>) -> Option<usize> {
+        scan.unwrap().map(|minutes| minutes.len())
+    }
 
     fn record(seq: u64, tenant: &str, n: u64, replicated: bool) -> v1::FeedRecord {
         let id = format!("{n:064x}");
@@ -866,10 +872,19 @@ mod tests {
                 .is_replicated()
         );
         // ... but a log holding only the first decision misses one decision, not three.
-        assert_eq!(store.not_logged("acme", 0, 1, 100, true).unwrap(), Some(1));
-        assert_eq!(store.not_logged("acme", 0, 0, 100, true).unwrap(), Some(2));
+        assert_eq!(
+            count(store.not_logged_minutes("acme", 0, 1, 100, true)),
+            Some(1)
+        );
+        assert_eq!(
+            count(store.not_logged_minutes("acme", 0, 0, 100, true)),
+            Some(2)
+        );
         // Told the window holds no copy, the scan counts every ordinal of the tenant.
-        assert_eq!(store.not_logged("acme", 0, 1, 100, false).unwrap(), Some(3));
+        assert_eq!(
+            count(store.not_logged_minutes("acme", 0, 1, 100, false)),
+            Some(3)
+        );
 
         // Verdicts on a copy belong to its origin.
         let e = store

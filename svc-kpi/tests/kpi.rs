@@ -425,6 +425,49 @@ fn audit_coverage_counts_decisions_beyond_the_audit_log_as_missing() {
 }
 
 #[test]
+fn every_window_together_gives_each_windows_report_and_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let kpi = open(dir.path(), &clock);
+    const HOUR: i64 = 3_600_000;
+    // Ordinals in pairs (acme, other), newest decisions first: now (every window), three
+    // hours ago (day and week), two days ago (the week only); "other" interleaved so the
+    // scan tells tenants apart.
+    let mut records = Vec::new();
+    for (i, at) in [T0, T0 - 3 * HOUR, T0 - 48 * HOUR].into_iter().enumerate() {
+        for j in 0..4u64 {
+            let n = i as u64 * 4 + j + 1;
+            records.push(decision(n * 2 - 1, "acme", n, Accepted, at, 1_000_000));
+            records.push(decision(n * 2, "other", 100 + n, Rejected, at, 1_000_000));
+        }
+    }
+    kpi.apply(&records).unwrap();
+    for logged in [0, 3, 9, 14, 24] {
+        kpi.set_audit_logged(Some(logged));
+        let together = kpi.reports("acme").unwrap();
+        let one_by_one: Vec<_> = Window::ALL
+            .iter()
+            .map(|w| kpi.report("acme", *w).unwrap())
+            .collect();
+        assert_eq!(together, one_by_one, "audit log holding {logged}");
+    }
+    // A log holding the first 14 decisions (acme 1-7, other 1-7) misses acme's 8-12: one of
+    // the 4 three hours ago and the 4 of two days ago; none of the hour's.
+    kpi.set_audit_logged(Some(14));
+    let coverage: Vec<_> = kpi
+        .reports("acme")
+        .unwrap()
+        .iter()
+        .map(|r| r.audit_coverage)
+        .collect();
+    assert_eq!(
+        coverage,
+        [Some(1.0), Some(7.0 / 8.0), Some(7.0 / 12.0)],
+        "hour, day, week"
+    );
+}
+
+#[test]
 fn gauges_follow_the_reports_and_undefined_rates_are_absent() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
