@@ -255,30 +255,28 @@ pub fn compute_reports(
             let received = store.decisions_received()?;
             // A copy that lands between the windows' sums and this scan is counted as not
             // logged until the next report: a momentary undercount of coverage, never more.
-            let earliest = sums.iter().map(|(_, start, _)| *start).min().unwrap_or(0);
+            let starts: Vec<u64> = sums.iter().map(|(_, start, _)| *start).collect();
             let may_hold_replicated = sums
                 .iter()
                 .any(|(_, _, s)| s.bucket.counts[crate::model::REPLICATED] > 0);
-            let minutes = store.not_logged_minutes(
+            let missing = store.not_logged(
                 tenant,
-                earliest,
+                &starts,
                 a.logged,
                 COVERAGE_SCAN_LIMIT,
                 may_hold_replicated,
             )?;
-            Some((minutes, received.saturating_sub(a.logged)))
+            Some((missing, received.saturating_sub(a.logged)))
         }
         _ => None,
     };
     Ok(sums
         .into_iter()
-        .map(|(window, start, sums)| {
-            let audit = coverage.as_ref().map(|(minutes, lag)| {
-                let missing = minutes
-                    .as_ref()
-                    .map(|m| m.iter().filter(|minute| **minute >= start).count() as u64);
-                (missing, *lag)
-            });
+        .enumerate()
+        .map(|(i, (window, start, sums))| {
+            let audit = coverage
+                .as_ref()
+                .map(|(missing, lag)| (missing.as_ref().and_then(|m| m.get(i).copied()), *lag));
             report_of(tenant, window, start, now_ms, settings, &sums, audit)
         })
         .collect())

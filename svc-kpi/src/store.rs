@@ -728,18 +728,18 @@ impl Store {
         Ok(sums)
     }
 
-    /// The decision minutes of `tenant`'s decisions from `start_minute` on whose ordinal is
-    /// above `logged`: those a log holding the first `logged` decisions (in feed order) does
-    /// not cover yet (one minute per decision, so one scan answers every window starting at or
-    /// after `start_minute`). Replicated copies take ordinals (the log holds them too) but are
-    /// not listed. Reads at most `limit` ordinals (the newest decisions); `None` when more
-    /// than that are above. `may_hold_replicated` false (no window counts a replicated copy)
-    /// skips reading each decision's row to tell a copy from a decision: the scan is then one
-    /// range read, which matters because the gauges run it a few times a second under load.
-    pub fn not_logged_minutes(
+    /// For each of `starts` (minutes), the decisions of `tenant` from that minute on whose
+    /// ordinal is above `logged`: those a log holding the first `logged` decisions (in feed
+    /// order) does not cover yet. One scan answers every window. Replicated copies take
+    /// ordinals (the log holds them too) but are not counted. Reads at most `limit` ordinals
+    /// (the newest decisions); `None` when more than that are above. `may_hold_replicated`
+    /// false (no window counts a replicated copy) skips reading each decision's row to tell a
+    /// copy from a decision: the scan is then one range read, which matters because the gauges
+    /// run it a few times a second under load.
+    pub fn not_logged(
         &self,
         tenant: &str,
-        start_minute: u64,
+        starts: &[u64],
         logged: u64,
         limit: u64,
         may_hold_replicated: bool,
@@ -754,21 +754,24 @@ impl Store {
             return Ok(None);
         }
         let ordinals = txn.open_table(ORDINALS).map_err(db_err)?;
-        let mut minutes = Vec::new();
+        let earliest = starts.iter().copied().min().unwrap_or(0);
+        let mut counts = vec![0; starts.len()];
         for r in ordinals.range(logged.saturating_add(1)..).map_err(db_err)? {
             let (_, v) = r.map_err(db_err)?;
             let (m, key) = v.value();
-            if m < start_minute || tenant_of_key(key) != Some(tenant) {
+            if m < earliest || tenant_of_key(key) != Some(tenant) {
                 continue;
             }
             // Every ordinal's row was written before the transaction that added the ordinal.
             let replicated =
                 may_hold_replicated && self.rows.get(key)?.is_some_and(|s| s.row.is_replicated());
             if !replicated {
-                minutes.push(m);
+                for (count, start) in counts.iter_mut().zip(starts) {
+                    *count += u64::from(m >= *start);
+                }
             }
         }
-        Ok(Some(minutes))
+        Ok(Some(counts))
     }
 }
 
@@ -776,11 +779,6 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::{DECISIONS, REPLICATED, REPLICATED_BYTES, STORED_BYTES};
-
-    /// How many decisions a [`Store::not_logged_minutes`] scan listed.
-    fn count(scan: Result<Option<Vec<u64>>, KpiError>) -> Option<usize> {
-        scan.unwrap().map(|minutes| minutes.len())
-    }
 
     fn record(seq: u64, tenant: &str, n: u64, replicated: bool) -> v1::FeedRecord {
         let id = format!("{n:064x}");
@@ -873,17 +871,17 @@ mod tests {
         );
         // ... but a log holding only the first decision misses one decision, not three.
         assert_eq!(
-            count(store.not_logged_minutes("acme", 0, 1, 100, true)),
-            Some(1)
+            store.not_logged("acme", &[0], 1, 100, true).unwrap(),
+            Some(vec![1])
         );
         assert_eq!(
-            count(store.not_logged_minutes("acme", 0, 0, 100, true)),
-            Some(2)
+            store.not_logged("acme", &[0], 0, 100, true).unwrap(),
+            Some(vec![2])
         );
         // Told the window holds no copy, the scan counts every ordinal of the tenant.
         assert_eq!(
-            count(store.not_logged_minutes("acme", 0, 1, 100, false)),
-            Some(3)
+            store.not_logged("acme", &[0], 1, 100, false).unwrap(),
+            Some(vec![3])
         );
 
         // Verdicts on a copy belong to its origin.
