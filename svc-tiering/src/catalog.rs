@@ -6,7 +6,7 @@
 //! | partition | key | value |
 //! |---|---|---|
 //! | `records` | `Key::encode` | `RecordMeta::encode` |
-//! | `blobs` (the hot journal) | `Key::encode` | blob |
+//! | `journal` (the hot journal, key-value separated) | `Key::encode` | blob |
 //! | `packs` | pack name | live records (u64, big-endian) |
 //! | `meta` | `cursor` | last feed sequence number applied (u64, big-endian) |
 //!
@@ -16,6 +16,17 @@
 //! B-tree page, and the catalog's inserts, commits, lookups and flushes were 10-13 % of the
 //! whole stack's CPU under load (`docs/BENCHMARKS.md`, issue 23); fjall appends a batch to its
 //! journal and sorts it into segments in the background.
+//!
+//! **The journal's blobs stay out of compaction.** The `journal` partition is key-value
+//! separated: its LSM tree holds each key with a pointer, and the blob itself is written once,
+//! when its memtable is flushed, into an append-only blob file. Compactions then move
+//! pointers, not kilobytes; kept in the tree, every blob was rewritten by each level it passed
+//! through, and svc-tiering quadrupled the flush and compaction work per decision of the whole
+//! process (`docs/BENCHMARKS.md`, issue 23). A blob file's space comes back when its records
+//! leave the hot tier: [`Catalog::collect_journal_garbage`], run after each placement cycle
+//! that moved records out of it, drops the files with no live blob and rewrites the live rest
+//! of those mostly stale ([`JOURNAL_GC_STALENESS`]). Records leave the hot tier roughly in the
+//! order they came (by age), so most files empty whole and are dropped without a rewrite.
 //!
 //! **One atomic batch per change.** A feed batch ([`Catalog::ingest`]: entries, journal
 //! copies, cursor) and every [`Catalog::commit`] (entries, journal copies added or dropped,
@@ -41,9 +52,11 @@
 //! held while the catalog is open, so that a second process never opens it
 //! ([`Catalog::open_if_free`] tells a reader that svc-tiering is running).
 //!
-//! **Older layouts** are moved by [`Catalog::open`], once. The keyspace was
-//! `hot_journal.fjall` while it held only the journal (renamed; its partition `blobs` stays
-//! the journal's, so no blob is rewritten); the entries, pack counts and cursor were in
+//! **Older layouts** are moved by [`Catalog::open`], once. The journal was the partition
+//! `blobs`, not key-value separated (a partition's kind is fixed when it is created): its
+//! blobs are copied into `journal`, persisted, and only then is `blobs` deleted. The keyspace was
+//! `hot_journal.fjall` while it held only the journal (renamed, then its `blobs` moved as
+//! above); the entries, pack counts and cursor were in
 //! `catalog.redb` (tables `records`, `packs`, `meta`; before that the journal too, table
 //! `hot_journal`). Their contents are written into the keyspace and persisted, and only then
 //! is the file deleted: a crash in between moves the same values again at the next open.
@@ -53,7 +66,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use fjall::{
+    GarbageCollection, Keyspace, KvSeparationOptions, PartitionCreateOptions, PartitionHandle,
+    PersistMode,
+};
 use flk_runtime::lock::{DirLock, LockError};
 use redb::{ReadableTable, TableDefinition};
 
@@ -69,8 +85,18 @@ pub const OLD_FILE_NAME: &str = "catalog.redb";
 pub const OLD_JOURNAL_DIR: &str = "hot_journal.fjall";
 
 const RECORDS: &str = "records";
-/// The hot journal's partition (its name from when the keyspace held nothing else).
-const JOURNAL: &str = "blobs";
+/// The hot journal's partition, key-value separated (module docs).
+const JOURNAL: &str = "journal";
+/// The hot journal's partition before it was key-value separated; moved at open.
+const OLD_JOURNAL: &str = "blobs";
+/// Blobs from this size up go to the journal's blob files; smaller ones (none in practice: a
+/// stored record is about a kilobyte) stay in its tree.
+const JOURNAL_SEPARATION_BYTES: u32 = 128;
+/// The journal's blob files are rolled at this size: the unit its space is reclaimed in.
+const JOURNAL_BLOB_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// A journal blob file at least this stale (by bytes) has its live blobs rewritten and is
+/// dropped; one wholly stale is dropped without a rewrite.
+pub const JOURNAL_GC_STALENESS: f32 = 0.75;
 const PACKS: &str = "packs";
 const META: &str = "meta";
 const CURSOR: &[u8] = b"cursor";
@@ -152,6 +178,29 @@ pub struct CatalogFigures {
     pub newest_decided_ms: i64,
     /// Records decided more than the asked-for span before the newest record held.
     pub past_retention: u64,
+}
+
+/// What a collection of the journal's garbage found and did
+/// ([`Catalog::collect_journal_garbage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalGc {
+    /// Blob files, and the bytes of the blobs in them (uncompressed), before the collection.
+    pub files: u64,
+    pub bytes: u64,
+    /// Of `bytes`, those of blobs no longer in the journal.
+    pub stale_bytes: u64,
+    /// Bytes on disk (compressed) of the blob files dropped, those rewritten included: their
+    /// live blobs were written anew into a new file.
+    pub freed_bytes: u64,
+}
+
+/// The hot journal's partition: key-value separated (module docs).
+fn journal_options() -> PartitionCreateOptions {
+    PartitionCreateOptions::default().with_kv_separation(
+        KvSeparationOptions::default()
+            .separation_threshold(JOURNAL_SEPARATION_BYTES)
+            .file_target_size(JOURNAL_BLOB_FILE_BYTES),
+    )
 }
 
 /// The open keyspace; dropped last by the last clone.
@@ -239,28 +288,59 @@ impl Catalog {
             .cache_size(flk_runtime::embedded_db::FJALL_CACHE_BYTES)
             .open()
             .map_err(|e| CatalogError(format!("{}: {e}", path.display())))?;
-        let partition = |name: &str| {
+        let partition = |name: &str, options: PartitionCreateOptions| {
             keyspace
-                .open_partition(name, PartitionCreateOptions::default())
+                .open_partition(name, options)
                 .map_err(|e| CatalogError(format!("partition {name}: {e}")))
         };
+        let plain = PartitionCreateOptions::default;
         let catalog = Catalog {
             inner: Arc::new(Inner {
-                records: partition(RECORDS)?,
-                journal: partition(JOURNAL)?,
-                packs: partition(PACKS)?,
-                meta: partition(META)?,
+                records: partition(RECORDS, plain())?,
+                journal: partition(JOURNAL, journal_options())?,
+                packs: partition(PACKS, plain())?,
+                meta: partition(META, plain())?,
                 keyspace,
                 writer: Mutex::new(()),
                 dirty: AtomicBool::new(false),
                 _lock: lock,
             }),
         };
+        if catalog.inner.keyspace.partition_exists(OLD_JOURNAL) {
+            catalog.move_old_journal()?;
+        }
         let old_file = dir.join(OLD_FILE_NAME);
         if old_file.is_file() {
             catalog.move_from_redb(&old_file)?;
         }
         Ok(catalog)
+    }
+
+    /// Copies the journal's older partition into the key-value separated one, persists it,
+    /// then deletes the old partition (module docs). Copying twice gives the same journal.
+    fn move_old_journal(&self) -> Result<(), CatalogError> {
+        let inner = &*self.inner;
+        let old = inner
+            .keyspace
+            .open_partition(OLD_JOURNAL, PartitionCreateOptions::default())?;
+        let mut batch = inner.keyspace.batch();
+        let mut n = 0usize;
+        for item in old.iter() {
+            let (k, v) = item?;
+            batch.insert(&inner.journal, k, v);
+            n += 1;
+            if batch.len() == old::CHUNK {
+                std::mem::replace(&mut batch, inner.keyspace.batch()).commit()?;
+            }
+        }
+        batch.commit()?;
+        inner.keyspace.persist(PersistMode::SyncAll)?;
+        inner.keyspace.delete_partition(old)?;
+        tracing::info!(
+            blobs = n,
+            "svc-tiering moved its hot journal into a key-value separated partition"
+        );
+        Ok(())
     }
 
     /// Moves an older `catalog.redb` into the keyspace, persists it, then deletes the file
@@ -345,6 +425,28 @@ impl Catalog {
                 self.inner.dirty.store(true, Ordering::Release);
                 err(e)
             })
+    }
+
+    /// Reclaims the journal's blob files held by blobs of records no longer hot (module
+    /// docs): one walk of the journal's keys, then the stale files dropped and the mostly
+    /// stale ones rewritten. Concurrent writes to the journal wait while a file is rewritten.
+    pub fn collect_journal_garbage(&self) -> Result<JournalGc, CatalogError> {
+        let journal = &self.inner.journal;
+        let scan = journal.gc_scan()?;
+        let freed_bytes = journal.gc_with_staleness_threshold(JOURNAL_GC_STALENESS)?;
+        Ok(JournalGc {
+            files: scan.segment_count as u64,
+            bytes: scan.total_bytes,
+            stale_bytes: scan.stale_bytes,
+            freed_bytes,
+        })
+    }
+
+    /// Writes the journal's memtable out now, its blobs into a blob file (otherwise done when
+    /// the memtable fills): for tests and tools that look at the blob files.
+    #[doc(hidden)]
+    pub fn seal_journal(&self) -> Result<(), CatalogError> {
+        Ok(self.inner.journal.rotate_memtable_and_wait()?)
     }
 
     /// The last feed sequence number applied (0: none).
@@ -648,6 +750,120 @@ mod tests {
         assert!(cat.scan_page(after.as_deref(), 3).unwrap().is_empty());
     }
 
+    /// A kilobyte blob for record `i` (above the separation threshold).
+    fn big_blob(i: u64) -> Arc<Vec<u8>> {
+        Arc::new(format!("{i:0>1024}").into_bytes())
+    }
+
+    /// Blobs flushed from the journal's memtable into a blob file of their own.
+    fn ingest_flushed(cat: &Catalog, range: std::ops::Range<u64>) {
+        let records: Vec<_> = range
+            .clone()
+            .map(|i| (key(i), meta(i as i64), big_blob(i)))
+            .collect();
+        cat.ingest(&records, range.end).unwrap();
+        cat.seal_journal().unwrap();
+    }
+
+    /// Records that leave the hot tier give their journal space back: the blob file holding
+    /// only them is dropped, the other file's blobs are untouched, and nothing is dropped
+    /// while every blob is live.
+    #[test]
+    fn the_journal_space_of_records_no_longer_hot_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        ingest_flushed(&cat, 0..500);
+        ingest_flushed(&cat, 500..1000);
+
+        let idle = cat.collect_journal_garbage().unwrap();
+        assert_eq!(idle.files, 2);
+        assert!(idle.bytes > 0);
+        assert_eq!((idle.stale_bytes, idle.freed_bytes), (0, 0));
+
+        // The first 500 leave the hot tier (their journal copies go), as a demotion does.
+        let ops: Vec<_> = (0..500).map(|i| Op::JournalDel(key(i))).collect();
+        cat.commit(&ops, true).unwrap();
+        let gc = cat.collect_journal_garbage().unwrap();
+        assert_eq!(gc.files, 2);
+        assert!(
+            gc.stale_bytes > 0 && gc.stale_bytes < gc.bytes,
+            "one file of two is stale: {gc:?}"
+        );
+        assert!(gc.freed_bytes > 0, "the stale file is dropped: {gc:?}");
+        for i in 0..500 {
+            assert_eq!(cat.journal_get(&key(i)).unwrap(), None);
+        }
+        for i in 500..1000 {
+            assert_eq!(
+                cat.journal_get(&key(i)).unwrap(),
+                Some(big_blob(i).to_vec())
+            );
+        }
+        let after = cat.collect_journal_garbage().unwrap();
+        assert_eq!((after.files, after.stale_bytes), (1, 0));
+        assert_eq!(after.bytes, gc.bytes - gc.stale_bytes);
+
+        // And the journal reopens as it was left.
+        drop(cat);
+        let cat = Catalog::open(dir.path()).unwrap();
+        assert_eq!(cat.journal_get(&key(0)).unwrap(), None);
+        assert_eq!(
+            cat.journal_get(&key(999)).unwrap(),
+            Some(big_blob(999).to_vec())
+        );
+    }
+
+    /// The last layout's journal (the partition `blobs`, not key-value separated) moves into
+    /// the separated partition at open, once, over more than one batch.
+    #[test]
+    fn the_journal_moves_into_a_key_value_separated_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = old::CHUNK as u64 + 10;
+        {
+            let keyspace = fjall::Config::new(dir.path().join(DIR_NAME))
+                .open()
+                .unwrap();
+            let blobs = keyspace
+                .open_partition(OLD_JOURNAL, PartitionCreateOptions::default())
+                .unwrap();
+            let records = keyspace
+                .open_partition(RECORDS, PartitionCreateOptions::default())
+                .unwrap();
+            for i in 0..n {
+                blobs
+                    .insert(key(i).encode(), big_blob(i).as_slice())
+                    .unwrap();
+                records
+                    .insert(key(i).encode(), meta(i as i64).encode())
+                    .unwrap();
+            }
+            keyspace.persist(PersistMode::SyncAll).unwrap();
+        }
+        let cat = Catalog::open(dir.path()).unwrap();
+        assert!(!cat.inner.keyspace.partition_exists(OLD_JOURNAL));
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(cat.get(&key(i)).unwrap(), Some(meta(i as i64)));
+            assert_eq!(
+                cat.journal_get(&key(i)).unwrap(),
+                Some(big_blob(i).to_vec())
+            );
+        }
+        // Flushed, the moved blobs go to a blob file, not the tree.
+        cat.seal_journal().unwrap();
+        let gc = cat.collect_journal_garbage().unwrap();
+        assert_eq!(gc.files, 1);
+        assert_eq!(gc.bytes, n * 1024);
+        cat.commit(&[Op::JournalDel(key(0))], true).unwrap();
+        drop(cat);
+        let cat = Catalog::open(dir.path()).unwrap();
+        assert!(!cat.inner.keyspace.partition_exists(OLD_JOURNAL));
+        assert_eq!(cat.journal_get(&key(0)).unwrap(), None, "not moved twice");
+        assert_eq!(
+            cat.journal_get(&key(1)).unwrap(),
+            Some(big_blob(1).to_vec())
+        );
+    }
+
     #[test]
     fn journal_copies_come_and_go_with_hot_records() {
         let dir = tempfile::tempdir().unwrap();
@@ -859,7 +1075,7 @@ mod tests {
                 .open()
                 .unwrap();
             let blobs = keyspace
-                .open_partition(JOURNAL, PartitionCreateOptions::default())
+                .open_partition(OLD_JOURNAL, PartitionCreateOptions::default())
                 .unwrap();
             for i in 0..n {
                 blobs
@@ -900,6 +1116,7 @@ mod tests {
             assert_moved(&cat, n);
             assert!(!dir.path().join(OLD_FILE_NAME).exists());
             assert!(!dir.path().join(OLD_JOURNAL_DIR).exists());
+            assert!(!cat.inner.keyspace.partition_exists(OLD_JOURNAL));
             // The catalog goes on from there, and a second open moves nothing back.
             cat.commit(&[Op::Remove(key(0)), Op::Cursor(5_000)], true)
                 .unwrap();

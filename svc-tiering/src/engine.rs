@@ -96,6 +96,9 @@ pub struct CycleReport {
     pub failures: u64,
     /// Records promoted ahead of reads by the prewarm model.
     pub prewarmed: u64,
+    /// Bytes of hot journal blob files dropped after the cycle's moves out of the hot tier
+    /// ([`Catalog::collect_journal_garbage`]).
+    pub journal_freed_bytes: u64,
 }
 
 /// A record read and the tier that answered.
@@ -1103,7 +1106,25 @@ impl Engine {
         if self.prewarm.predictive() {
             report.prewarmed = self.prewarm_cycle(now).await?;
         }
+        if report.hot_to_warm + report.removed > 0 {
+            report.journal_freed_bytes = self.collect_journal_garbage().await?;
+        }
         Ok(report)
+    }
+
+    /// Reclaims the hot journal's space left by records no longer hot; the bytes freed.
+    pub async fn collect_journal_garbage(&self) -> Result<u64, TieringError> {
+        let gc = self.cat(|c| c.collect_journal_garbage()).await?;
+        let m = &self.metrics;
+        m.journal_bytes
+            .set(i64::try_from(gc.bytes).unwrap_or(i64::MAX));
+        m.journal_stale_bytes
+            .set(i64::try_from(gc.stale_bytes).unwrap_or(i64::MAX));
+        m.journal_freed.inc_by(gc.freed_bytes);
+        if gc.freed_bytes > 0 {
+            tracing::debug!(?gc, "hot journal garbage collected");
+        }
+        Ok(gc.freed_bytes)
     }
 
     /// The measured costs a prewarm promotion is weighed against.

@@ -13,6 +13,8 @@
 //! | `flk_tiering_move_failures_total` | counter | move steps that failed (retried next cycle) |
 //! | `flk_tiering_reconciled_total` | counter | stored decisions replaced by a reconciled one (svc-crr's repair) |
 //! | `flk_tiering_feed_received_seq`, `flk_tiering_feed_applied_seq`, `flk_tiering_feed_lag_records` | gauge | the outcome feed |
+//! | `flk_tiering_journal_bytes`, `flk_tiering_journal_stale_bytes` | gauge | bytes (uncompressed) of the blobs in the hot journal's blob files and, of them, of records no longer hot, as its last garbage collection found them (before it freed any) |
+//! | `flk_tiering_journal_freed_bytes_total` | counter | bytes of journal blob files dropped by garbage collection |
 //! | `flk_tiering_store_up{store}` | gauge | 1 when the store answered its last check |
 //! | `flk_tiering_prewarm_precision`, `flk_tiering_prewarm_recall` | gauge | only with a prewarm model |
 
@@ -38,6 +40,9 @@ pub struct TieringMetrics {
     pub received_seq: IntGauge,
     pub applied_seq: IntGauge,
     pub lag: IntGauge,
+    pub journal_bytes: IntGauge,
+    pub journal_stale_bytes: IntGauge,
+    pub journal_freed: IntCounter,
     pub store_up: IntGaugeVec,
     pub prewarm: GaugeVec,
     pub prewarm_precision: Gauge,
@@ -98,6 +103,18 @@ impl TieringMetrics {
                 "flk_tiering_feed_lag_records",
                 "Feed records received but not applied",
             )?,
+            journal_bytes: IntGauge::new(
+                "flk_tiering_journal_bytes",
+                "Bytes in the hot journal's blob files, as its last garbage collection found them",
+            )?,
+            journal_stale_bytes: IntGauge::new(
+                "flk_tiering_journal_stale_bytes",
+                "Of the journal's bytes, blobs of records no longer hot, as its last garbage collection found them",
+            )?,
+            journal_freed: IntCounter::new(
+                "flk_tiering_journal_freed_bytes_total",
+                "Bytes of hot journal blob files dropped by garbage collection",
+            )?,
             store_up: IntGaugeVec::new(
                 Opts::new("flk_tiering_store_up", "1 when the store answered"),
                 &["store"],
@@ -128,6 +145,9 @@ impl TieringMetrics {
         registry.register(Box::new(m.received_seq.clone()))?;
         registry.register(Box::new(m.applied_seq.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
+        registry.register(Box::new(m.journal_bytes.clone()))?;
+        registry.register(Box::new(m.journal_stale_bytes.clone()))?;
+        registry.register(Box::new(m.journal_freed.clone()))?;
         registry.register(Box::new(m.store_up.clone()))?;
         registry.register(Box::new(m.prewarm.clone()))?;
         for t in Tier::ALL {

@@ -39,6 +39,8 @@ async fn ttls_reads_promotion_and_retention() {
     // Redelivery stores nothing twice.
     assert_eq!(e.ingest(&batch).await.unwrap(), 0);
     assert_eq!(e.catalog().cursor().unwrap(), 5);
+    // The hot journal's copies in a blob file, as a full memtable would leave them.
+    e.catalog().seal_journal().unwrap();
 
     // Just before hot_ttl nothing moves; a read at 59 min restarts record 1's clock.
     clock.set(T0 + 59 * MINUTE);
@@ -47,13 +49,21 @@ async fn ttls_reads_promotion_and_retention() {
     clock.set(T0 + HOUR);
     let r = e.cycle().await.unwrap();
     assert_eq!(r.hot_to_warm, 4, "{r:?}");
+    let mut journal_freed = r.journal_freed_bytes;
     assert_eq!(tier_of(e, "acme", 1), Some(Tier::Hot));
     assert_eq!(tier_of(e, "acme", 2), Some(Tier::Warm));
     clock.set(T0 + HOUR + 59 * MINUTE - 1);
     assert_eq!(e.cycle().await.unwrap().hot_to_warm, 0);
     clock.set(T0 + HOUR + 59 * MINUTE);
-    assert_eq!(e.cycle().await.unwrap().hot_to_warm, 1);
+    let r = e.cycle().await.unwrap();
+    assert_eq!(r.hot_to_warm, 1);
     assert_eq!(tier_of(e, "acme", 1), Some(Tier::Warm));
+    // With no record hot, the blob file holding their journal copies is gone (dropped whole
+    // now, or rewritten when 4 of 5 left and that file dropped now).
+    journal_freed += r.journal_freed_bytes;
+    assert!(journal_freed > 0, "{r:?}");
+    let gc = e.catalog().collect_journal_garbage().unwrap();
+    assert_eq!((gc.files, gc.bytes), (0, 0), "{gc:?}");
 
     // warm -> cold after warm_ttl since entering warm.
     clock.set(T0 + HOUR + 7 * DAY - 1);
