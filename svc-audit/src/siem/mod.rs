@@ -470,7 +470,6 @@ async fn deliver(ctx: &Arc<SinkCtx>, sender: &Sender, items: &[Item]) {
         m.sent.with_label_values(&[name]).inc_by(done);
         if !dead.is_empty() {
             let n = dead.lines().count() as u64;
-            m.dead.with_label_values(&[name]).inc_by(n);
             tracing::error!(sink = %name, events = n, reason = reply.fatal.as_deref().unwrap_or("refused items"), "SIEM refused events for good; kept in its dead-letter file");
             let c = ctx.clone();
             match tokio::task::spawn_blocking(move || c.spool.dead_letter(&dead)).await {
@@ -480,6 +479,8 @@ async fn deliver(ctx: &Arc<SinkCtx>, sender: &Sender, items: &[Item]) {
                 }
                 Err(e) => tracing::error!(sink = %name, error = %e, "dead-letter task failed"),
             }
+            // Counted once the file has them: whoever sees the count can read them there.
+            m.dead.with_label_values(&[name]).inc_by(n);
         }
         let result = match (retry.is_empty(), done > 0) {
             (true, _) if reply.fatal.is_some() => "dead_letter",
