@@ -60,6 +60,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use flk_runtime::key_filter::{KeyFilter, Writing};
 use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock, millis_since_epoch};
@@ -148,6 +149,8 @@ struct Db {
     keyspace: Keyspace,
     entries: PartitionHandle,
     expiry: PartitionHandle,
+    /// Every key of `entries`: most reads of a key never decided stop here.
+    filter: KeyFilter,
 }
 
 struct Inner {
@@ -179,7 +182,9 @@ impl Drop for Inner {
         {
             tracing::error!(path = %self.path.display(), "dedup writer thread panicked");
         }
-        drop(self.db.take());
+        if let Some(db) = self.db.take() {
+            db.filter.close();
+        }
     }
 }
 
@@ -302,8 +307,10 @@ impl EmbeddedStore {
                 .open_partition(name, PartitionCreateOptions::default())
                 .map_err(|e| fjall_error(e, &format!("opening partition {name}")))
         };
+        let entries = partition(ENTRIES)?;
         let db = Db {
-            entries: partition(ENTRIES)?,
+            filter: KeyFilter::open(entries.clone(), "dedup entries"),
+            entries,
             expiry: partition(EXPIRY)?,
             keyspace: keyspace.clone(),
         };
@@ -376,12 +383,12 @@ impl DedupStore for EmbeddedStore {
     async fn get(&self, key: &DedupKey) -> Result<Option<DedupEntry>, DedupError> {
         key.validate()?;
         let now_ms = millis_since_epoch(self.inner.clock.now());
-        let Some(value) = self
-            .db()?
-            .entries
-            .get(entry_key(key))
-            .map_err(|e| fjall_error(e, "get"))?
-        else {
+        let db = self.db()?;
+        let id = entry_key(key);
+        if !db.filter.may_contain(&id) {
+            return Ok(None);
+        }
+        let Some(value) = db.entries.get(id).map_err(|e| fjall_error(e, "get"))? else {
             return Ok(None);
         };
         let (expires_at_ms, entry) =
@@ -522,6 +529,8 @@ impl Writer {
     /// it and, unless deferred (and no sync asked), fsyncs the journal.
     fn apply(&self, segment: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
         let db = &self.db;
+        // Every key this batch writes is in the filter before it commits.
+        let filter = db.filter.writing();
         let mut batch = db.keyspace.batch();
         let mut overlay = Overlay::default();
         let mut answers = Vec::with_capacity(segment.len());
@@ -533,7 +542,7 @@ impl Writer {
                     ttl_ms,
                     replace,
                 } => Answer::Put(self.put(
-                    &mut batch,
+                    (&mut batch, &filter),
                     &mut overlay,
                     key,
                     entry,
@@ -545,6 +554,7 @@ impl Writer {
             });
         }
         batch.commit().map_err(|e| fjall_error(e, "commit"))?;
+        drop(filter);
         // A Sync makes every commit so far durable: this segment's and all before it.
         if !self.deferred_sync || segment.iter().any(|r| matches!(r.op, Op::Sync)) {
             db.keyspace
@@ -558,7 +568,7 @@ impl Writer {
     /// the inner result is this request's answer (a corrupt record fails only this request).
     fn put(
         &self,
-        batch: &mut fjall::Batch,
+        (batch, filter): (&mut fjall::Batch, &Writing<'_>),
         overlay: &mut Overlay,
         key: &DedupKey,
         entry: &DedupEntry,
@@ -568,6 +578,7 @@ impl Writer {
         let id = entry_key(key);
         let existing = match overlay.records.get(&id) {
             Some(record) => Some(codec::decode_record(record)),
+            None if !filter.may_contain(&id) => None,
             None => self
                 .db
                 .entries
@@ -590,6 +601,7 @@ impl Writer {
         let expires_at_ms = now_ms.saturating_add(ttl_ms);
         let record = codec::encode_record(expires_at_ms, entry);
         batch.insert(&self.db.expiry, expiry_key(expires_at_ms, &id), []);
+        filter.insert(&id);
         batch.insert(&self.db.entries, id.clone(), record.as_slice());
         overlay.records.insert(id, record);
         Ok(Ok(PutOutcome::Inserted))

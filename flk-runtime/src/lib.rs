@@ -15,11 +15,14 @@
 //! * [`embedded_db`]: the services' embedded redb databases, opened with a bounded page cache;
 //! * [`memory`]: process-wide memory settings (transparent huge pages off);
 //! * [`tenants`]: the tenants file, parsed once, strictly, for svc-verify and the gateway;
+//! * [`key_filter`]: an in-memory filter over a fjall partition's keys, so that reads of keys
+//!   it does not hold skip the partition;
 //! * [`feed`]: the outcome-feed consumer (persisted cursor, batching, backoff, resubscribe)
 //!   shared by svc-audit, svc-kpi and later consumers.
 //!
 //! Services depend on this crate and on the contracts (`flk-proto`), never on each other.
 
+pub mod key_filter;
 pub mod lock;
 
 #[cfg(feature = "service")]
