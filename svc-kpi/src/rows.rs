@@ -11,6 +11,9 @@
 //! fjall appends a batch to its journal and sorts it into segments in the background, as it
 //! does for svc-audit's index and svc-verify's dedup index.
 //!
+//! Most rows asked for do not exist (is this decision new?): a [`KeyFilter`] over the rows'
+//! keys answers those without reading the partition.
+//!
 //! # Consistency with the store
 //!
 //! The rows are written (handed to the operating system, not fsync'd) before the redb
@@ -23,6 +26,7 @@
 use std::path::Path;
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use flk_runtime::key_filter::KeyFilter;
 
 use crate::error::KpiError;
 use crate::model::DecisionRow;
@@ -65,6 +69,15 @@ fn decode(v: &[u8]) -> Result<Stored, KpiError> {
 pub struct Rows {
     rows: PartitionHandle,
     keyspace: Keyspace,
+    /// Every key of `rows`.
+    filter: KeyFilter,
+}
+
+/// The filter's build holds a handle of the keyspace: stopped before the keyspace closes.
+impl Drop for Rows {
+    fn drop(&mut self) {
+        self.filter.close();
+    }
 }
 
 impl std::fmt::Debug for Rows {
@@ -86,11 +99,19 @@ impl Rows {
         let rows = keyspace
             .open_partition(ROWS, PartitionCreateOptions::default())
             .map_err(err)?;
-        Ok(Rows { rows, keyspace })
+        let filter = KeyFilter::open(rows.clone(), "kpi rows");
+        Ok(Rows {
+            rows,
+            keyspace,
+            filter,
+        })
     }
 
     /// The row under `key`, if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<Stored>, KpiError> {
+        if !self.filter.may_contain(key) {
+            return Ok(None);
+        }
         self.rows
             .get(key)
             .map_err(err)?
@@ -108,8 +129,11 @@ impl Rows {
         if puts.is_empty() && removes.is_empty() {
             return Ok(());
         }
+        // Every key written is in the filter before the commit.
+        let filter = self.filter.writing();
         let mut batch = self.keyspace.batch();
         for (key, seq, row) in puts {
+            filter.insert(key);
             batch.insert(&self.rows, key.as_slice(), encode(*seq, row));
         }
         for key in removes {
@@ -146,6 +170,7 @@ mod tests {
     fn rows_round_trip_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let rows = Rows::open(dir.path()).unwrap();
+        rows.filter.wait_built();
         assert_eq!(rows.get(b"a").unwrap(), None);
         rows.write(
             &[(b"a".to_vec(), 7, row(1)), (b"b".to_vec(), 8, row(2))],
@@ -156,6 +181,9 @@ mod tests {
         rows.persist().unwrap();
         drop(rows);
         let rows = Rows::open(dir.path()).unwrap();
+        // The rows written before are found with the filter built from them too.
+        rows.filter.wait_built();
+        assert!(rows.filter.is_built());
         assert_eq!(
             rows.get(b"a").unwrap(),
             Some(Stored {
