@@ -37,6 +37,7 @@
 use std::path::Path;
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use flk_runtime::key_filter::KeyFilter;
 
 use crate::error::AuditError;
 
@@ -64,10 +65,19 @@ pub struct Index {
     leaves: PartitionHandle,
     meta: PartitionHandle,
     keyspace: Keyspace,
+    /// Every key of `leaves`: lookups of keys never indexed (most of them) stop here.
+    filter: KeyFilter,
     /// The committed `indexed_decisions` ([`UNCOUNTED`] when absent), for lock-free reads.
     decisions: std::sync::atomic::AtomicU64,
     // Released last, after the keyspace (and its background threads) is gone.
     _lock: flk_runtime::lock::DirLock,
+}
+
+/// The filter's build holds a handle of the keyspace: stopped before the keyspace closes.
+impl Drop for Index {
+    fn drop(&mut self) {
+        self.filter.close();
+    }
 }
 
 impl std::fmt::Debug for Index {
@@ -79,6 +89,8 @@ impl std::fmt::Debug for Index {
 /// A consistent read view for a batch of lookups.
 pub struct Snapshot {
     leaves: fjall::Snapshot,
+    /// A key it says is absent was never written, so is absent from any snapshot.
+    filter: KeyFilter,
 }
 
 fn key(tenant: &str, pcs_id: &[u8; 32]) -> Vec<u8> {
@@ -97,8 +109,12 @@ fn decode_u64(value: &[u8], what: &str) -> Result<u64, AuditError> {
 impl Snapshot {
     /// The leaf of `(tenant, pcs_id)`, if indexed.
     pub fn get(&self, tenant: &str, pcs_id: &[u8; 32]) -> Result<Option<u64>, AuditError> {
+        let k = key(tenant, pcs_id);
+        if !self.filter.may_contain(&k) {
+            return Ok(None);
+        }
         self.leaves
-            .get(key(tenant, pcs_id))
+            .get(k)
             .map_err(AuditError::index)?
             .map(|v| decode_u64(&v, "leaf index"))
             .transpose()
@@ -131,6 +147,7 @@ impl Index {
             None => UNCOUNTED,
         };
         Ok(Index {
+            filter: KeyFilter::open(leaves.clone(), "audit index"),
             leaves,
             meta,
             keyspace,
@@ -164,6 +181,7 @@ impl Index {
     pub fn snapshot(&self) -> Result<Snapshot, AuditError> {
         Ok(Snapshot {
             leaves: self.leaves.snapshot(),
+            filter: self.filter.clone(),
         })
     }
 
@@ -192,15 +210,20 @@ impl Index {
         decisions: u64,
         durable: bool,
     ) -> Result<Vec<u64>, AuditError> {
+        let filter = self.filter.writing();
         let mut batch = self.keyspace.batch();
         let mut twice = Vec::new();
         let mut added = std::collections::HashSet::with_capacity(keys.len());
         for &(tenant, pcs_id, leaf) in keys {
             let k = key(tenant, pcs_id);
-            if added.contains(&k) || self.leaves.contains_key(&k).map_err(AuditError::index)? {
+            if added.contains(&k)
+                || (filter.may_contain(&k)
+                    && self.leaves.contains_key(&k).map_err(AuditError::index)?)
+            {
                 twice.push(leaf);
                 continue;
             }
+            filter.insert(&k);
             batch.insert(&self.leaves, k.clone(), leaf.to_be_bytes());
             added.insert(k);
         }
@@ -218,9 +241,12 @@ impl Index {
         decisions: u64,
         durable: bool,
     ) -> Result<(), AuditError> {
+        let filter = self.filter.writing();
         let mut batch = self.keyspace.batch();
         for &(tenant, pcs_id, leaf) in keys {
-            batch.insert(&self.leaves, key(tenant, pcs_id), leaf.to_be_bytes());
+            let k = key(tenant, pcs_id);
+            filter.insert(&k);
+            batch.insert(&self.leaves, k, leaf.to_be_bytes());
         }
         self.finish(batch, indexed_size, decisions, durable)
     }
