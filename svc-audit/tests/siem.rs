@@ -261,10 +261,10 @@ async fn splunk_hec_refusing_the_token_dead_letters_each_batch_once() {
     let s = setup(&receiver, SinkKind::SplunkHec, |_, _| {}).await;
     let keys = submit_mixed(&s.verify, "hec403", 30).await;
     s.audit.wait_caught_up(s.verify.last_seq()).await;
-    // The counter also counts refused checkpoint events: wait for the file to hold every
-    // decision, then check the counter never ran ahead of it.
+    // The counter also counts refused checkpoint events, and is counted once the file has
+    // them: wait for the file to hold every decision and the counter to reach their number.
     let file = s.audit.data_dir().join("siem/s1/dead-letters.ndjson");
-    let (file, n) = (&file, keys.len());
+    let (file, n, audit) = (&file, keys.len(), &s.audit);
     let (dead, lines) = poll_until("every decision is dead-lettered", || async move {
         let dead = std::fs::read_to_string(file).unwrap_or_default();
         let lines: Vec<Value> = dead
@@ -277,10 +277,10 @@ async fn splunk_hec_refusing_the_token_dead_letters_each_batch_once() {
             .map(|l| l["event_id"].as_str().unwrap())
             .collect::<HashSet<_>>()
             .len();
-        (decisions == n).then_some((dead, lines))
+        let counted = sink_metric(audit, "flk_siem_dead_letter_total") >= n as f64;
+        (decisions == n && counted).then_some((dead, lines))
     })
     .await;
-    assert!(sink_metric(&s.audit, "flk_siem_dead_letter_total") >= n as f64);
     assert!(
         lines
             .iter()
