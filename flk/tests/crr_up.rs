@@ -489,9 +489,12 @@ async fn a_stack_restored_from_an_older_copy_is_repaired_by_replay_missing() {
     assert!(!replayed.is_empty(), "{doc}");
     // Each peer's round may list lost keys before ap's tree has taken in the first round's
     // repairs (all of them, or the ones its feed has not brought to the tree yet): then that
-    // round applies nothing ("already held"). Only lost keys are listed, every lost key by
-    // some round, and each is applied once in all.
+    // round applies nothing ("already held"). The backup may also predate ap's tree taking in
+    // one of the first five (`drained` is about shipping, not ap's own feed): such a key is
+    // lost from the tree too. So only decided keys are listed, every lost key by some round,
+    // and no key is applied twice.
     let lost: std::collections::BTreeSet<&str> = decided[5..].iter().map(String::as_str).collect();
+    let known: std::collections::BTreeSet<&str> = decided.iter().map(String::as_str).collect();
     let mut listed = std::collections::BTreeSet::new();
     for p in &replayed {
         let keys: std::collections::BTreeSet<&str> = p["keys"]
@@ -500,15 +503,18 @@ async fn a_stack_restored_from_an_older_copy_is_repaired_by_replay_missing() {
             .iter()
             .map(|k| k["pcs_id"].as_str().unwrap())
             .collect();
-        assert!(keys.is_subset(&lost), "only lost keys: {doc}");
+        assert!(keys.is_subset(&known), "only decided keys: {doc}");
         listed.extend(keys);
     }
-    assert_eq!(listed, lost, "every lost key listed: {doc}");
+    assert!(lost.is_subset(&listed), "every lost key listed: {doc}");
     let applied: u64 = replayed
         .iter()
         .filter_map(|p| p["detail"].as_str()?.split(' ').next()?.parse::<u64>().ok())
         .sum();
-    assert_eq!(applied, 5, "each lost key applied once: {doc}");
+    assert!(
+        applied >= 5 && applied <= listed.len() as u64,
+        "each lost key applied, none twice: {doc}"
+    );
 }
 
 /// A signed PCS of shard `shard` whose budget is the vector's plus `delta` (within the
