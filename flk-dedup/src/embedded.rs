@@ -21,11 +21,22 @@
 //!   byte) -> record bytes, format 1: `0x01 | expires_at: u64 BE (ms since the Unix epoch) |
 //!   seq: u64 BE | digest: 32 bytes | outcome: rest`. The expiry travels with the entry, so one
 //!   read decides liveness.
-//! - `expiry`: key `expires_at: u64 BE | entry key` -> empty, the index that
-//!   [`DedupStore::purge_expired`] walks in expiry order. Both partitions change in the same
-//!   atomic write batch, so they always agree.
+//! - `expiry`: the index that [`DedupStore::purge_expired`] walks in expiry order, one
+//!   entry per write batch and expiry time: key `expires_at: u64 BE | group: u64 BE` ->
+//!   the entry keys of the batch's puts with that expiry, each as `length: u16 BE | key`
+//!   (`group` is the keyspace's sequence number when the batch was built, so no two batches
+//!   share a key). It is written in the same atomic write batch as the entries it names.
+//!   Stores written before this layout hold one index entry per put, key `expires_at | entry
+//!   key` (at least 41 bytes) -> empty; the purge reads both.
 //!
-//! An entry is live while `now < expires_at` (`now` from the injectable [`Clock`]).
+//! An entry is live while `now < expires_at` (`now` from the injectable [`Clock`]). An index
+//! entry only says "look at these keys then": a put that replaces an entry leaves the old
+//! reference in place, and the purge deletes a named entry only if the expiry stored in the
+//! entry itself has passed, so a stale reference is dropped without effect.
+//!
+//! Why a group per batch: one index insert per put doubled the LSM work of every decision
+//! (memtable insert, flush, compaction); a group costs one insert per write batch (up to
+//! [`EmbeddedOptions::max_batch`] puts).
 //!
 //! # Writes: one writer thread, group commit
 //!
@@ -52,7 +63,7 @@
 //! (a record, a segment block, the journal at open) is [`DedupError::Corrupt`] (a bad record
 //! fails that key only; other keys keep working).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -262,11 +273,42 @@ pub fn entry_key(key: &DedupKey) -> Vec<u8> {
     out
 }
 
-fn expiry_key(expires_at_ms: u64, entry_key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + entry_key.len());
-    out.extend_from_slice(&expires_at_ms.to_be_bytes());
-    out.extend_from_slice(entry_key);
+/// The key of a group of the expiry index: 16 bytes (a per-put key of the older layout is at
+/// least 41).
+fn group_key(expires_at_ms: u64, group: u64) -> [u8; GROUP_KEY_LEN] {
+    let mut out = [0; GROUP_KEY_LEN];
+    out[..8].copy_from_slice(&expires_at_ms.to_be_bytes());
+    out[8..].copy_from_slice(&group.to_be_bytes());
     out
+}
+
+const GROUP_KEY_LEN: usize = 16;
+
+/// Appends `entry_key` to a group's value.
+fn push_reference(group: &mut Vec<u8>, entry_key: &[u8]) {
+    // An entry key is 32 bytes plus a tenant id of at most MAX_TENANT_ID_BYTES: far below
+    // u16::MAX.
+    let len = u16::try_from(entry_key.len()).unwrap_or(u16::MAX);
+    group.extend_from_slice(&len.to_be_bytes());
+    group.extend_from_slice(entry_key);
+}
+
+/// The entry keys a group's value names, in order.
+fn references(group: &[u8]) -> Result<Vec<&[u8]>, DedupError> {
+    let mut out = Vec::new();
+    let mut rest = group;
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<2>()
+            .ok_or_else(|| DedupError::corrupt(BACKEND, "expiry group ends inside a length"))?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let (key, tail) = tail
+            .split_at_checked(len)
+            .ok_or_else(|| DedupError::corrupt(BACKEND, "expiry group ends inside an entry key"))?;
+        out.push(key);
+        rest = tail;
+    }
+    Ok(out)
 }
 
 impl EmbeddedStore {
@@ -321,6 +363,7 @@ impl EmbeddedStore {
             clock: Arc::clone(&options.clock),
             max_batch: options.max_batch,
             deferred_sync: options.deferred_sync,
+            last_group: 0,
         };
         let writer = std::thread::Builder::new()
             .name("flk-dedup-writer".to_owned())
@@ -479,16 +522,20 @@ struct Writer {
     clock: Arc<dyn Clock>,
     max_batch: usize,
     deferred_sync: bool,
+    /// The group number of the last expiry group written (see [`group_key`]).
+    last_group: u64,
 }
 
 /// What the current write batch has written, for requests later in the same batch.
 #[derive(Default)]
 struct Overlay {
     records: HashMap<Vec<u8>, Vec<u8>>,
+    /// The batch's expiry groups: expiry time -> references.
+    groups: BTreeMap<u64, Vec<u8>>,
 }
 
 impl Writer {
-    fn run(self, queue: &mpsc::Receiver<Request>) {
+    fn run(mut self, queue: &mpsc::Receiver<Request>) {
         while let Ok(first) = queue.recv() {
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
@@ -527,8 +574,8 @@ impl Writer {
 
     /// Applies `segment` (at most one purge, as its first op) as one atomic write batch, commits
     /// it and, unless deferred (and no sync asked), fsyncs the journal.
-    fn apply(&self, segment: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
-        let db = &self.db;
+    fn apply(&mut self, segment: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
+        let db = self.db.clone();
         // Every key this batch writes is in the filter before it commits.
         let filter = db.filter.writing();
         let mut batch = db.keyspace.batch();
@@ -552,6 +599,10 @@ impl Writer {
                 Op::Purge { limit } => Answer::Purged(self.purge(&mut batch, *limit, now_ms)?),
                 Op::Sync => Answer::Synced,
             });
+        }
+        for (expires_at_ms, references) in overlay.groups {
+            let key = self.next_group_key(expires_at_ms)?;
+            batch.insert(&db.expiry, key, references);
         }
         batch.commit().map_err(|e| fjall_error(e, "commit"))?;
         drop(filter);
@@ -588,27 +639,48 @@ impl Writer {
         };
         match existing {
             Some(Err(message)) if !replace => return Ok(Err(corrupt_record(key, &message))),
-            Some(Err(_)) => {}
             Some(Ok((expires_at_ms, stored))) if now_ms < expires_at_ms && !replace => {
                 return Ok(Ok(PutOutcome::Existing(stored)));
             }
-            Some(Ok((expires_at_ms, _))) => {
-                // Expired (or replaced): behaves as absent and is replaced below.
-                batch.remove(&self.db.expiry, expiry_key(expires_at_ms, &id));
-            }
-            None => {}
+            // Absent, expired or replaced: written below. An expired or replaced entry's
+            // index reference goes stale, and the purge skips it (see the module docs).
+            _ => {}
         }
         let expires_at_ms = now_ms.saturating_add(ttl_ms);
         let record = codec::encode_record(expires_at_ms, entry);
-        batch.insert(&self.db.expiry, expiry_key(expires_at_ms, &id), []);
+        push_reference(overlay.groups.entry(expires_at_ms).or_default(), &id);
         filter.insert(&id);
         batch.insert(&self.db.entries, id.clone(), record.as_slice());
         overlay.records.insert(id, record);
         Ok(Ok(PutOutcome::Inserted))
     }
 
-    /// Deletes up to `limit` entries with `expires_at <= now`, oldest first, in `batch`.
-    /// Only ever the first op of a write batch: the scan sees committed data.
+    /// The key of a new expiry group: the keyspace's sequence number (it only grows, across
+    /// restarts too) or the last group's + 1, skipping any key already held.
+    fn next_group_key(&mut self, expires_at_ms: u64) -> Result<[u8; GROUP_KEY_LEN], DedupError> {
+        let mut group = self
+            .last_group
+            .saturating_add(1)
+            .max(self.db.keyspace.instant());
+        loop {
+            let key = group_key(expires_at_ms, group);
+            let held = self
+                .db
+                .expiry
+                .contains_key(key)
+                .map_err(|e| fjall_error(e, "expiry group"))?;
+            if !held {
+                self.last_group = group;
+                return Ok(key);
+            }
+            group = group.saturating_add(1);
+        }
+    }
+
+    /// Follows up to `limit` references of the expiry index due by `now`, oldest first, and
+    /// deletes each named entry whose own expiry has passed, in `batch`. Returns how many
+    /// entries it deleted (fewer than `limit` when references were stale). Only ever the first
+    /// op of a write batch: the scan sees committed data.
     fn purge(
         &self,
         batch: &mut fjall::Batch,
@@ -616,20 +688,72 @@ impl Writer {
         now_ms: u64,
     ) -> Result<usize, DedupError> {
         let end = now_ms.saturating_add(1).to_be_bytes();
-        let mut purged = 0;
-        for item in self.db.expiry.range(..end.as_slice()).take(limit) {
-            let (k, _) = item.map_err(|e| fjall_error(e, "purge"))?;
-            let Some(entry) = k.get(8..) else {
-                return Err(DedupError::corrupt(
-                    BACKEND,
-                    format!("expiry key of {} bytes", k.len()),
-                ));
-            };
-            batch.remove(&self.db.entries, entry.to_vec());
-            batch.remove(&self.db.expiry, k.to_vec());
-            purged += 1;
+        let mut followed = 0;
+        let mut deleted = HashSet::new();
+        for item in self.db.expiry.range(..end.as_slice()) {
+            if followed >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| fjall_error(e, "purge"))?;
+            if k.len() == GROUP_KEY_LEN {
+                let refs = references(&v)?;
+                let take = refs.len().min(limit - followed);
+                for id in &refs[..take] {
+                    self.purge_entry(batch, id, now_ms, &mut deleted)?;
+                }
+                followed += take;
+                if take < refs.len() {
+                    let mut rest = Vec::new();
+                    for id in &refs[take..] {
+                        push_reference(&mut rest, id);
+                    }
+                    batch.insert(&self.db.expiry, k.to_vec(), rest);
+                } else {
+                    batch.remove(&self.db.expiry, k.to_vec());
+                }
+            } else {
+                // The older layout: one reference per key.
+                let Some(id) = k.get(8..).filter(|id| id.len() > 32) else {
+                    return Err(DedupError::corrupt(
+                        BACKEND,
+                        format!("expiry key of {} bytes", k.len()),
+                    ));
+                };
+                self.purge_entry(batch, id, now_ms, &mut deleted)?;
+                followed += 1;
+                batch.remove(&self.db.expiry, k.to_vec());
+            }
         }
-        Ok(purged)
+        Ok(deleted.len())
+    }
+
+    /// Deletes the entry `id` if its expiry has passed (or it does not decode: its reference
+    /// fell due, as the older layout deleted it).
+    fn purge_entry(
+        &self,
+        batch: &mut fjall::Batch,
+        id: &[u8],
+        now_ms: u64,
+        deleted: &mut HashSet<Vec<u8>>,
+    ) -> Result<(), DedupError> {
+        if deleted.contains(id) {
+            return Ok(());
+        }
+        let Some(record) = self
+            .db
+            .entries
+            .get(id)
+            .map_err(|e| fjall_error(e, "purge"))?
+        else {
+            return Ok(());
+        };
+        let due = codec::decode_record(&record)
+            .map_or(true, |(expires_at_ms, _)| expires_at_ms <= now_ms);
+        if due {
+            batch.remove(&self.db.entries, id.to_vec());
+            deleted.insert(id.to_vec());
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flk_dedup::embedded::{DIR_NAME, ENTRIES, entry_key};
+use flk_dedup::embedded::{DIR_NAME, ENTRIES, EXPIRY, entry_key};
 use flk_dedup::{
     DEFAULT_TTL, DedupError, DedupStore, EmbeddedOptions, EmbeddedStore, ManualClock, PutOutcome,
 };
@@ -192,4 +192,170 @@ async fn a_purge_queued_with_replacing_puts_keeps_the_new_entries() {
         assert_eq!(store.get(k).await.expect("get"), Some(entry(2)), "{k:?}");
     }
     assert_eq!(store.purge_expired(1000).await.expect("purge"), 0);
+}
+
+/// The expiry index as stored: (key, value) pairs of the raw partition.
+fn raw_expiry_index(dir: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let keyspace = fjall::Config::new(dir.join(DIR_NAME))
+        .open()
+        .expect("open raw keyspace");
+    let expiry = keyspace
+        .open_partition(EXPIRY, fjall::PartitionCreateOptions::default())
+        .expect("expiry partition");
+    expiry
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.expect("read index");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// The entry keys a group of the index names (`length: u16 BE | key`, repeated).
+fn group_references(mut value: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some((len, rest)) = value.split_first_chunk::<2>() {
+        let (k, rest) = rest.split_at(usize::from(u16::from_be_bytes(*len)));
+        out.push(k.to_vec());
+        value = rest;
+    }
+    out
+}
+
+/// Puts written together share one index entry per expiry time: every put is named once,
+/// under a 16-byte group key, and the index holds no more entries than write batches.
+#[tokio::test]
+async fn puts_of_one_write_batch_share_an_expiry_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(SystemTime::now());
+    let store = open(dir.path(), &clock);
+    let keys: Vec<_> = (0..200).map(|n| key("t", n)).collect();
+    let one = entry(1);
+    let puts = keys
+        .iter()
+        .map(|k| store.put_if_absent(k, &one, DEFAULT_TTL));
+    for put in futures::future::join_all(puts).await {
+        assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    }
+    drop(store);
+    let index = raw_expiry_index(dir.path());
+    assert!(
+        index.len() < keys.len(),
+        "{} index entries for {} puts queued together",
+        index.len(),
+        keys.len()
+    );
+    let mut named: Vec<Vec<u8>> = Vec::new();
+    for (k, v) in &index {
+        assert_eq!(k.len(), 16, "group key");
+        named.extend(group_references(v));
+    }
+    named.sort();
+    let mut expected: Vec<Vec<u8>> = keys.iter().map(entry_key).collect();
+    expected.sort();
+    assert_eq!(named, expected);
+}
+
+/// A purge follows at most `limit` references, so a group larger than that is purged over
+/// several calls, and what is left of it stays in the index.
+#[tokio::test]
+async fn a_group_larger_than_the_limit_is_purged_over_several_calls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(SystemTime::now());
+    let store = open(dir.path(), &clock);
+    let minute = Duration::from_secs(60);
+    let keys: Vec<_> = (0..64).map(|n| key("t", n)).collect();
+    let one = entry(1);
+    let puts = keys.iter().map(|k| store.put_if_absent(k, &one, minute));
+    for put in futures::future::join_all(puts).await {
+        assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    }
+    clock.advance(2 * minute);
+    let mut purged = Vec::new();
+    for _ in 0..8 {
+        purged.push(store.purge_expired(10).await.expect("purge"));
+    }
+    assert_eq!(purged, [10, 10, 10, 10, 10, 10, 4, 0]);
+    for k in &keys {
+        assert_eq!(store.get(k).await.expect("get"), None);
+    }
+    drop(store);
+    assert_eq!(raw_expiry_index(dir.path()), Vec::new());
+}
+
+/// A put over an expired entry, or a replace with a longer lifetime, leaves the old reference
+/// in the index: when it falls due the purge sees the entry's own expiry and keeps it.
+#[tokio::test]
+async fn a_stale_reference_does_not_purge_a_renewed_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(SystemTime::now());
+    let store = open(dir.path(), &clock);
+    let minute = Duration::from_secs(60);
+    let (renewed, replaced) = (key("t", 1), key("t", 2));
+    for k in [&renewed, &replaced] {
+        let put = store.put_if_absent(k, &entry(1), minute).await;
+        assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    }
+    store
+        .replace(&replaced, &entry(3), 60 * minute)
+        .await
+        .expect("replace");
+    clock.advance(2 * minute);
+    let put = store.put_if_absent(&renewed, &entry(2), 60 * minute).await;
+    assert_eq!(
+        put.expect("put over an expired entry"),
+        PutOutcome::Inserted
+    );
+    assert_eq!(store.purge_expired(100).await.expect("purge"), 0);
+    assert_eq!(store.get(&renewed).await.expect("get"), Some(entry(2)));
+    assert_eq!(store.get(&replaced).await.expect("get"), Some(entry(3)));
+    clock.advance(60 * minute);
+    assert_eq!(store.purge_expired(100).await.expect("purge"), 2);
+    assert_eq!(store.purge_expired(100).await.expect("purge"), 0);
+}
+
+/// A store written with the older index layout (one `expires_at | entry key` entry per put)
+/// is purged all the same.
+#[tokio::test]
+async fn an_index_of_the_older_layout_is_still_purged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000);
+    let clock = ManualClock::new(start);
+    let store = open(dir.path(), &clock);
+    let minute = Duration::from_secs(60);
+    let (old, kept) = (key("t", 1), key("t", 2));
+    let put = store.put_if_absent(&old, &entry(1), minute).await;
+    assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    let put = store.put_if_absent(&kept, &entry(2), DEFAULT_TTL).await;
+    assert_eq!(put.expect("put"), PutOutcome::Inserted);
+    drop(store);
+    {
+        // Rewrite `old`'s reference as the older layout did.
+        let keyspace = fjall::Config::new(dir.path().join(DIR_NAME))
+            .open()
+            .expect("open raw keyspace");
+        let expiry = keyspace
+            .open_partition(EXPIRY, fjall::PartitionCreateOptions::default())
+            .expect("expiry partition");
+        let expires_at: u64 = 1_800_000_000_000 + 60_000;
+        for kv in expiry.prefix(expires_at.to_be_bytes()) {
+            let (k, _) = kv.expect("read index");
+            expiry.remove(k).expect("remove group");
+        }
+        let mut old_layout = expires_at.to_be_bytes().to_vec();
+        old_layout.extend(entry_key(&old));
+        expiry.insert(old_layout, []).expect("insert");
+        keyspace
+            .persist(fjall::PersistMode::SyncAll)
+            .expect("persist");
+    }
+    let store = open(dir.path(), &clock);
+    clock.advance(2 * minute);
+    assert_eq!(store.purge_expired(100).await.expect("purge"), 1);
+    assert_eq!(store.get(&old).await.expect("get"), None);
+    assert_eq!(store.get(&kept).await.expect("get"), Some(entry(2)));
+    drop(store);
+    let index = raw_expiry_index(dir.path());
+    assert_eq!(index.len(), 1, "only the kept entry's group is left");
+    assert_eq!(group_references(&index[0].1), vec![entry_key(&kept)]);
 }
