@@ -46,6 +46,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fjall::{Batch, Keyspace, PartitionCreateOptions, PartitionHandle};
+use flk_runtime::key_filter::KeyFilter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -358,10 +359,20 @@ pub struct Merkle {
     trees: RwLock<BTreeMap<String, TenantTree>>,
     keyspace: Keyspace,
     leaves: PartitionHandle,
+    /// Every key of `leaves`: a new decision's leaf (most of them) is known absent without a
+    /// read of the partition.
+    leaves_filter: KeyFilter,
     buckets: PartitionHandle,
     by_time: PartitionHandle,
     /// Held from reading the old leaves of a batch to publishing its hashes.
     writer: Mutex<()>,
+}
+
+/// The filter's build holds a handle of the keyspace: stopped before the keyspace closes.
+impl Drop for Merkle {
+    fn drop(&mut self) {
+        self.leaves_filter.close();
+    }
 }
 
 impl Merkle {
@@ -402,6 +413,7 @@ impl Merkle {
         Ok(Merkle {
             trees: RwLock::new(trees),
             keyspace: keyspace.clone(),
+            leaves_filter: KeyFilter::open(leaves.clone(), "crr leaves"),
             leaves,
             buckets,
             by_time,
@@ -449,6 +461,8 @@ impl Merkle {
         });
 
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Every leaf key written is in the filter before the commit.
+        let filter = self.leaves_filter.writing();
         let mut batch = self.keyspace.batch();
         let mut deltas: BTreeMap<(&str, u32), Digest> = BTreeMap::new();
         for (pos, &(bucket, i)) in order.iter().enumerate() {
@@ -461,11 +475,14 @@ impl Merkle {
             }
             let (tenant, pcs) = (u.tenant_id.as_str(), u.pcs_id.as_str());
             let key = leaf_key(tenant, bucket, pcs);
-            let old = self
-                .leaves
-                .get(&key)?
-                .map(|v| decode_leaf(&v))
-                .transpose()?;
+            let old = if filter.may_contain(&key) {
+                self.leaves
+                    .get(&key)?
+                    .map(|v| decode_leaf(&v))
+                    .transpose()?
+            } else {
+                None
+            };
             let mut delta = ZERO;
             match old {
                 Some((d, t)) if d == u.digest && t == u.decided_at_ms => continue,
@@ -484,12 +501,14 @@ impl Merkle {
                     delta = leaf_hash(tenant, pcs, &u.digest);
                 }
             }
+            filter.insert(&key);
             batch.insert(&self.leaves, key, encode_leaf(&u.digest, u.decided_at_ms));
             xor_into(deltas.entry((tenant, bucket)).or_insert(ZERO), &delta);
         }
         let staged = self.stage_buckets(&mut batch, deltas);
         also(&mut batch);
         batch.commit()?;
+        drop(filter);
         self.publish(staged);
         Ok(())
     }
@@ -609,9 +628,11 @@ impl Merkle {
         if validate(tenant_id, pcs_id).is_err() {
             return Ok(None);
         }
-        let found = self
-            .leaves
-            .get(leaf_key(tenant_id, bucket_of(pcs_id), pcs_id))?;
+        let key = leaf_key(tenant_id, bucket_of(pcs_id), pcs_id);
+        if !self.leaves_filter.may_contain(&key) {
+            return Ok(None);
+        }
+        let found = self.leaves.get(key)?;
         let Some(v) = found else {
             return Ok(None);
         };
