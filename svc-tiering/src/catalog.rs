@@ -64,12 +64,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fjall::{
     GarbageCollection, Keyspace, KvSeparationOptions, PartitionCreateOptions, PartitionHandle,
     PersistMode,
 };
+use flk_runtime::key_filter::KeyFilter;
 use flk_runtime::lock::{DirLock, LockError};
 use redb::{ReadableTable, TableDefinition};
 
@@ -214,6 +215,10 @@ struct Inner {
     writer: Mutex<()>,
     /// A lazy batch since the last sync.
     dirty: AtomicBool,
+    /// Every key of `records`, so that ingesting a record never seen skips the read of
+    /// `records`. Started once the older layouts are moved in (the move writes `records`
+    /// without it); until then every ingest reads.
+    filter: OnceLock<KeyFilter>,
     /// Released after the keyspace (fields drop in order).
     _lock: DirLock,
 }
@@ -221,6 +226,10 @@ struct Inner {
 /// A clean close keeps every lazy batch.
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The filter's build holds a handle of the keyspace.
+        if let Some(filter) = self.filter.get() {
+            filter.close();
+        }
         if self.dirty.load(Ordering::Acquire)
             && let Err(e) = self.keyspace.persist(PersistMode::SyncAll)
         {
@@ -303,6 +312,7 @@ impl Catalog {
                 keyspace,
                 writer: Mutex::new(()),
                 dirty: AtomicBool::new(false),
+                filter: OnceLock::new(),
                 _lock: lock,
             }),
         };
@@ -313,6 +323,11 @@ impl Catalog {
         if old_file.is_file() {
             catalog.move_from_redb(&old_file)?;
         }
+        let records = catalog.inner.records.clone();
+        let _ = catalog
+            .inner
+            .filter
+            .set(KeyFilter::open(records, "tiering records"));
         Ok(catalog)
     }
 
@@ -538,14 +553,20 @@ impl Catalog {
     ) -> Result<Vec<bool>, CatalogError> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // Every key this batch writes is in the filter before it commits.
+        let filter = inner.filter.get().map(KeyFilter::writing);
         let mut batch = inner.keyspace.batch();
         let mut fresh = Vec::with_capacity(records.len());
         let mut seen = HashSet::with_capacity(records.len());
         for (key, m, blob) in records {
             let k = key.encode();
-            if seen.contains(&k) || inner.records.contains_key(&k)? {
+            let may_hold = filter.as_ref().is_none_or(|f| f.may_contain(&k));
+            if seen.contains(&k) || (may_hold && inner.records.contains_key(&k)?) {
                 fresh.push(false);
                 continue;
+            }
+            if let Some(f) = &filter {
+                f.insert(&k);
             }
             batch.insert(&inner.records, k.as_slice(), m.encode());
             batch.insert(&inner.journal, k.as_slice(), blob.as_slice());
@@ -609,10 +630,16 @@ impl Catalog {
         }
         // A pack added again after its last release (not done today) is not emptied.
         emptied.retain(|p| packs.get(p.as_str()) == Some(&0));
+        let filter = inner.filter.get().map(KeyFilter::writing);
         let mut batch = inner.keyspace.batch();
         for (k, v) in records {
             match v {
-                Some(v) => batch.insert(&inner.records, k, v),
+                Some(v) => {
+                    if let Some(f) = &filter {
+                        f.insert(&k);
+                    }
+                    batch.insert(&inner.records, k, v);
+                }
                 None => batch.remove(&inner.records, k),
             }
         }
@@ -918,6 +945,36 @@ mod tests {
         cat.commit(&[Op::Cursor(9)], true).unwrap();
         assert!(!cat.inner.dirty.load(Ordering::Acquire));
         assert_eq!(cat.cursor().unwrap(), 9);
+    }
+
+    /// With the key filter built, keys held before the open (found by its scan), keys
+    /// ingested since and keys written by a commit alone are all redeliveries; keys never
+    /// written are new.
+    #[test]
+    fn ingest_with_the_key_filter_built_still_skips_every_held_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        ingest_n(&cat, 4, 4);
+        drop(cat);
+        let cat = Catalog::open(dir.path()).unwrap();
+        let filter = cat
+            .inner
+            .filter
+            .get()
+            .expect("the filter is started at open");
+        filter.wait_built();
+        assert!(filter.is_built());
+        let rec = |i: u64| (key(i), meta(i as i64), Arc::new(vec![i as u8]));
+        assert_eq!(
+            cat.ingest(&[rec(0), rec(3), rec(4)], 5).unwrap(),
+            vec![false, false, true]
+        );
+        // A record written by a commit (a restore, say), not by the feed.
+        cat.commit(&[Op::Put(key(9), meta(9))], false).unwrap();
+        assert_eq!(
+            cat.ingest(&[rec(4), rec(9), rec(10)], 6).unwrap(),
+            vec![false, false, true]
+        );
     }
 
     /// One commit writes each key once: the last change of an entry or journal copy wins,
