@@ -363,7 +363,6 @@ impl EmbeddedStore {
             clock: Arc::clone(&options.clock),
             max_batch: options.max_batch,
             deferred_sync: options.deferred_sync,
-            last_group: 0,
         };
         let writer = std::thread::Builder::new()
             .name("flk-dedup-writer".to_owned())
@@ -522,8 +521,6 @@ struct Writer {
     clock: Arc<dyn Clock>,
     max_batch: usize,
     deferred_sync: bool,
-    /// The group number of the last expiry group written (see [`group_key`]).
-    last_group: u64,
 }
 
 /// What the current write batch has written, for requests later in the same batch.
@@ -535,7 +532,7 @@ struct Overlay {
 }
 
 impl Writer {
-    fn run(mut self, queue: &mpsc::Receiver<Request>) {
+    fn run(self, queue: &mpsc::Receiver<Request>) {
         while let Ok(first) = queue.recv() {
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
@@ -574,8 +571,8 @@ impl Writer {
 
     /// Applies `segment` (at most one purge, as its first op) as one atomic write batch, commits
     /// it and, unless deferred (and no sync asked), fsyncs the journal.
-    fn apply(&mut self, segment: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
-        let db = self.db.clone();
+    fn apply(&self, segment: &[Request], now_ms: u64) -> Result<Vec<Answer>, DedupError> {
+        let db = &self.db;
         // Every key this batch writes is in the filter before it commits.
         let filter = db.filter.writing();
         let mut batch = db.keyspace.batch();
@@ -655,13 +652,12 @@ impl Writer {
         Ok(Ok(PutOutcome::Inserted))
     }
 
-    /// The key of a new expiry group: the keyspace's sequence number (it only grows, across
-    /// restarts too) or the last group's + 1, skipping any key already held.
-    fn next_group_key(&mut self, expires_at_ms: u64) -> Result<[u8; GROUP_KEY_LEN], DedupError> {
-        let mut group = self
-            .last_group
-            .saturating_add(1)
-            .max(self.db.keyspace.instant());
+    /// The key of a new expiry group: the keyspace's sequence number, which every committed
+    /// batch moves past (across restarts too), so it differs from every earlier batch's; the
+    /// groups of one batch differ by expiry time. A key already held (which that rules out)
+    /// is skipped rather than overwritten, since that would lose its references.
+    fn next_group_key(&self, expires_at_ms: u64) -> Result<[u8; GROUP_KEY_LEN], DedupError> {
+        let mut group = self.db.keyspace.instant();
         loop {
             let key = group_key(expires_at_ms, group);
             let held = self
@@ -670,7 +666,6 @@ impl Writer {
                 .contains_key(key)
                 .map_err(|e| fjall_error(e, "expiry group"))?;
             if !held {
-                self.last_group = group;
                 return Ok(key);
             }
             group = group.saturating_add(1);

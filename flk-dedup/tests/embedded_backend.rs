@@ -359,3 +359,23 @@ async fn an_index_of_the_older_layout_is_still_purged() {
     assert_eq!(index.len(), 1, "only the kept entry's group is left");
     assert_eq!(group_references(&index[0].1), vec![entry_key(&kept)]);
 }
+
+/// Batches with the same expiry time get groups of their own, across a reopen too: none
+/// overwrites another's references, so the purge finds every entry.
+#[tokio::test]
+async fn batches_with_one_expiry_time_keep_groups_of_their_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(SystemTime::now());
+    let minute = Duration::from_secs(60);
+    for n in 0..3 {
+        let store = open(dir.path(), &clock);
+        for k in [key("t", 2 * n), key("t", 2 * n + 1)] {
+            let put = store.put_if_absent(&k, &entry(n), minute).await;
+            assert_eq!(put.expect("put"), PutOutcome::Inserted);
+        }
+    }
+    assert_eq!(raw_expiry_index(dir.path()).len(), 6, "one group per batch");
+    let store = open(dir.path(), &clock);
+    clock.advance(2 * minute);
+    assert_eq!(store.purge_expired(100).await.expect("purge"), 6);
+}
